@@ -1,0 +1,263 @@
+"""The command line: parse, call the library, print. Tables go to stdout, everything else to stderr."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from harness.errors import RnnbenchError, UsageError
+
+MEASURE_CHOICES = ("speed", "accuracy", "gradients")
+
+
+class PositiveIntList(click.ParamType):
+    """A comma-separated list of positive integers, e.g. ``100,1000``."""
+
+    name = "N[,N...]"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        parts = [p.strip() for p in str(value).split(",")]
+        out = []
+        for part in parts:
+            try:
+                number = int(part)
+            except ValueError:
+                self.fail(f"{part!r} is not a positive integer (sizes are whole numbers > 0, e.g. 64 or 100,1000)", param, ctx)
+            if number <= 0:
+                self.fail(f"{part!r} is not a positive integer (sizes must be > 0)", param, ctx)
+            out.append(number)
+        return tuple(dict.fromkeys(out))
+
+
+class NameList(click.ParamType):
+    name = "NAME[,NAME...]"
+
+    def __init__(self, choices: tuple[str, ...] | None = None):
+        self.choices = choices
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        names = tuple(dict.fromkeys(n.strip() for n in str(value).split(",") if n.strip()))
+        if not names:
+            self.fail("expected at least one name", param, ctx)
+        if self.choices:
+            for n in names:
+                if n not in self.choices:
+                    self.fail(f"{n!r} is not one of {', '.join(self.choices)}", param, ctx)
+        return names
+
+
+SIZES = PositiveIntList()
+plugin_option = click.option(
+    "--plugin", "plugin_files", multiple=True, type=click.Path(dir_okay=False), metavar="PATH.py",
+    help="Load a plugin from a Python file (repeatable).",
+)
+
+
+def _warn(message: str) -> None:
+    click.echo(f"rnnbench: warning: {message}", err=True)
+
+
+def _load(plugin_files):
+    from harness.plugins import load_plugins
+
+    registry = load_plugins(plugin_files)
+    for error in registry.errors:
+        _warn(error)
+    return registry
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="rnnbench", prog_name="rnnbench")
+def cli():
+    """rnnbench: compare recurrent cells on speed, long-dependency accuracy and gradient decay."""
+
+
+@cli.command()
+@click.option("--cells", type=NameList(), default=("all",), show_default="all", help="Cells to compare, comma-separated, or 'all' (every registered cell).")
+@click.option("--tasks", type=NameList(), default=("all",), show_default="all", help="Tasks, comma-separated, or 'all'.")
+@click.option("--device", "devices", type=NameList(("cpu", "cuda", "auto")), default=("auto",), show_default="auto", help="cpu, cuda or auto (cpu, plus cuda when present).")
+@click.option("--measure", "measures", type=NameList(MEASURE_CHOICES), default=MEASURE_CHOICES, show_default="speed,accuracy,gradients", help="Measurements to run.")
+@click.option("--profile", "profile_name", default="default", show_default=True, help="Sizes and budgets: smoke (<30 s, for tests), default (~3 min on 2 CPU cores), paper (literature settings, for a GPU).")
+@click.option("--seq-len", type=SIZES, help="Sequence length(s) T for speed and for every task (overrides the profile).")
+@click.option("--hidden-size", type=SIZES, help="Hidden size(s) H for speed and training.")
+@click.option("--batch-size", type=SIZES, help="Batch size(s) B: speed sweeps every value; training uses the first.")
+@click.option("--input-size", type=SIZES, help="Input size I for the speed measurement (tasks fix their own).")
+@click.option("--steps", type=SIZES, help="Training step budget per cell and task.")
+@click.option("--seeds", type=SIZES, help="Number of seeds (0..N-1) for training.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Learning rate of the shared recipe.")
+@click.option("--threads", type=SIZES, default=(1,), show_default=True, help="CPU threads for torch and NumPy's BLAS, recorded in every row.")
+@click.option("--db", "db_path", type=click.Path(dir_okay=False), help="Results database [default: $RNNBENCH_DB or rnnbench-results/results.sqlite].")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Report folder [default: rnnbench-results/run-<ID>/].")
+@click.option("--json", "as_json", is_flag=True, help="Print the run's rows as JSON on stdout instead of tables.")
+@click.option("--resume", "resume_run", type=int, metavar="RUN_ID", help="Continue an interrupted run: measure only what it does not have yet.")
+@plugin_option
+@click.pass_context
+def run(ctx, cells, tasks, devices, measures, profile_name, seq_len, hidden_size, batch_size, input_size, steps, seeds, lr,
+        threads, db_path, out_dir, as_json, resume_run, plugin_files):
+    """Train, time and probe every selected cell on every selected task and device."""
+    from harness.runner import RunInterrupted, execute, resolve_devices
+    from harness.settings import build_config, config_from_dict
+    from harness.store import ResultStore
+
+    started = time.perf_counter()
+    registry = _load(plugin_files)
+    store = ResultStore(db_path)
+    if resume_run is not None:
+        stored = store.run(resume_run)
+        config = config_from_dict(stored["config"])
+        argv = stored["argv"]
+    else:
+        config = build_config(
+            registry, cells=cells, tasks=tasks, devices=resolve_devices(list(devices)), measures=measures,
+            profile_name=profile_name, seq_len=seq_len, hidden_size=hidden_size, batch_size=batch_size,
+            input_size=input_size, steps=steps, seeds=seeds, lr=lr, threads=threads[0],
+        )
+        argv = ["rnnbench", *sys.argv[1:]] if ctx.obj is None else ctx.obj
+    progress = _progress()
+    try:
+        outcome = execute(config, registry, store, argv, on_item=progress, resume_run=resume_run)
+        exit_code = 1 if outcome.counts["failed"] else 0
+    except RunInterrupted as interrupted:
+        outcome = interrupted.outcome
+        exit_code = 130
+        _warn(f"interrupted: run {outcome.run_id} keeps every item finished so far; continue it with "
+              f"'rnnbench run --resume {outcome.run_id}'")
+    finally:
+        progress.close()
+    _show_run(store, outcome.run_id, as_json, out_dir, registry)
+    minutes, seconds = divmod(time.perf_counter() - started, 60)
+    click.echo(
+        f"run {outcome.run_id}: {outcome.counts['ok']} ok, {outcome.counts['failed']} failed, "
+        f"{outcome.counts['skipped']} skipped in {int(minutes)}m{seconds:04.1f}s; results in {store.path}",
+        err=True,
+    )
+    return exit_code
+
+
+def _show_run(store, run_id: int, as_json: bool, out_dir, registry) -> None:
+    from tabulate import tabulate
+
+    from reports.tables import TABLES, Results, drop_empty_note
+
+    results = Results.from_store(store, run_id)
+    if as_json:
+        click.echo(json.dumps(results.rows.to_dict(orient="records"), default=str, indent=1))
+    else:
+        for title, build in TABLES.values():
+            table = drop_empty_note(build(results))
+            if not table.empty:
+                click.echo(f"\n{title}\n" + tabulate(table, headers="keys", tablefmt="simple", showindex=False))
+        click.echo()
+    target = Path(out_dir) if out_dir else store.path.parent / f"run-{run_id}"
+    report = registry.reporter("markdown").render(results, target)
+    click.echo(f"report: {report}", err=True)
+
+
+class _Progress:
+    """A tqdm bar on stderr for a terminal; one plain line per finished item otherwise."""
+
+    def __init__(self):
+        self.bar = None
+        self.tty = sys.stderr.isatty()
+
+    def __call__(self, index, total, item, status, seconds):
+        if self.tty:
+            if self.bar is None:
+                from tqdm import tqdm
+
+                self.bar = tqdm(total=total, file=sys.stderr, unit="item", leave=False)
+            self.bar.set_description_str(item.label()[:60])
+            self.bar.update(1)
+            if status not in ("ok", "already stored"):
+                self.bar.write(f"[{index}/{total}] {item.label()}: {status}", file=sys.stderr)
+        else:
+            click.echo(f"[{index}/{total}] {item.label()}: {status} ({seconds:.1f} s)", err=True)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _progress() -> _Progress:
+    return _Progress()
+
+
+def _print_table(rows: list[dict]) -> None:
+    from tabulate import tabulate
+
+    click.echo(tabulate(rows, headers="keys", tablefmt="simple") if rows else "(none)")
+
+
+@cli.command()
+@plugin_option
+def cells(plugin_files):
+    """List registered cells, with backend and source plugin."""
+    from harness.plugins import describe
+
+    registry = _load(plugin_files)
+    _print_table([
+        {"cell": c.name, "backend": c.backend, "form": c.form, "plugin": describe(c.plugin), "summary": c.summary}
+        for c in registry.cells.values()
+    ])
+    return 0
+
+
+@cli.command()
+@plugin_option
+def tasks(plugin_files):
+    """List registered tasks, with source plugin."""
+    from harness.plugins import describe
+
+    registry = _load(plugin_files)
+    _print_table([{"task": t.name, "plugin": describe(t.plugin), "summary": t.summary} for t in registry.tasks.values()])
+    return 0
+
+
+@cli.command()
+@plugin_option
+def plugins(plugin_files):
+    """List loaded plugins: where each came from and what it registered."""
+    registry = _load(plugin_files)
+    rows = []
+    for info in registry.plugins:
+        provided = [f"cell {c.name}" for c in registry.cells.values() if c.plugin == info]
+        provided += [f"task {t.name}" for t in registry.tasks.values() if t.plugin == info]
+        provided += [f"report {r.name}" for r in registry.reporters.values() if r.plugin == info]
+        rows.append({"plugin": info.name, "source": info.source, "distribution": info.distribution,
+                     "version": info.version, "registers": ", ".join(provided) or "(nothing)"})
+    _print_table(rows)
+    return 1 if registry.errors else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point: one clear line and an exit code for every user error."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        result = cli.main(args=args, prog_name="rnnbench", standalone_mode=False, obj=["rnnbench", *args])
+    except click.exceptions.UsageError as exc:
+        click.echo(f"rnnbench: error: {exc.format_message()}", err=True)
+        return 2
+    except click.exceptions.Abort:
+        click.echo("rnnbench: aborted", err=True)
+        return 130
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except RnnbenchError as exc:
+        click.echo(f"rnnbench: error: {exc}", err=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        click.echo("rnnbench: interrupted", err=True)
+        return 130
+    return result if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

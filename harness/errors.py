@@ -1,0 +1,52 @@
+"""Typed errors. The CLI turns each into one line on stderr and an exit code."""
+
+from __future__ import annotations
+
+
+class RnnbenchError(Exception):
+    """Base class for errors a user can act on; ``exit_code`` is what the CLI returns."""
+
+    exit_code = 1
+
+
+class UsageError(RnnbenchError):
+    """Bad input from the user: a wrong name, size or file."""
+
+    exit_code = 2
+
+
+class UnknownNameError(UsageError):
+    """A cell, task or reporter name that no plugin registered."""
+
+    def __init__(self, kind: str, name: str, available: list[str] | tuple[str, ...]):
+        self.kind = kind
+        self.name = name
+        self.available = sorted(available)
+        listed = ", ".join(self.available) if self.available else "(none registered)"
+        super().__init__(f"unknown {kind} {name!r}; available {kind}s: {listed}")
+
+
+class UnknownCellError(UnknownNameError):
+    def __init__(self, name: str, available):
+        super().__init__("cell", name, available)
+
+
+class UnknownTaskError(UnknownNameError):
+    def __init__(self, name: str, available):
+        super().__init__("task", name, available)
+
+
+class PluginError(RnnbenchError):
+    """A plugin failed to import, used a misspelt hook, or registered a duplicate name."""
+
+
+class CellContractError(RnnbenchError):
+    """A cell returned outputs or state that break the cell contract (shapes, structure)."""
+
+
+class DivergedError(RnnbenchError):
+    """Training produced a non-finite loss."""
+
+
+class NotSupportedError(RnnbenchError):
+    """A measurement cannot run in this combination (e.g. a NumPy cell on CUDA)."""

@@ -1,0 +1,290 @@
+"""The plugin manager: built-in cells, tasks and reporters load exactly like third-party ones.
+
+Order of loading: the built-in modules, then the ``rnnbench`` entry-point group, then the
+files named with ``--plugin path.py``. Hooks are called one plugin at a time so that every
+registered object records the plugin (distribution and version) it came from, and so that a
+plugin which crashes takes only itself down.
+
+Set ``RNNBENCH_DISABLE_PLUGIN_AUTOLOAD=1`` to skip the entry-point group (the test suite does,
+so that whatever happens to be installed cannot change its results).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import importlib.util
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import pluggy
+
+from harness import hookspecs
+from harness.errors import PluginError, UnknownCellError, UnknownNameError, UnknownTaskError, UsageError
+
+ENTRY_POINT_GROUP = "rnnbench"
+AUTOLOAD_ENV = "RNNBENCH_DISABLE_PLUGIN_AUTOLOAD"
+HOOK_NAMES = ("register_cells", "register_tasks", "register_reporters")
+
+BUILTIN_MODULES = (
+    "plugins.numpy_rnn",
+    "plugins.torch_rnn",
+    "plugins.lstm",
+    "plugins.gru",
+    "tasks.copy",
+    "tasks.adding",
+    "reports.markdown",
+)
+
+BACKENDS = ("torch", "numpy")
+FORMS = ("sequence", "step")
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    """Where a plugin came from: ``source`` is "builtin", "entry-point" or "file"."""
+
+    name: str
+    source: str
+    distribution: str
+    version: str
+
+
+@dataclass(frozen=True)
+class CellSpec:
+    name: str
+    factory: Callable[[int, int], Any]
+    backend: str
+    form: str
+    summary: str
+    plugin: PluginInfo
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    factory: Callable[[int], Any]
+    summary: str
+    plugin: PluginInfo
+
+
+@dataclass(frozen=True)
+class ReporterSpec:
+    name: str
+    render: Callable[..., Path]
+    suffix: str
+    summary: str
+    plugin: PluginInfo
+
+
+@dataclass
+class Registry:
+    """Everything the loaded plugins registered, plus the errors met while loading."""
+
+    cells: dict[str, CellSpec] = field(default_factory=dict)
+    tasks: dict[str, TaskSpec] = field(default_factory=dict)
+    reporters: dict[str, ReporterSpec] = field(default_factory=dict)
+    plugins: list[PluginInfo] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def cell(self, name: str) -> CellSpec:
+        try:
+            return self.cells[name]
+        except KeyError:
+            raise UnknownCellError(name, list(self.cells)) from None
+
+    def task(self, name: str) -> TaskSpec:
+        try:
+            return self.tasks[name]
+        except KeyError:
+            raise UnknownTaskError(name, list(self.tasks)) from None
+
+    def reporter(self, name: str) -> ReporterSpec:
+        try:
+            return self.reporters[name]
+        except KeyError:
+            raise UnknownNameError("report format", name, list(self.reporters)) from None
+
+    def select_cells(self, names: str | list[str]) -> list[CellSpec]:
+        """``"all"`` means every registered cell, third-party ones included."""
+        return [self.cell(n) for n in _expand(names, self.cells)]
+
+    def select_tasks(self, names: str | list[str]) -> list[TaskSpec]:
+        return [self.task(n) for n in _expand(names, self.tasks)]
+
+
+def _expand(names: str | list[str], registered: dict) -> list[str]:
+    if isinstance(names, str):
+        names = [n.strip() for n in names.split(",") if n.strip()]
+    if not names:
+        raise UsageError("no names given; use 'all' or a comma-separated list")
+    if "all" in names:
+        return list(registered)
+    return list(dict.fromkeys(names))
+
+
+def _rnnbench_version() -> str:
+    try:
+        return importlib.metadata.version("rnnbench")
+    except importlib.metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+def _load_plugin_file(path: str | os.PathLike) -> Any:
+    file = Path(path)
+    if not file.is_file():
+        raise UsageError(f"plugin file not found: {str(path)!r} (expected a Python file, e.g. mycell.py)")
+    module_name = f"rnnbench_plugin_{file.stem}"
+    spec = importlib.util.spec_from_file_location(module_name, file)
+    if spec is None or spec.loader is None:
+        raise UsageError(f"cannot load plugin file {str(path)!r}: not a Python module")
+    module = importlib.util.module_from_spec(spec)
+    # Registered in sys.modules so that pickling and dataclasses in the plugin work.
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(module_name, None)
+        raise
+    return module
+
+
+def _candidate_plugins(plugin_files, autoload: bool) -> tuple[list[tuple[Any, PluginInfo]], list[str]]:
+    """Import every plugin module; return (module, info) pairs and one error line per failure."""
+    found: list[tuple[Any, PluginInfo]] = []
+    errors: list[str] = []
+    version = _rnnbench_version()
+    for module_name in BUILTIN_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as exc:  # a broken built-in must not hide the others
+            errors.append(f"built-in plugin {module_name!r} failed to import: {type(exc).__name__}: {exc}")
+            continue
+        found.append((module, PluginInfo(module_name.split(".")[-1].replace("_", "-"), "builtin", "rnnbench", version)))
+    if autoload:
+        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            dist = ep.dist.name if ep.dist is not None else ep.value
+            dist_version = ep.dist.version if ep.dist is not None else "unknown"
+            try:
+                module = ep.load()
+            except Exception as exc:
+                errors.append(f"plugin {ep.name!r} ({dist} {dist_version}) failed to import: {type(exc).__name__}: {exc}")
+                continue
+            found.append((module, PluginInfo(ep.name, "entry-point", dist, dist_version)))
+    for path in plugin_files:
+        try:
+            module = _load_plugin_file(path)
+        except UsageError:
+            raise
+        except Exception as exc:
+            errors.append(f"plugin file {str(path)!r} failed to import: {type(exc).__name__}: {exc}")
+            continue
+        found.append((module, PluginInfo(Path(path).stem, "file", f"file:{Path(path).resolve()}", "local")))
+    return found, errors
+
+
+def load_plugins(plugin_files=(), *, autoload: bool | None = None) -> Registry:
+    """Load built-in, installed and file plugins into a fresh :class:`Registry`.
+
+    :param plugin_files: paths of Python files to load as plugins (``--plugin``).
+    :param autoload: load the ``rnnbench`` entry-point group; default: yes, unless the
+        environment variable ``RNNBENCH_DISABLE_PLUGIN_AUTOLOAD`` is set to a non-empty value.
+    """
+    if autoload is None:
+        autoload = not os.environ.get(AUTOLOAD_ENV)
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    registry = Registry()
+    candidates, registry.errors = _candidate_plugins(plugin_files, autoload)
+
+    registered: list[tuple[Any, PluginInfo]] = []
+    for module, info in candidates:
+        if pm.is_registered(module):
+            continue
+        try:
+            pm.register(module, name=f"{info.source}:{info.name}:{len(registered)}")
+        except Exception as exc:  # e.g. a hookimpl whose arguments the spec does not have
+            registry.errors.append(f"plugin {info.name!r}: {exc}")
+            continue
+        try:
+            # A hook implementation without a matching spec is almost always a typo
+            # ("register_cell"); pluggy would otherwise ignore it silently.
+            pm.check_pending()
+        except pluggy.PluginValidationError as exc:
+            pm.unregister(module)
+            registry.errors.append(f"plugin {info.name!r}: {exc}; known hooks: {', '.join(HOOK_NAMES)}")
+            continue
+        registered.append((module, info))
+        registry.plugins.append(info)
+
+    modules = [m for m, _ in registered]
+    for module, info in registered:
+        others = [m for m in modules if m is not module]
+        for hook_name in HOOK_NAMES:
+            caller = pm.subset_hook_caller(hook_name, remove_plugins=others)
+            try:
+                caller(register=_registrar(registry, hook_name, info))
+            except Exception as exc:
+                registry.errors.append(f"plugin {info.name!r} failed in {hook_name}: {type(exc).__name__}: {exc}")
+    return registry
+
+
+def describe(info: PluginInfo) -> str:
+    if info.source == "builtin":
+        return f"{info.name} (rnnbench {info.version})"
+    if info.source == "file":
+        return f"{info.name} ({info.distribution})"
+    return f"{info.name} ({info.distribution} {info.version})"
+
+
+def _registrar(registry: Registry, hook_name: str, info: PluginInfo) -> Callable[..., None]:
+    def _check_new(table: dict, kind: str, name: str) -> bool:
+        if not isinstance(name, str) or not name or name == "all" or "," in name:
+            registry.errors.append(f"plugin {info.name!r} registered an invalid {kind} name {name!r}")
+            return False
+        if name in table:
+            registry.errors.append(
+                f"duplicate {kind} name {name!r}: registered by {describe(table[name].plugin)} "
+                f"and by {describe(info)}; the second is ignored"
+            )
+            return False
+        return True
+
+    def register_cell(name, factory, *, backend="torch", form="sequence", summary=""):
+        if backend not in BACKENDS:
+            registry.errors.append(f"plugin {info.name!r}: cell {name!r} has backend {backend!r}; allowed: {', '.join(BACKENDS)}")
+            return
+        if form not in FORMS:
+            registry.errors.append(f"plugin {info.name!r}: cell {name!r} has form {form!r}; allowed: {', '.join(FORMS)}")
+            return
+        if not callable(factory):
+            registry.errors.append(f"plugin {info.name!r}: cell {name!r} factory is not callable")
+            return
+        if _check_new(registry.cells, "cell", name):
+            registry.cells[name] = CellSpec(name, factory, backend, form, summary, info)
+
+    def register_task(name, factory, *, summary=""):
+        if not callable(factory):
+            registry.errors.append(f"plugin {info.name!r}: task {name!r} factory is not callable")
+            return
+        if _check_new(registry.tasks, "task", name):
+            registry.tasks[name] = TaskSpec(name, factory, summary, info)
+
+    def register_reporter(name, render, *, suffix, summary=""):
+        if _check_new(registry.reporters, "reporter", name):
+            registry.reporters[name] = ReporterSpec(name, render, suffix, summary, info)
+
+    return {
+        "register_cells": register_cell,
+        "register_tasks": register_task,
+        "register_reporters": register_reporter,
+    }[hook_name]
+
+
+def require_clean(registry: Registry) -> None:
+    """Raise :class:`PluginError` listing every load error (for ``rnnbench check``-style strictness)."""
+    if registry.errors:
+        raise PluginError("; ".join(registry.errors))

@@ -1,0 +1,322 @@
+"""Sweeps: plan every (cell x task x device x size x seed) item, measure it, store its rows.
+
+Each item's rows are committed when the item finishes, so Ctrl-C loses at most the item in
+progress. A cell that raises or diverges is stored as failed, with its error, and the
+sweep goes on.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import torch
+
+from harness import env
+from harness.cells import SequenceModel, build_cell, check_contract
+from harness.errors import NotSupportedError, UsageError
+from harness.gradients import DEFAULT_MAX_PROBES, GradientProfile, gradient_profile, probe_steps
+from harness.plugins import CellSpec, Registry, TaskSpec
+from harness.speed import TimingConfig, measure_speed
+from harness.store import ResultRow, ResultStore
+from harness.training import Recipe, held_out, train
+
+MEASURES = ("speed", "accuracy", "gradients")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that decides what a run measures (stored with the run)."""
+
+    cells: tuple[str, ...]
+    tasks: tuple[str, ...]
+    devices: tuple[str, ...]
+    measures: tuple[str, ...]
+    seeds: tuple[int, ...]
+    task_seq_lens: dict[str, tuple[int, ...]]
+    hidden_sizes: tuple[int, ...]
+    recipe: Recipe
+    speed_batch_sizes: tuple[int, ...]
+    speed_seq_lens: tuple[int, ...]
+    speed_hidden_sizes: tuple[int, ...]
+    speed_input_size: int
+    timing: TimingConfig
+    threads: int = 1
+    max_probes: int = DEFAULT_MAX_PROBES
+    profile: str = "custom"
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class SpeedItem:
+    cell: CellSpec
+    device: str
+    batch_size: int
+    seq_len: int
+    input_size: int
+    hidden_size: int
+
+    @property
+    def key(self) -> str:
+        return f"speed|{self.cell.name}|{self.device}|B{self.batch_size}|T{self.seq_len}|I{self.input_size}|H{self.hidden_size}"
+
+    def label(self) -> str:
+        return f"speed {self.cell.name} {self.device} B={self.batch_size} T={self.seq_len} H={self.hidden_size}"
+
+
+@dataclass(frozen=True)
+class TrainItem:
+    cell: CellSpec
+    task: TaskSpec
+    device: str
+    seq_len: int
+    hidden_size: int
+    seed: int
+    measures: tuple[str, ...]
+
+    @property
+    def key(self) -> str:
+        return f"train|{self.cell.name}|{self.task.name}|{self.device}|T{self.seq_len}|H{self.hidden_size}|seed{self.seed}"
+
+    def label(self) -> str:
+        what = "+".join(m for m in ("accuracy", "gradients") if m in self.measures)
+        return f"{what} {self.cell.name} {self.task.name} T={self.seq_len} {self.device} seed={self.seed}"
+
+
+@dataclass
+class RunOutcome:
+    run_id: int
+    status: str = "running"
+    counts: dict = field(default_factory=lambda: {"ok": 0, "failed": 0, "skipped": 0})
+
+
+class RunInterrupted(Exception):
+    """Ctrl-C during a run; ``outcome`` says what was kept."""
+
+    def __init__(self, outcome: RunOutcome):
+        super().__init__(f"run {outcome.run_id} interrupted")
+        self.outcome = outcome
+
+
+def resolve_devices(requested: list[str]) -> tuple[str, ...]:
+    """``auto`` -> cpu, plus cuda when present. ``cuda`` without a GPU is a usage error."""
+    devices: list[str] = []
+    for name in requested:
+        if name == "auto":
+            devices += ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+        elif name == "cpu":
+            devices.append("cpu")
+        elif name == "cuda":
+            if not torch.cuda.is_available():
+                raise UsageError(f"device 'cuda' requested but no CUDA GPU is available to torch {torch.__version__}; allowed here: cpu, auto")
+            devices.append("cuda")
+        else:
+            raise UsageError(f"unknown device {name!r}; allowed: cpu, cuda, auto")
+    return tuple(dict.fromkeys(devices))
+
+
+def plan(config: RunConfig, registry: Registry) -> list[SpeedItem | TrainItem]:
+    cells = registry.select_cells(list(config.cells))
+    items: list[SpeedItem | TrainItem] = []
+    if "speed" in config.measures:
+        for device in config.devices:
+            for cell in cells:
+                for batch in config.speed_batch_sizes:
+                    for seq_len in config.speed_seq_lens:
+                        for hidden in config.speed_hidden_sizes:
+                            items.append(SpeedItem(cell, device, batch, seq_len, config.speed_input_size, hidden))
+    train_measures = tuple(m for m in config.measures if m in ("accuracy", "gradients"))
+    if train_measures:
+        tasks = registry.select_tasks(list(config.tasks))
+        for device in config.devices:
+            for task in tasks:
+                for seq_len in config.task_seq_lens[task.name]:
+                    for hidden in config.hidden_sizes:
+                        for seed in config.seeds:
+                            for cell in cells:
+                                items.append(TrainItem(cell, task, device, seq_len, hidden, seed, train_measures))
+    return items
+
+
+def _impl(cell: CellSpec, module: torch.nn.Module | None = None) -> str:
+    """How the recurrence runs: the library's fused kernel, a Python step loop, or NumPy."""
+    if cell.backend == "numpy":
+        return "numpy"
+    if cell.form == "step":
+        return "unrolled"
+    if isinstance(module, torch.nn.RNNBase):
+        return "fused"
+    return "module"
+
+
+def _base(item, measurement: str, threads: int, **extra) -> dict:
+    cell = item.cell
+    return dict(
+        item=item.key,
+        measurement=measurement,
+        cell=cell.name,
+        plugin=cell.plugin.distribution if cell.plugin.source != "builtin" else f"rnnbench:{cell.plugin.name}",
+        plugin_version=cell.plugin.version,
+        backend=cell.backend,
+        device=item.device,
+        threads=threads,
+        **extra,
+    )
+
+
+def _speed_rows(item: SpeedItem, config: RunConfig, threads: int) -> list[ResultRow]:
+    sizes = dict(batch_size=item.batch_size, seq_len=item.seq_len, input_size=item.input_size, hidden_size=item.hidden_size)
+    base = _base(item, "speed", threads, **sizes)
+    if item.cell.backend == "numpy" and item.device != "cpu":
+        return [ResultRow(**base, impl="numpy", status="skipped", error=f"not supported on {item.device}")]
+    torch.manual_seed(0)
+    cell = build_cell(item.cell, item.input_size, item.hidden_size).to(item.device)
+    base["impl"] = _impl(item.cell, cell)
+    check_contract(cell, item.input_size, item.hidden_size, torch.device(item.device), name=item.cell.name)
+    result = measure_speed(cell, item.batch_size, item.seq_len, item.input_size, item.device, config.timing)
+    fwd, fb = result.forward, result.forward_backward
+    return [
+        ResultRow(**base, metric="forward_s", value=fwd.median, unit="s", stats=fwd.as_dict()),
+        ResultRow(**base, metric="forward_backward_s", value=fb.median, unit="s", stats=fb.as_dict()),
+        ResultRow(**base, metric="steps_per_s", value=result.steps_per_s, unit="(B*T)/s", stats={"basis": "forward_backward median"}),
+        ResultRow(**base, metric="peak_memory_bytes", value=result.peak_memory_bytes, unit="bytes", stats={"method": result.memory_method}),
+    ]
+
+
+def _gradient_rows(base: dict, phase: str, profile: GradientProfile, length: int) -> list[ResultRow]:
+    rows = [
+        ResultRow(**base, phase=phase, step=d, metric="grad_norm", value=n, unit="norm")
+        for d, n in zip(profile.distances, profile.norms)
+    ]
+    horizon = profile.horizon
+    rows += [
+        ResultRow(**base, phase=phase, metric="decay_rate", value=profile.decay_rate, unit="ln(norm)/step"),
+        ResultRow(**base, phase=phase, metric="first_last_ratio", value=profile.first_last_ratio, unit="ratio"),
+        ResultRow(
+            **base, phase=phase, metric="horizon", value=horizon, unit="steps",
+            stats={"threshold": 1e-3, "censored": horizon is None, "length": length},
+        ),
+    ]
+    return rows
+
+
+def _accuracy_rows(base: dict, result) -> list[ResultRow]:
+    rows = [
+        ResultRow(**base, metric="loss", value=result.loss, unit="loss"),
+        ResultRow(**base, metric="baseline", value=result.baseline, unit="loss"),
+        ResultRow(**base, metric="loss_ratio", value=result.loss_ratio, unit="ratio"),
+        ResultRow(**base, metric="accuracy", value=result.accuracy, unit="fraction"),
+        ResultRow(**base, metric="solved", value=float(result.solved), unit="bool"),
+        ResultRow(**base, metric="steps_to_solve", value=result.steps_to_solve, unit="steps"),
+        ResultRow(**base, metric="seconds_to_solve", value=result.seconds_to_solve, unit="s"),
+        ResultRow(**base, metric="steps_run", value=result.steps_run, unit="steps"),
+        ResultRow(**base, metric="train_seconds", value=result.train_seconds, unit="s"),
+    ]
+    for point in result.curve:
+        rows.append(ResultRow(**base, phase="curve", step=point.step, metric="curve_loss", value=point.loss, unit="loss",
+                              stats={"train_seconds": point.train_seconds}))
+        rows.append(ResultRow(**base, phase="curve", step=point.step, metric="curve_accuracy", value=point.accuracy, unit="fraction"))
+    return rows
+
+
+def _train_rows(item: TrainItem, config: RunConfig, threads: int) -> list[ResultRow]:
+    """Measure one train item. On failure, the rows measured so far are kept and a failed
+    row is added for each measurement that did not finish (raised as _PartialFailure)."""
+    task = item.task.factory(item.seq_len)
+    sizes = dict(task=item.task.name, batch_size=config.recipe.batch_size, seq_len=item.seq_len,
+                 input_size=task.input_size, hidden_size=item.hidden_size, seed=item.seed)
+    bases = {m: _base(item, m, threads, **sizes) for m in item.measures}
+    if item.cell.backend == "numpy" and item.device != "cpu":
+        return [ResultRow(**b, impl="numpy", status="skipped", error=f"not supported on {item.device}") for b in bases.values()]
+    rows: list[ResultRow] = []
+    pending = list(item.measures)
+    try:
+        torch.manual_seed(item.seed)
+        cell = build_cell(item.cell, task.input_size, item.hidden_size)
+        impl = _impl(item.cell, cell)
+        for b in bases.values():
+            b["impl"] = impl
+        model = SequenceModel(cell, item.hidden_size, task.output_size).to(item.device)
+        check_contract(model.cell, task.input_size, item.hidden_size, torch.device(item.device), name=item.cell.name)
+        eval_x, eval_target = held_out(task, config.recipe, item.seed, item.device, torch.float32)
+        # The probe batch: the first B held-out sequences, the same for every cell.
+        probe_x, probe_target = eval_x[:, : config.recipe.batch_size], eval_target[..., : config.recipe.batch_size]
+        probes = probe_steps(task.length, config.max_probes)
+        if "gradients" in item.measures:
+            init_profile = gradient_profile(model, task, probe_x, probe_target, probes)
+        result = train(model, task, config.recipe, item.seed, item.device, eval_data=(eval_x, eval_target))
+        if "accuracy" in item.measures:
+            rows += _accuracy_rows(bases["accuracy"], result)
+            pending.remove("accuracy")
+        if "gradients" in item.measures:
+            trained_profile = gradient_profile(model, task, probe_x, probe_target, probes)
+            rows += _gradient_rows(bases["gradients"], "init", init_profile, task.length)
+            rows += _gradient_rows(bases["gradients"], "trained", trained_profile, task.length)
+            pending.remove("gradients")
+    except (KeyboardInterrupt, UsageError):
+        raise
+    except Exception as exc:
+        message = f"{type(exc).__name__}: {exc}"
+        rows += [ResultRow(**bases[m], status="failed", error=message) for m in pending]
+    return rows
+
+
+def execute(
+    config: RunConfig,
+    registry: Registry,
+    store: ResultStore,
+    argv: list[str],
+    *,
+    on_item: Callable[[int, int, object, str, float], None] | None = None,
+    resume_run: int | None = None,
+) -> RunOutcome:
+    """Run every planned item, committing each item's rows as it finishes."""
+    items = plan(config, registry)
+    threads = env.set_threads(config.threads)
+    if "cuda" in config.devices:
+        # float32 means float32: no silent TF32 in cuBLAS or cuDNN.
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    if resume_run is None:
+        run_id = store.start_run(argv, config.as_dict(), {**env.fingerprint(), **threads, "devices": list(config.devices)})
+        done: set[str] = set()
+    else:
+        run_id = resume_run
+        store.reopen_run(run_id)
+        done = store.completed_items(run_id)
+        store.delete_items(run_id, {i.key for i in items} - done)
+    outcome = RunOutcome(run_id)
+    try:
+        for index, item in enumerate(items, start=1):
+            if item.key in done:
+                if on_item:
+                    on_item(index, len(items), item, "already stored", 0.0)
+                continue
+            started = time.perf_counter()
+            if isinstance(item, SpeedItem):
+                try:
+                    rows = _speed_rows(item, config, threads["torch_threads"])
+                except (KeyboardInterrupt, UsageError):
+                    raise
+                except Exception as exc:
+                    base = _base(item, "speed", threads["torch_threads"], batch_size=item.batch_size, seq_len=item.seq_len,
+                                 input_size=item.input_size, hidden_size=item.hidden_size)
+                    rows = [ResultRow(**base, status="failed", error=f"{type(exc).__name__}: {exc}")]
+            else:
+                rows = _train_rows(item, config, threads["torch_threads"])
+            store.add_rows(run_id, rows)
+            status = "failed" if any(r.status == "failed" for r in rows) else ("skipped" if all(r.status == "skipped" for r in rows) else "ok")
+            outcome.counts[status] += 1
+            if on_item:
+                error = next((r.error for r in rows if r.status != "ok"), None)
+                on_item(index, len(items), item, status if error is None else f"{status}: {error}", time.perf_counter() - started)
+    except KeyboardInterrupt:
+        outcome.status = "interrupted"
+        store.finish_run(run_id, outcome.status)
+        raise RunInterrupted(outcome) from None
+    outcome.status = "failed" if outcome.counts["failed"] else "complete"
+    store.finish_run(run_id, outcome.status)
+    return outcome

@@ -1,0 +1,54 @@
+"""Turn a profile plus command-line overrides into a :class:`RunConfig` (and back from storage)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from harness.profiles import get_profile
+from harness.runner import RunConfig
+from harness.speed import TimingConfig
+from harness.training import Recipe
+
+
+def build_config(registry, *, cells, tasks, devices, measures, profile_name="default", seq_len=None, hidden_size=None,
+                 batch_size=None, input_size=None, steps=None, seeds=None, lr=None, threads=1) -> RunConfig:
+    """Names are validated against the registry here, before anything runs."""
+    profile = get_profile(profile_name)
+    cell_names = tuple(c.name for c in registry.select_cells(list(cells)))
+    task_names = tuple(t.name for t in registry.select_tasks(list(tasks)))
+    recipe = profile.recipe
+    if batch_size:
+        recipe = replace(recipe, batch_size=batch_size[0])
+    if steps:
+        recipe = replace(recipe, steps=steps[0], eval_every=min(recipe.eval_every, steps[0]))
+    if lr:
+        recipe = replace(recipe, lr=lr)
+    return RunConfig(
+        cells=cell_names,
+        tasks=task_names,
+        devices=tuple(devices),
+        measures=tuple(measures),
+        seeds=tuple(range(seeds[0] if seeds else profile.seeds)),
+        task_seq_lens={t: tuple(seq_len) if seq_len else profile.seq_lens_for(t) for t in task_names},
+        hidden_sizes=tuple(hidden_size) if hidden_size else profile.hidden_sizes,
+        recipe=recipe,
+        speed_batch_sizes=tuple(batch_size) if batch_size else profile.speed_batch_sizes,
+        speed_seq_lens=tuple(seq_len) if seq_len else profile.speed_seq_lens,
+        speed_hidden_sizes=tuple(hidden_size) if hidden_size else profile.speed_hidden_sizes,
+        speed_input_size=input_size[0] if input_size else profile.speed_input_size,
+        timing=profile.timing,
+        threads=threads,
+        profile=profile.name,
+    )
+
+
+def config_from_dict(data: dict) -> RunConfig:
+    """Rebuild a stored run's configuration (JSON turned tuples into lists)."""
+    fields = dict(data)
+    fields["recipe"] = Recipe(**fields["recipe"])
+    fields["timing"] = TimingConfig(**fields["timing"])
+    fields["task_seq_lens"] = {k: tuple(v) for k, v in fields["task_seq_lens"].items()}
+    for key, value in list(fields.items()):
+        if isinstance(value, list):
+            fields[key] = tuple(value)
+    return RunConfig(**fields)

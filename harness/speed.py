@@ -1,0 +1,144 @@
+"""Speed: forward and forward+backward seconds per batch, with noise statistics and peak memory.
+
+Method: warm-up calls (not timed), then calibrated repeats: the number of repeats is
+chosen so that the timed calls last at least ``min_time_s`` in total (and at least
+``min_repeats``, at most ``max_repeats``). Each call is timed alone with
+``time.perf_counter``; on CUDA the device is synchronised before the clock starts and
+before it stops, so a time never stands for work that was not run. Seconds on every
+device.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from harness.stats import Summary
+
+
+@dataclass(frozen=True)
+class TimingConfig:
+    warmup: int = 2
+    min_repeats: int = 5
+    max_repeats: int = 200
+    min_time_s: float = 0.5
+
+
+@dataclass(frozen=True)
+class SpeedResult:
+    forward: Summary
+    forward_backward: Summary
+    peak_memory_bytes: float | None
+    memory_method: str
+    tokens: int  # B * T: sequence steps processed per call
+
+    @property
+    def steps_per_s(self) -> float:
+        """Throughput of forward+backward in sequence steps (batch x time) per second."""
+        return self.tokens / self.forward_backward.median
+
+
+def synchronizer(device: torch.device) -> Callable[[], None]:
+    if torch.device(device).type == "cuda":
+        return torch.cuda.synchronize
+    return lambda: None
+
+
+def time_calls(fn: Callable[[], object], config: TimingConfig, sync: Callable[[], None] = lambda: None) -> Summary:
+    """Time ``fn`` as the module docstring describes; returns per-call seconds."""
+    for _ in range(config.warmup):
+        fn()
+    sync()
+    samples: list[float] = []
+    spent = 0.0
+    while len(samples) < config.max_repeats and (len(samples) < config.min_repeats or spent < config.min_time_s):
+        sync()
+        started = time.perf_counter()
+        fn()
+        sync()
+        elapsed = time.perf_counter() - started
+        samples.append(elapsed)
+        spent += elapsed
+    return Summary(tuple(samples))
+
+
+# --- peak memory -------------------------------------------------------------------------
+
+def _read_status_kib(field: str) -> int | None:
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def _reset_peak_rss() -> bool:
+    """Reset VmHWM (Linux >= 4.0: writing 5 to clear_refs); False where not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_memory(fn: Callable[[], object], device: torch.device) -> tuple[float | None, str]:
+    """Peak memory that one call of ``fn`` adds, in bytes, and the method used.
+
+    CUDA: ``torch.cuda.max_memory_allocated`` after a reset, minus what was allocated
+    before (the caching allocator's view: every tensor, no fragmentation).
+    CPU: the rise of the process's peak resident set size (VmHWM, reset through
+    /proc/self/clear_refs) over its resident size before the call: it sees NumPy and
+    torch allocations alike, at page granularity; memory the allocators kept from
+    earlier calls is not counted again.
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        fn()
+        torch.cuda.synchronize(device)
+        return float(torch.cuda.max_memory_allocated(device) - before), "cuda max_memory_allocated"
+    if not _reset_peak_rss():
+        return None, "unavailable (no /proc/self/clear_refs)"
+    before = _read_status_kib("VmRSS")
+    fn()
+    peak = _read_status_kib("VmHWM")
+    if before is None or peak is None:
+        return None, "unavailable (no /proc/self/status)"
+    return float(max(peak - before, 0) * 1024), "cpu peak RSS rise (VmHWM)"
+
+
+def measure_speed(cell: torch.nn.Module, batch_size: int, seq_len: int, input_size: int, device, config: TimingConfig, dtype=torch.float32, seed: int = 0) -> SpeedResult:
+    """Time one cell (a sequence-form module already on ``device``) at one size.
+
+    Forward: ``cell(x, None)`` under ``torch.no_grad``. Forward+backward: the same call
+    with autograd, a loss on the last step's output (``y[-1].sum()``), and backward
+    through the whole sequence into every parameter.
+    """
+    device = torch.device(device)
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(seq_len, batch_size, input_size, generator=gen, dtype=dtype).to(device)
+    sync = synchronizer(device)
+    params = [p for p in cell.parameters() if p.requires_grad]
+
+    def forward():
+        with torch.no_grad():
+            cell(x, None)
+
+    def forward_backward():
+        y, _ = cell(x, None)
+        grads = torch.autograd.grad(y[-1].sum(), params, allow_unused=True)
+        return grads
+
+    forward_stats = time_calls(forward, config, sync)
+    fb_stats = time_calls(forward_backward, config, sync)
+    peak, method = peak_memory(forward_backward, device)
+    return SpeedResult(forward_stats, fb_stats, peak, method, batch_size * seq_len)

@@ -1,0 +1,1 @@
+"""Renderers that only read results: tables, Markdown (and more formats as plugins)."""

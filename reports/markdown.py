@@ -1,0 +1,64 @@
+"""The Markdown report: run metadata, the training recipe and the three tables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tabulate import tabulate
+
+from harness.hookspecs import hookimpl
+from reports.tables import TABLES, Results, drop_empty_note
+
+GLOSSARY = {
+    "speed": "fwd s / fwd+bwd s: median seconds per batch; IQR: interquartile range of the repeats (s); "
+             "steps/s: B·T / median fwd+bwd; peak mem: see the method in the run's rows "
+             "(CUDA: max_memory_allocated; CPU: rise of the peak RSS).",
+    "accuracy": "loss/baseline < 1 means the cell learned more than a memoryless predictor; solved: seeds meeting the "
+                "task's criterion; steps/s to solve count training steps only.",
+    "gradients": "decay/step: slope of ln||dL/ds_t|| per step of distance (negative: vanishing); first/last: norm at the "
+                 "initial state over the norm one step before the loss; horizon: first probed distance where the norm "
+                 "falls below 1e-3 of the last step's (> L: never).",
+}
+
+
+def environment_lines(run: dict) -> list[str]:
+    environment = run["environment"]
+    gpu = environment.get("gpu_name")
+    lines = [
+        f"- run {run['run_id']}, started {run['started_at']}, status **{run['status']}**",
+        f"- command: `{' '.join(run['argv'])}`",
+        f"- machine: {environment.get('cpu_model')} ({environment.get('cpu_count')} cores), {environment.get('platform')}"
+        + (f"; GPU {gpu}, driver {environment.get('gpu_driver', '?')}, CUDA {environment.get('cuda_version')}, "
+           f"cuDNN {environment.get('cudnn_version')}" if gpu else ""),
+        f"- software: rnnbench {environment.get('rnnbench')} (commit {environment.get('git_commit') or 'unknown'}), "
+        f"torch {environment.get('torch')}, NumPy {environment.get('numpy')} ({environment.get('blas')}), "
+        f"Python {environment.get('python')}",
+        f"- threads: torch {environment.get('torch_threads')}, BLAS {environment.get('blas_threads')}",
+    ]
+    recipe = run["config"].get("recipe")
+    if recipe:
+        lines.append(
+            f"- training recipe (every cell): {recipe['optimizer']} lr {recipe['lr']}, gradient-norm clip {recipe['clip_norm']}, "
+            f"batch {recipe['batch_size']}, up to {recipe['steps']} steps, {recipe['eval_size']} held-out sequences "
+            f"every {recipe['eval_every']} steps, stop when solved"
+        )
+    return lines
+
+
+def render_markdown(results: Results, out_dir: Path) -> Path:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    parts = [f"# rnnbench report — run {results.run['run_id']}", "", *environment_lines(results.run), ""]
+    for key, (title, build) in TABLES.items():
+        table = drop_empty_note(build(results))
+        if table.empty:
+            continue
+        parts += [f"## {title}", "", tabulate(table, headers="keys", tablefmt="github", showindex=False), "", f"_{GLOSSARY[key]}_", ""]
+    path = out_dir / "report.md"
+    path.write_text("\n".join(parts))
+    return path
+
+
+@hookimpl
+def register_reporters(register):
+    register("markdown", render_markdown, suffix=".md", summary="Markdown: run metadata and the three tables")
