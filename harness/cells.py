@@ -109,6 +109,7 @@ class _NumpyCellFunction(torch.autograd.Function):
         cell.params = {n: p.detach().numpy() for n, p in zip(ctx.names, params)}
         dstate_np = tuple(d.contiguous().numpy() for d in dstate)
         dstate_arg = dstate_np if ctx.out_tuple else dstate_np[0]
+        cell.needs_input_grad = bool(ctx.needs_input_grad[3])  # a cell may then skip dx
         dx, dstate0, grads = cell.backward(ctx.cache, dy.contiguous().numpy(), dstate_arg)
         missing = [n for n in ctx.names if n not in grads]
         if missing:
@@ -121,7 +122,7 @@ class _NumpyCellFunction(torch.autograd.Function):
             None,
             None,
             None,
-            torch.from_numpy(np.asarray(dx)).to(ctx.x_dtype),
+            None if dx is None else torch.from_numpy(np.asarray(dx)).to(ctx.x_dtype),
             None,
             *(torch.from_numpy(np.asarray(d)) for d in dstate0_arrays),
             *grad_params,

@@ -16,11 +16,14 @@ operations backward, all written into buffers allocated once per call.
 from __future__ import annotations
 
 import math
+import sys
 
 import numpy as np
 import torch
 
 from harness.hookspecs import hookimpl
+
+BLOCK = 32  # time steps per cache block: 32 x (B=32 x H=128) float32 = 512 KiB
 
 
 class NumpyTanhRNN:
@@ -38,47 +41,88 @@ class NumpyTanhRNN:
             "U": uniform(hidden_size, hidden_size),
             "b": uniform(hidden_size),
         }
+        self._states: list[np.ndarray] = []  # forward buffers, reused once nothing else holds them
+        self._scratch: dict[tuple, np.ndarray] = {}  # backward temporaries, private to backward
+
+    def _state_buffer(self, shape: tuple, dtype) -> np.ndarray:
+        """A (T + 1, B, H) buffer for the hidden states. Outputs and caches are views of it,
+        so it is reused only when its reference count shows that no output, state or cache
+        of an earlier call is still alive: fresh 10 MB allocations would otherwise cost page
+        faults on every call."""
+        for buffer in self._states:
+            # References: the list, the loop variable and getrefcount's argument.
+            if buffer.shape == shape and buffer.dtype == dtype and sys.getrefcount(buffer) <= 3:
+                return buffer
+        buffer = np.empty(shape, dtype=dtype)
+        if len(self._states) < 4:
+            self._states.append(buffer)
+        return buffer
+
+    def _scratch_buffer(self, name: str, shape: tuple, dtype) -> np.ndarray:
+        key = (name, shape, np.dtype(dtype))
+        buffer = self._scratch.get(key)
+        if buffer is None:
+            buffer = self._scratch[key] = np.empty(shape, dtype=dtype)
+        return buffer
 
     def forward(self, x: np.ndarray, state: np.ndarray | None):
         """x: (T, B, I), state: (B, H) or None -> y: (T, B, H), state: (B, H), cache."""
         W, U, b = self.params["W"], self.params["U"], self.params["b"]
         seq_len, batch, input_size = x.shape
         hidden_size = U.shape[0]
-        hs = np.empty((seq_len + 1, batch, hidden_size), dtype=x.dtype)  # hs[t + 1] = h_t
+        dtype = x.dtype
+        hs = self._state_buffer((seq_len + 1, batch, hidden_size), dtype)  # hs[t + 1] = h_t
         hs[0] = 0.0 if state is None else state
-        pre = hs[1:].reshape(seq_len * batch, hidden_size)
-        np.matmul(x.reshape(seq_len * batch, input_size), W.T, out=pre)  # W x_t for every t at once
-        pre += b
-        recurrent = np.empty((batch, hidden_size), dtype=x.dtype)
+        # W x_t + b as one product per block of steps: x gets a column of ones, W gets b.
+        x_aug = np.empty((seq_len, batch, input_size + 1), dtype=dtype)  # kept in the cache
+        x_aug[..., :input_size] = x
+        x_aug[..., input_size] = 1.0
+        WbT = np.concatenate([W, b[:, None]], axis=1).T.astype(dtype, copy=False)  # (I + 1, H)
         UT = U.T
-        for t in range(seq_len):
-            np.matmul(hs[t], UT, out=recurrent)
-            h_t = hs[t + 1]
-            h_t += recurrent  # a_t = W x_t + b + U h_{t-1}
-            np.tanh(h_t, out=h_t)
-        return hs[1:], hs[seq_len], (x, hs)
+        recurrent = np.empty((batch, hidden_size), dtype=dtype)
+        steps = list(hs)  # one view per step, made in C rather than indexed in the loop
+        # Blocks of BLOCK steps keep the pre-activations in cache between the projection and the loop.
+        for start in range(0, seq_len, BLOCK):
+            stop = min(start + BLOCK, seq_len)
+            np.matmul(x_aug[start:stop], WbT, out=hs[start + 1 : stop + 1])
+            for h_prev, h_t in zip(steps[start:stop], steps[start + 1 : stop + 1]):
+                np.dot(h_prev, UT, out=recurrent)
+                h_t += recurrent  # a_t = W x_t + b + U h_{t-1}
+                np.tanh(h_t, out=h_t)
+        return hs[1:], hs[seq_len], (x_aug, hs)
 
     def backward(self, cache, dy: np.ndarray, dstate: np.ndarray | None):
         """dy: (T, B, H), dstate: dL/dh_T (B, H) -> dx, dL/dh_0, {W, U, b} gradients."""
-        x, hs = cache
+        x_aug, hs = cache
         W, U = self.params["W"], self.params["U"]
-        seq_len, batch, input_size = x.shape
-        hidden_size = U.shape[0]
-        tanh_grad = hs[1:] * hs[1:]
-        np.subtract(1.0, tanh_grad, out=tanh_grad)  # d tanh(a)/da = 1 - h^2, all steps at once
-        da = np.empty_like(tanh_grad)
-        dh = np.zeros((batch, hidden_size), dtype=x.dtype) if dstate is None else np.array(dstate, dtype=x.dtype)
-        for t in range(seq_len - 1, -1, -1):
-            dh += dy[t]  # gradient on h_t: from the output at t and from step t + 1
-            np.multiply(dh, tanh_grad[t], out=da[t])  # backprop through tanh
-            np.matmul(da[t], U, out=dh)  # gradient flowing into h_{t-1}
-        da_flat = da.reshape(seq_len * batch, hidden_size)
-        grads = {
-            "W": da_flat.T @ x.reshape(seq_len * batch, input_size),
-            "U": da_flat.T @ hs[:-1].reshape(seq_len * batch, hidden_size),
-            "b": da_flat.sum(axis=0),
-        }
-        dx = (da_flat @ W).reshape(seq_len, batch, input_size)
+        seq_len, batch, hidden_size = dy.shape
+        input_size = x_aug.shape[-1] - 1
+        dtype = hs.dtype
+        block = min(BLOCK, seq_len)
+        tanh_grad = self._scratch_buffer("tanh_grad", (block, batch, hidden_size), dtype)
+        da = self._scratch_buffer("da", (block, batch, hidden_size), dtype)
+        need_dx = getattr(self, "needs_input_grad", True)  # the adapter says when nobody needs dx
+        dx = np.empty((seq_len, batch, input_size), dtype=dtype) if need_dx else None
+        dU = np.zeros((hidden_size, hidden_size), dtype=dtype)
+        dWb = np.zeros((hidden_size, input_size + 1), dtype=dtype)  # dW and, in the column of ones, db
+        dh = np.zeros((batch, hidden_size), dtype=dtype) if dstate is None else np.array(dstate, dtype=dtype)
+        # Backwards through blocks of steps, last block first, so each block's data stays in cache.
+        for stop in range(seq_len, 0, -BLOCK):
+            start = max(stop - BLOCK, 0)
+            n = stop - start
+            tg = tanh_grad[:n]
+            np.multiply(hs[start + 1 : stop + 1], hs[start + 1 : stop + 1], out=tg)
+            np.subtract(1.0, tg, out=tg)  # d tanh(a)/da = 1 - h^2
+            for dy_t, tg_t, da_t in zip(dy[stop - 1 : None if start == 0 else start - 1 : -1], tg[::-1], da[n - 1 :: -1]):
+                dh += dy_t  # gradient on h_t: from the output at t and from step t + 1
+                np.multiply(dh, tg_t, out=da_t)  # backprop through tanh
+                np.dot(da_t, U, out=dh)  # gradient flowing into h_{t-1}
+            da_block = da[:n].reshape(n * batch, hidden_size)
+            dU += da_block.T @ hs[start:stop].reshape(n * batch, hidden_size)
+            dWb += da_block.T @ x_aug[start:stop].reshape(n * batch, input_size + 1)
+            if need_dx:
+                np.matmul(da[:n], W, out=dx[start:stop])
+        grads = {"W": dWb[:, :input_size], "U": dU, "b": dWb[:, input_size]}
         return dx, dh, grads
 
 

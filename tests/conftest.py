@@ -1,0 +1,75 @@
+"""Shared fixtures. Installed third-party plugins are kept out so they cannot change results.
+
+Every test that takes a ``cell_name`` or ``task_name`` argument runs once per registered
+cell or task, so a new built-in plugin is covered by the same suite without new tests.
+"""
+
+import os
+
+# Before anything loads plugins: the entry-point group is skipped for the whole session
+# (subprocesses inherit it too).
+os.environ["RNNBENCH_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+
+import sys
+import textwrap
+from dataclasses import dataclass
+
+import pytest
+
+from harness.cli import main
+from harness.plugins import load_plugins
+
+_REGISTRY = load_plugins()
+CELL_NAMES = list(_REGISTRY.cells)
+TASK_NAMES = list(_REGISTRY.tasks)
+
+
+def pytest_generate_tests(metafunc):
+    if "cell_name" in metafunc.fixturenames:
+        metafunc.parametrize("cell_name", CELL_NAMES)
+    if "task_name" in metafunc.fixturenames:
+        metafunc.parametrize("task_name", TASK_NAMES)
+
+
+@pytest.fixture
+def registry():
+    """A freshly loaded registry of the built-in plugins (no entry points, no files)."""
+    return load_plugins()
+
+
+@pytest.fixture
+def write_plugin(tmp_path):
+    """Write a plugin file into tmp_path: ``write_plugin("name", source) -> path``.
+
+    The modules the plugin manager imports from these files are dropped afterwards.
+    """
+    written = []
+
+    def write(stem: str, source: str):
+        path = tmp_path / f"{stem}.py"
+        path.write_text(textwrap.dedent(source))
+        written.append(stem)
+        return path
+
+    yield write
+    for stem in written:
+        sys.modules.pop(f"rnnbench_plugin_{stem}", None)
+
+
+@dataclass(frozen=True)
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def rnnbench(capsys):
+    """Run the CLI in-process as a user types it: ``rnnbench("run", "--cells", "lstm")``."""
+
+    def run(*argv) -> CliResult:
+        code = main([str(a) for a in argv])
+        out, err = capsys.readouterr()
+        return CliResult(code, out, err)
+
+    return run

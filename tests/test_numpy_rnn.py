@@ -1,0 +1,104 @@
+"""The NumPy tanh RNN: hand-written BPTT against finite differences and against torch.nn.RNN."""
+
+import numpy as np
+import pytest
+import torch
+
+from harness.cells import NumpyCell, build_cell
+from plugins.numpy_rnn import NumpyTanhRNN
+
+F64 = torch.float64
+
+
+def assert_close(actual, expected):
+    torch.testing.assert_close(actual, expected, rtol=1e-6, atol=1e-12)
+
+
+def test_numpy_rnn_matches_torch_rnn_outputs_state_and_all_gradients(registry):
+    """numpy-rnn through its autograd adapter equals torch.nn.RNN(tanh) with the same weights, gradients included."""
+    input_size, hidden_size, seq_len, batch = 3, 5, 7, 4
+    torch.manual_seed(0)
+    cell = build_cell(registry.cell("numpy-rnn"), input_size, hidden_size).double()
+    assert isinstance(cell, NumpyCell)
+    reference = torch.nn.RNN(input_size, hidden_size, nonlinearity="tanh").double()
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        reference.weight_ih_l0.copy_(cell.W)
+        reference.weight_hh_l0.copy_(cell.U)
+        # b = bias_ih + bias_hh: split it unevenly so the mapping itself is tested.
+        bias_ih = torch.randn(hidden_size, dtype=F64, generator=gen)
+        reference.bias_ih_l0.copy_(bias_ih)
+        reference.bias_hh_l0.copy_(cell.b - bias_ih)
+
+    x = torch.randn(seq_len, batch, input_size, dtype=F64, generator=gen)
+    h0 = 0.5 * torch.randn(batch, hidden_size, dtype=F64, generator=gen)
+    weight_y = torch.randn(seq_len, batch, hidden_size, dtype=F64, generator=gen)
+    weight_h = torch.randn(batch, hidden_size, dtype=F64, generator=gen)
+
+    x_np, h0_np = x.clone().requires_grad_(), h0.clone().requires_grad_()
+    y_np, h_np = cell(x_np, h0_np)
+    ((y_np * weight_y).sum() + (h_np * weight_h).sum()).backward()
+
+    x_t, h0_t = x.clone().requires_grad_(), h0.clone().requires_grad_()
+    y_t, h_t = reference(x_t, h0_t.unsqueeze(0))
+    ((y_t * weight_y).sum() + (h_t[0] * weight_h).sum()).backward()
+
+    assert y_np.dtype == F64 and h_np.shape == (batch, hidden_size)
+    assert_close(y_np, y_t)
+    assert_close(h_np, h_t[0])
+    assert_close(x_np.grad, x_t.grad)
+    assert_close(h0_np.grad, h0_t.grad)
+    assert_close(cell.W.grad, reference.weight_ih_l0.grad)
+    assert_close(cell.U.grad, reference.weight_hh_l0.grad)
+    assert_close(cell.b.grad, reference.bias_ih_l0.grad)
+    assert_close(cell.b.grad, reference.bias_hh_l0.grad)
+    assert cell.W.grad.abs().max() > 0 and h0_np.grad.abs().max() > 0
+
+
+def _random_cell(rng, input_size, hidden_size):
+    cell = NumpyTanhRNN(input_size, hidden_size)
+    cell.params = {name: rng.normal(scale=0.6, size=value.shape) for name, value in cell.params.items()}
+    return cell
+
+
+@pytest.mark.parametrize("with_state", [True, False], ids=["state", "no-state"])
+def test_numpy_rnn_backward_matches_central_differences(with_state):
+    """NumpyTanhRNN.backward equals central finite differences for W, U, b, the input and the initial state."""
+    rng = np.random.default_rng(0)
+    seq_len, batch, input_size, hidden_size = 4, 2, 3, 3
+    cell = _random_cell(rng, input_size, hidden_size)
+    x = rng.normal(size=(seq_len, batch, input_size))
+    h0 = rng.normal(scale=0.5, size=(batch, hidden_size)) if with_state else None
+    weight_y = rng.normal(size=(seq_len, batch, hidden_size))
+    weight_h = rng.normal(size=(batch, hidden_size)) if with_state else None
+
+    def loss() -> float:
+        y, h_last, _ = cell.forward(x, h0)
+        total = float((y * weight_y).sum())
+        return total + (float((h_last * weight_h).sum()) if with_state else 0.0)
+
+    _, _, cache = cell.forward(x, h0)
+    dx, dh0, grads = cell.backward(cache, weight_y, weight_h)
+
+    arrays = {"x": (x, dx), **{n: (cell.params[n], grads[n]) for n in ("W", "U", "b")}}
+    if with_state:
+        arrays["h0"] = (h0, dh0)
+    eps = 1e-6
+    for name, (array, analytic) in arrays.items():
+        assert analytic.shape == array.shape, name
+        numeric = np.zeros_like(array)
+        for index in np.ndindex(array.shape):
+            saved = array[index]
+            array[index] = saved + eps
+            plus = loss()
+            array[index] = saved - eps
+            minus = loss()
+            array[index] = saved
+            numeric[index] = (plus - minus) / (2 * eps)
+        np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-8, err_msg=f"gradient of {name}")
+
+
+def test_numpy_rnn_rejects_non_positive_sizes():
+    """The constructor rejects a zero size with a message that shows the value."""
+    with pytest.raises(ValueError, match="greater than zero.*0"):
+        NumpyTanhRNN(3, 0)
