@@ -167,6 +167,47 @@ def build_cell(spec, input_size: int, hidden_size: int) -> nn.Module:
     return Unrolled(obj) if spec.form == "step" else obj
 
 
+IMPLS = ("fused", "module", "numpy", "unrolled", "graphed")
+
+
+def primary_impl(spec) -> str:
+    """The name of the implementation a cell runs by default.
+
+    ``numpy`` for NumPy cells, ``unrolled`` for step cells, ``fused`` for torch's own
+    RNN/LSTM/GRU kernels (cuDNN, oneDNN) and ``module`` for any other sequence module.
+    """
+    if spec.backend == "numpy":
+        return "numpy"
+    if spec.form == "step":
+        return "unrolled"
+    try:
+        probe = spec.factory(1, 1)
+    except Exception:
+        return "module"
+    return "fused" if isinstance(probe, nn.RNNBase) else "module"
+
+
+def available_impls(spec, device: str) -> list[str]:
+    """Implementations the speed table compares for this cell on this device."""
+    primary = primary_impl(spec)
+    impls = [primary]
+    if primary in ("fused", "module") and spec.unroll is not None:
+        impls.append("unrolled")
+    if "unrolled" in impls and torch.device(device).type == "cuda":
+        impls.append("graphed")
+    return impls
+
+
+def build_impl(spec, impl: str, input_size: int, hidden_size: int) -> nn.Module:
+    """Build the cell as ``impl`` runs it. ``graphed`` builds the unrolled module that the
+    speed measurement captures in a CUDA graph."""
+    if impl in ("unrolled", "graphed") and spec.form == "sequence" and spec.backend == "torch":
+        if spec.unroll is None:
+            raise NotSupportedError(f"cell {spec.name!r} registers no step form, so it has no {impl!r} implementation")
+        return Unrolled(spec.unroll(spec.factory(input_size, hidden_size)))
+    return build_cell(spec, input_size, hidden_size)
+
+
 def check_contract(cell: nn.Module, input_size: int, hidden_size: int, device: torch.device, dtype=torch.float32, name: str = "cell") -> None:
     """Run a tiny sequence and raise :class:`CellContractError` naming expected vs actual shapes.
 

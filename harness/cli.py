@@ -93,6 +93,7 @@ def cli():
 @click.option("--steps", type=SIZES, help="Training step budget per cell and task.")
 @click.option("--seeds", type=SIZES, help="Number of seeds (0..N-1) for training.")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Learning rate of the shared recipe.")
+@click.option("--impl", "impls", type=NameList(("fused", "module", "numpy", "unrolled", "graphed")), help="Speed implementations to time [default: all a cell has: fused/module/numpy, unrolled, graphed on cuda].")
 @click.option("--threads", type=SIZES, default=(1,), show_default=True, help="CPU threads for torch and NumPy's BLAS, recorded in every row.")
 @click.option("--db", "db_path", type=click.Path(dir_okay=False), help="Results database [default: $RNNBENCH_DB or rnnbench-results/results.sqlite].")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Report folder [default: rnnbench-results/run-<ID>/].")
@@ -101,7 +102,7 @@ def cli():
 @plugin_option
 @click.pass_context
 def run(ctx, cells, tasks, devices, measures, profile_name, seq_len, hidden_size, batch_size, input_size, steps, seeds, lr,
-        threads, db_path, out_dir, as_json, resume_run, plugin_files):
+        impls, threads, db_path, out_dir, as_json, resume_run, plugin_files):
     """Train, time and probe every selected cell on every selected task and device."""
     from harness.runner import RunInterrupted, execute, resolve_devices
     from harness.settings import build_config, config_from_dict
@@ -118,7 +119,7 @@ def run(ctx, cells, tasks, devices, measures, profile_name, seq_len, hidden_size
         config = build_config(
             registry, cells=cells, tasks=tasks, devices=resolve_devices(list(devices)), measures=measures,
             profile_name=profile_name, seq_len=seq_len, hidden_size=hidden_size, batch_size=batch_size,
-            input_size=input_size, steps=steps, seeds=seeds, lr=lr, threads=threads[0],
+            input_size=input_size, steps=steps, seeds=seeds, lr=lr, threads=threads[0], impls=impls,
         )
         argv = ["rnnbench", *sys.argv[1:]] if ctx.obj is None else ctx.obj
     progress = _progress()

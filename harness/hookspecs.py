@@ -24,7 +24,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 def register_cells(register):
     """Register recurrent cells.
 
-    Call ``register(name, factory, *, backend="torch", form="sequence", summary="")``
+    Call ``register(name, factory, *, backend="torch", form="sequence", summary="", unroll=None)``
     once per cell.
 
     :param register: the callback. ``name`` is the cell's unique name (lower case,
@@ -35,6 +35,10 @@ def register_cells(register):
         returns ``(y: (T, B, H), state)``, or ``"step"`` for a module whose
         ``forward(x_t: (B, I), state)`` returns ``(h_t: (B, H), state)``; the harness
         unrolls step cells. ``summary`` is one line shown by ``rnnbench cells``.
+        ``unroll`` (optional, sequence-form torch cells): ``unroll(module)`` returns a
+        step-form module that shares ``module``'s parameters and computes the same
+        function; the speed table then also times it as ``unrolled`` (and, on CUDA,
+        ``graphed``).
     """
 
 

@@ -61,6 +61,7 @@ class CellSpec:
     form: str
     summary: str
     plugin: PluginInfo
+    unroll: Callable[[Any], Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -253,18 +254,18 @@ def _registrar(registry: Registry, hook_name: str, info: PluginInfo) -> Callable
             return False
         return True
 
-    def register_cell(name, factory, *, backend="torch", form="sequence", summary=""):
+    def register_cell(name, factory, *, backend="torch", form="sequence", summary="", unroll=None):
         if backend not in BACKENDS:
             registry.errors.append(f"plugin {info.name!r}: cell {name!r} has backend {backend!r}; allowed: {', '.join(BACKENDS)}")
             return
         if form not in FORMS:
             registry.errors.append(f"plugin {info.name!r}: cell {name!r} has form {form!r}; allowed: {', '.join(FORMS)}")
             return
-        if not callable(factory):
-            registry.errors.append(f"plugin {info.name!r}: cell {name!r} factory is not callable")
+        if not callable(factory) or (unroll is not None and not callable(unroll)):
+            registry.errors.append(f"plugin {info.name!r}: cell {name!r} factory or unroll is not callable")
             return
         if _check_new(registry.cells, "cell", name):
-            registry.cells[name] = CellSpec(name, factory, backend, form, summary, info)
+            registry.cells[name] = CellSpec(name, factory, backend, form, summary, info, unroll)
 
     def register_task(name, factory, *, summary=""):
         if not callable(factory):

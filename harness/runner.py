@@ -14,7 +14,7 @@ from typing import Callable
 import torch
 
 from harness import env
-from harness.cells import SequenceModel, build_cell, check_contract
+from harness.cells import SequenceModel, available_impls, build_cell, build_impl, check_contract, primary_impl
 from harness.errors import NotSupportedError, UsageError
 from harness.gradients import DEFAULT_MAX_PROBES, GradientProfile, gradient_profile, probe_steps
 from harness.plugins import CellSpec, Registry, TaskSpec
@@ -43,6 +43,7 @@ class RunConfig:
     speed_input_size: int
     timing: TimingConfig
     threads: int = 1
+    impls: tuple[str, ...] | None = None  # speed implementations to time; None: all available
     max_probes: int = DEFAULT_MAX_PROBES
     profile: str = "custom"
 
@@ -53,6 +54,7 @@ class RunConfig:
 @dataclass(frozen=True)
 class SpeedItem:
     cell: CellSpec
+    impl: str
     device: str
     batch_size: int
     seq_len: int
@@ -61,10 +63,11 @@ class SpeedItem:
 
     @property
     def key(self) -> str:
-        return f"speed|{self.cell.name}|{self.device}|B{self.batch_size}|T{self.seq_len}|I{self.input_size}|H{self.hidden_size}"
+        return (f"speed|{self.cell.name}|{self.impl}|{self.device}|B{self.batch_size}|T{self.seq_len}"
+                f"|I{self.input_size}|H{self.hidden_size}")
 
     def label(self) -> str:
-        return f"speed {self.cell.name} {self.device} B={self.batch_size} T={self.seq_len} H={self.hidden_size}"
+        return f"speed {self.cell.name} {self.impl} {self.device} B={self.batch_size} T={self.seq_len} H={self.hidden_size}"
 
 
 @dataclass(frozen=True)
@@ -124,10 +127,12 @@ def plan(config: RunConfig, registry: Registry) -> list[SpeedItem | TrainItem]:
     if "speed" in config.measures:
         for device in config.devices:
             for cell in cells:
-                for batch in config.speed_batch_sizes:
-                    for seq_len in config.speed_seq_lens:
-                        for hidden in config.speed_hidden_sizes:
-                            items.append(SpeedItem(cell, device, batch, seq_len, config.speed_input_size, hidden))
+                impls = [i for i in available_impls(cell, device) if config.impls is None or i in config.impls]
+                for impl in impls:
+                    for batch in config.speed_batch_sizes:
+                        for seq_len in config.speed_seq_lens:
+                            for hidden in config.speed_hidden_sizes:
+                                items.append(SpeedItem(cell, impl, device, batch, seq_len, config.speed_input_size, hidden))
     train_measures = tuple(m for m in config.measures if m in ("accuracy", "gradients"))
     if train_measures:
         tasks = registry.select_tasks(list(config.tasks))
@@ -139,17 +144,6 @@ def plan(config: RunConfig, registry: Registry) -> list[SpeedItem | TrainItem]:
                             for cell in cells:
                                 items.append(TrainItem(cell, task, device, seq_len, hidden, seed, train_measures))
     return items
-
-
-def _impl(cell: CellSpec, module: torch.nn.Module | None = None) -> str:
-    """How the recurrence runs: the library's fused kernel, a Python step loop, or NumPy."""
-    if cell.backend == "numpy":
-        return "numpy"
-    if cell.form == "step":
-        return "unrolled"
-    if isinstance(module, torch.nn.RNNBase):
-        return "fused"
-    return "module"
 
 
 def _base(item, measurement: str, threads: int, **extra) -> dict:
@@ -167,16 +161,25 @@ def _base(item, measurement: str, threads: int, **extra) -> dict:
     )
 
 
+def _speed_base(item: SpeedItem, threads: int) -> dict:
+    return _base(item, "speed", threads, impl=item.impl, batch_size=item.batch_size, seq_len=item.seq_len,
+                 input_size=item.input_size, hidden_size=item.hidden_size)
+
+
 def _speed_rows(item: SpeedItem, config: RunConfig, threads: int) -> list[ResultRow]:
-    sizes = dict(batch_size=item.batch_size, seq_len=item.seq_len, input_size=item.input_size, hidden_size=item.hidden_size)
-    base = _base(item, "speed", threads, **sizes)
+    base = _speed_base(item, threads)
     if item.cell.backend == "numpy" and item.device != "cpu":
-        return [ResultRow(**base, impl="numpy", status="skipped", error=f"not supported on {item.device}")]
+        return [ResultRow(**base, status="skipped", error=f"not supported on {item.device}")]
     torch.manual_seed(0)
-    cell = build_cell(item.cell, item.input_size, item.hidden_size).to(item.device)
-    base["impl"] = _impl(item.cell, cell)
+    cell = build_impl(item.cell, item.impl, item.input_size, item.hidden_size).to(item.device)
     check_contract(cell, item.input_size, item.hidden_size, torch.device(item.device), name=item.cell.name)
-    result = measure_speed(cell, item.batch_size, item.seq_len, item.input_size, item.device, config.timing)
+    try:
+        result = measure_speed(cell, item.batch_size, item.seq_len, item.input_size, item.device, config.timing,
+                               graphed=item.impl == "graphed")
+    except Exception as exc:
+        if item.impl != "graphed":
+            raise
+        return [ResultRow(**base, status="skipped", error=f"CUDA graph capture failed: {type(exc).__name__}: {exc}")]
     fwd, fb = result.forward, result.forward_backward
     return [
         ResultRow(**base, metric="forward_s", value=fwd.median, unit="s", stats=fwd.as_dict()),
@@ -236,9 +239,8 @@ def _train_rows(item: TrainItem, config: RunConfig, threads: int) -> list[Result
     try:
         torch.manual_seed(item.seed)
         cell = build_cell(item.cell, task.input_size, item.hidden_size)
-        impl = _impl(item.cell, cell)
         for b in bases.values():
-            b["impl"] = impl
+            b["impl"] = primary_impl(item.cell)
         model = SequenceModel(cell, item.hidden_size, task.output_size).to(item.device)
         check_contract(model.cell, task.input_size, item.hidden_size, torch.device(item.device), name=item.cell.name)
         eval_x, eval_target = held_out(task, config.recipe, item.seed, item.device, torch.float32)
@@ -302,9 +304,8 @@ def execute(
                 except (KeyboardInterrupt, UsageError):
                     raise
                 except Exception as exc:
-                    base = _base(item, "speed", threads["torch_threads"], batch_size=item.batch_size, seq_len=item.seq_len,
-                                 input_size=item.input_size, hidden_size=item.hidden_size)
-                    rows = [ResultRow(**base, status="failed", error=f"{type(exc).__name__}: {exc}")]
+                    rows = [ResultRow(**_speed_base(item, threads["torch_threads"]), status="failed",
+                                      error=f"{type(exc).__name__}: {exc}")]
             else:
                 rows = _train_rows(item, config, threads["torch_threads"])
             store.add_rows(run_id, rows)

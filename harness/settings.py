@@ -11,7 +11,7 @@ from harness.training import Recipe
 
 
 def build_config(registry, *, cells, tasks, devices, measures, profile_name="default", seq_len=None, hidden_size=None,
-                 batch_size=None, input_size=None, steps=None, seeds=None, lr=None, threads=1) -> RunConfig:
+                 batch_size=None, input_size=None, steps=None, seeds=None, lr=None, threads=1, impls=None) -> RunConfig:
     """Names are validated against the registry here, before anything runs."""
     profile = get_profile(profile_name)
     cell_names = tuple(c.name for c in registry.select_cells(list(cells)))
@@ -38,6 +38,7 @@ def build_config(registry, *, cells, tasks, devices, measures, profile_name="def
         speed_input_size=input_size[0] if input_size else profile.speed_input_size,
         timing=profile.timing,
         threads=threads,
+        impls=tuple(impls) if impls else None,
         profile=profile.name,
     )
 

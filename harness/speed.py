@@ -88,15 +88,27 @@ def _reset_peak_rss() -> bool:
         return False
 
 
+def _release_free_heap() -> bool:
+    """Give freed heap pages back to the OS (glibc ``malloc_trim``), so that the next call's
+    peak RSS counts the memory it really touches rather than pages kept from earlier calls."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+        return True
+    except (OSError, AttributeError):
+        return False
+
+
 def peak_memory(fn: Callable[[], object], device: torch.device) -> tuple[float | None, str]:
     """Peak memory that one call of ``fn`` adds, in bytes, and the method used.
 
     CUDA: ``torch.cuda.max_memory_allocated`` after a reset, minus what was allocated
     before (the caching allocator's view: every tensor, no fragmentation).
     CPU: the rise of the process's peak resident set size (VmHWM, reset through
-    /proc/self/clear_refs) over its resident size before the call: it sees NumPy and
-    torch allocations alike, at page granularity; memory the allocators kept from
-    earlier calls is not counted again.
+    /proc/self/clear_refs) over its resident size before the call, after free heap pages
+    were returned to the OS (malloc_trim): it sees NumPy and torch allocations alike, at
+    page granularity; buffers a cell deliberately keeps between calls are not counted again.
     """
     device = torch.device(device)
     if device.type == "cuda":
@@ -106,6 +118,7 @@ def peak_memory(fn: Callable[[], object], device: torch.device) -> tuple[float |
         fn()
         torch.cuda.synchronize(device)
         return float(torch.cuda.max_memory_allocated(device) - before), "cuda max_memory_allocated"
+    trimmed = _release_free_heap()
     if not _reset_peak_rss():
         return None, "unavailable (no /proc/self/clear_refs)"
     before = _read_status_kib("VmRSS")
@@ -113,20 +126,30 @@ def peak_memory(fn: Callable[[], object], device: torch.device) -> tuple[float |
     peak = _read_status_kib("VmHWM")
     if before is None or peak is None:
         return None, "unavailable (no /proc/self/status)"
-    return float(max(peak - before, 0) * 1024), "cpu peak RSS rise (VmHWM)"
+    return float(max(peak - before, 0) * 1024), "cpu peak RSS rise (VmHWM" + (", after malloc_trim)" if trimmed else ")")
 
 
-def measure_speed(cell: torch.nn.Module, batch_size: int, seq_len: int, input_size: int, device, config: TimingConfig, dtype=torch.float32, seed: int = 0) -> SpeedResult:
+def measure_speed(cell: torch.nn.Module, batch_size: int, seq_len: int, input_size: int, device, config: TimingConfig,
+                  dtype=torch.float32, seed: int = 0, graphed: bool = False) -> SpeedResult:
     """Time one cell (a sequence-form module already on ``device``) at one size.
 
     Forward: ``cell(x, None)`` under ``torch.no_grad``. Forward+backward: the same call
     with autograd, a loss on the last step's output (``y[-1].sum()``), and backward
-    through the whole sequence into every parameter.
+    through the whole sequence into every parameter. ``graphed``: both captured once in
+    CUDA graphs (:mod:`harness.graphs`) and replayed.
     """
     device = torch.device(device)
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(seq_len, batch_size, input_size, generator=gen, dtype=dtype).to(device)
     sync = synchronizer(device)
+    if graphed:
+        from harness.graphs import capture
+
+        run = capture(cell, x)
+        forward_stats = time_calls(run.forward.replay, config, sync)
+        fb_stats = time_calls(run.forward_backward.replay, config, sync)
+        return SpeedResult(forward_stats, fb_stats, float(run.memory_bytes), "cuda graph pool (memory_allocated after capture)",
+                           batch_size * seq_len)
     params = [p for p in cell.parameters() if p.requires_grad]
 
     def forward():

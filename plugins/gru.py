@@ -5,6 +5,7 @@ from __future__ import annotations
 from torch import nn
 
 from harness.hookspecs import hookimpl
+from plugins.torch_steps import GRUStep
 
 
 def build(input_size: int, hidden_size: int) -> nn.Module:
@@ -13,4 +14,4 @@ def build(input_size: int, hidden_size: int) -> nn.Module:
 
 @hookimpl
 def register_cells(register):
-    register("gru", build, backend="torch", summary="torch.nn.GRU (cuDNN on GPU)")
+    register("gru", build, backend="torch", summary="torch.nn.GRU (cuDNN on GPU)", unroll=GRUStep)

@@ -1,0 +1,66 @@
+"""GPU speed targets (one H100 or H200), measured as ratios inside one process.
+
+Prints one line per target, ``NAME value=X target=Y PASS|FAIL``, then exits 0 (or says
+why it cannot run). Designed to finish in well under 4 minutes.
+
+1. <cell>_graphed_vs_fused_large: graphed / fused forward+backward median at B=128, I=64,
+   H=512, T=1000. Target <= 1.3 for lstm (reported for gru and torch-rnn too).
+2. <cell>_unrolled_vs_graphed_small: unrolled eager / graphed at B=32, I=8, H=128,
+   T=1000 (how many times faster the graph is). Target >= 4 for lstm (reported for all).
+
+Run: python benchmarks/gpu_ratios.py
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+os.environ.setdefault("RNNBENCH_DISABLE_PLUGIN_AUTOLOAD", "1")
+
+import torch  # noqa: E402
+
+from harness.cells import build_impl  # noqa: E402
+from harness.plugins import load_plugins  # noqa: E402
+from harness.speed import TimingConfig, measure_speed  # noqa: E402
+
+TIMING = TimingConfig(warmup=2, min_repeats=7, max_repeats=100, min_time_s=0.5)
+CELLS = ("lstm", "gru", "torch-rnn")
+
+
+def fb_median(registry, cell: str, impl: str, batch: int, inputs: int, hidden: int, seq_len: int) -> float:
+    torch.manual_seed(0)
+    module = build_impl(registry.cell(cell), impl, inputs, hidden).to("cuda")
+    result = measure_speed(module, batch, seq_len, inputs, "cuda", TIMING, graphed=impl == "graphed")
+    return result.forward_backward.median
+
+
+def main() -> int:
+    if not torch.cuda.is_available():
+        print("no CUDA device: nothing measured")
+        return 0
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    props = torch.cuda.get_device_properties(0)
+    print(f"# {props.name}, torch {torch.__version__}, CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}, float32, TF32 off")
+    registry = load_plugins()
+    for cell in CELLS:
+        fused = fb_median(registry, cell, "fused", 128, 64, 512, 1000)
+        graphed = fb_median(registry, cell, "graphed", 128, 64, 512, 1000)
+        print(f"# {cell} B=128 I=64 H=512 T=1000: fused {fused * 1e3:.2f} ms, graphed {graphed * 1e3:.2f} ms", flush=True)
+        ratio = graphed / fused
+        target = "<=1.3" if cell == "lstm" else "<=1.3(reported)"
+        print(f"{cell}_graphed_vs_fused_large value={ratio:.3f} target={target} {'PASS' if ratio <= 1.3 else 'FAIL'}", flush=True)
+        unrolled = fb_median(registry, cell, "unrolled", 32, 8, 128, 1000)
+        graphed_small = fb_median(registry, cell, "graphed", 32, 8, 128, 1000)
+        print(f"# {cell} B=32 I=8 H=128 T=1000: unrolled {unrolled * 1e3:.2f} ms, graphed {graphed_small * 1e3:.2f} ms", flush=True)
+        speedup = unrolled / graphed_small
+        target = ">=4" if cell == "lstm" else ">=4(reported)"
+        print(f"{cell}_unrolled_vs_graphed_small value={speedup:.3f} target={target} {'PASS' if speedup >= 4 else 'FAIL'}", flush=True)
+        torch.cuda.empty_cache()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
