@@ -155,7 +155,7 @@ def _show_run(store, run_id: int, as_json: bool, out_dir, registry) -> None:
         for title, build in TABLES.values():
             table = drop_empty_note(build(results))
             if not table.empty:
-                click.echo(f"\n{title}\n" + tabulate(table, headers="keys", tablefmt="simple", showindex=False))
+                click.echo(f"\n{title}\n" + tabulate(table, headers="keys", tablefmt="simple", showindex=False, disable_numparse=True))
         click.echo()
     target = Path(out_dir) if out_dir else store.path.parent / f"run-{run_id}"
     report = registry.reporter("markdown").render(results, target)

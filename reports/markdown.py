@@ -53,7 +53,7 @@ def render_markdown(results: Results, out_dir: Path) -> Path:
         table = drop_empty_note(build(results))
         if table.empty:
             continue
-        parts += [f"## {title}", "", tabulate(table, headers="keys", tablefmt="github", showindex=False), "", f"_{GLOSSARY[key]}_", ""]
+        parts += [f"## {title}", "", tabulate(table, headers="keys", tablefmt="github", showindex=False, disable_numparse=True), "", f"_{GLOSSARY[key]}_", ""]
     path = out_dir / "report.md"
     path.write_text("\n".join(parts))
     return path

@@ -42,6 +42,11 @@ def fmt(value, digits: int = 4) -> str:
     return f"{value:.{digits}g}"
 
 
+def fmt_seconds(value) -> str:
+    """Seconds in one fixed format on every device, so rows compare at a glance."""
+    return "—" if value is None else f"{value:.3e}"
+
+
 def _status_note(group: pd.DataFrame) -> str | None:
     bad = group[group["status"] != "ok"]
     if bad.empty:
@@ -86,8 +91,8 @@ def speed_table(results: Results) -> pd.DataFrame:
         out.append({
             "cell": first["cell"], "impl": first["impl"] or "—", "device": first["device"],
             "B": first["batch_size"], "T": first["seq_len"], "I": first["input_size"], "H": first["hidden_size"],
-            "fwd s": fmt(fwd["median"]) if fwd else "—", "fwd IQR": fmt(fwd["iqr"], 2) if fwd else "—",
-            "fwd+bwd s": fmt(fb["median"]) if fb else "—", "fwd+bwd IQR": fmt(fb["iqr"], 2) if fb else "—",
+            "fwd s": fmt_seconds(fwd["median"]) if fwd else "—", "fwd IQR": fmt_seconds(fwd["iqr"]) if fwd else "—",
+            "fwd+bwd s": fmt_seconds(fb["median"]) if fb else "—", "fwd+bwd IQR": fmt_seconds(fb["iqr"]) if fb else "—",
             "repeats": fb["n"] if fb else "—",
             "steps/s": fmt(_value(group, "steps_per_s"), 3),
             "peak mem MiB": fmt(peak / 2**20, 3) if peak is not None else "—",
