@@ -15,6 +15,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from harness.cells import available_impls
 from harness.cli import main
 from harness.plugins import load_plugins
 from harness.profiles import PROFILES
@@ -24,6 +25,8 @@ from tasks.copy import CopyTask
 SMOKE = PROFILES["smoke"]
 _BUILTINS = load_plugins()  # conftest has already switched entry-point autoload off
 CELL_NAMES, TASK_NAMES = list(_BUILTINS.cells), list(_BUILTINS.tasks)
+# (cell, implementation) pairs the speed table times on a CPU, e.g. ("lstm", "fused"), ("lstm", "unrolled").
+SPEED_IMPLS = [(c.name, impl) for c in _BUILTINS.cells.values() for impl in available_impls(c, "cpu")]
 TITLES = {"speed": "Speed", "accuracy": "Accuracy", "gradients": "Gradient decay"}
 
 
@@ -72,10 +75,11 @@ def test_smoke_run_succeeds_without_noise(smoke):
 
 
 def test_smoke_run_prints_three_tables_with_a_row_per_cell(smoke):
-    """stdout holds the Speed, Accuracy and Gradient decay tables, each with every built-in cell."""
+    """stdout holds the Speed, Accuracy and Gradient decay tables: a row per cell (and implementation, for speed)."""
     sections = table_sections(smoke.out)
     assert set(sections) == set(TITLES)
-    assert sorted(line.split()[0] for line in sections["speed"]) == sorted(CELL_NAMES)
+    assert sorted(line.split()[:2] for line in sections["speed"]) == sorted(list(pair) for pair in SPEED_IMPLS)
+    assert {line.split()[0] for line in sections["speed"]} == set(CELL_NAMES)
     for key in ("accuracy", "gradients"):
         rows = [line.split()[:2] for line in sections[key]]
         assert sorted(rows) == sorted([cell, task] for cell in CELL_NAMES for task in TASK_NAMES)
@@ -90,11 +94,14 @@ def test_smoke_run_stores_every_cell_and_measurement(smoke):
     assert query(smoke.db, "SELECT COUNT(*) AS n FROM results WHERE status != 'ok'")[0]["n"] == 0
     stored = {(r["cell"], r["measurement"]) for r in query(smoke.db, "SELECT DISTINCT cell, measurement FROM results")}
     assert stored == {(c, m) for c in CELL_NAMES for m in TITLES}
+    timed = {(r["cell"], r["impl"]) for r in query(smoke.db, "SELECT DISTINCT cell, impl FROM results WHERE measurement = 'speed'")}
+    assert timed == set(SPEED_IMPLS)
     trained = {(r["cell"], r["task"]) for r in query(smoke.db, "SELECT DISTINCT cell, task FROM results WHERE task IS NOT NULL")}
     assert trained == {(c, t) for c in CELL_NAMES for t in TASK_NAMES}
     version = importlib.metadata.version("rnnbench")
     for r in query(smoke.db, "SELECT DISTINCT cell, plugin, plugin_version, device, threads FROM results"):
-        assert (r["plugin"], r["plugin_version"], r["device"], r["threads"]) == (f"rnnbench:{r['cell']}", version, "cpu", 1)
+        plugin = f"rnnbench:{_BUILTINS.cell(r['cell']).plugin.name}"  # which built-in module registered the cell
+        assert (r["plugin"], r["plugin_version"], r["device"], r["threads"]) == (plugin, version, "cpu", 1)
 
 
 def test_smoke_run_stores_known_values(smoke):
@@ -111,12 +118,16 @@ def test_smoke_run_stores_known_values(smoke):
             assert values["loss_ratio"] == pytest.approx(values["loss"] / baseline)
             assert 0 <= values["accuracy"] <= 1
             assert values["steps_run"] == SMOKE.recipe.steps
-        speed = {r["metric"]: r for r in query(smoke.db, "SELECT * FROM results WHERE cell = ? AND measurement = 'speed'", cell)}
+    tokens = SMOKE.speed_batch_sizes[0] * SMOKE.speed_seq_lens[0]
+    for cell, impl in SPEED_IMPLS:
+        speed = {r["metric"]: r for r in query(
+            smoke.db, "SELECT * FROM results WHERE cell = ? AND impl = ? AND measurement = 'speed'", cell, impl)}
         fb = json.loads(speed["forward_backward_s"]["stats"])
         assert fb["n"] >= SMOKE.timing.min_repeats and fb["median"] == speed["forward_backward_s"]["value"] > 0
-        tokens = SMOKE.speed_batch_sizes[0] * SMOKE.speed_seq_lens[0]
         assert speed["steps_per_s"]["value"] == pytest.approx(tokens / fb["median"])
         assert speed["forward_s"]["unit"] == "s"
+        assert (speed["forward_s"]["batch_size"], speed["forward_s"]["seq_len"]) == (SMOKE.speed_batch_sizes[0],
+                                                                                   SMOKE.speed_seq_lens[0])
 
 
 def test_smoke_run_stores_one_gradient_norm_per_step(smoke):
@@ -135,10 +146,12 @@ def test_smoke_run_writes_the_markdown_report(smoke):
     """OUT/report.md exists and holds the three tables with every cell."""
     report = (smoke.out_dir / "report.md").read_text()
     assert "status **complete**" in report
-    for title in TITLES.values():
-        assert f"## {title}" in report
+    headings = [line for line in report.splitlines() if line.startswith("## ")]
+    assert [h.split(":")[0] for h in headings] == [f"## {title}" for title in TITLES.values()]
+    rows = [line for line in report.splitlines() if line.startswith("| ")]
     for cell in CELL_NAMES:
-        assert f"| {cell} " in report
+        n_impls = sum(c == cell for c, _ in SPEED_IMPLS)
+        assert sum(line.startswith(f"| {cell} ") for line in rows) == n_impls + 2 * len(TASK_NAMES)
 
 
 @pytest.fixture(scope="module")
@@ -181,6 +194,7 @@ BAD_INPUT = [
     (["--seq-len", "10,-3"], ["--seq-len", "'-3'"]),
     (["--measure", "speedy"], ["'speedy'", "speed", "accuracy", "gradients"]),
     (["--profile", "nope"], ["'nope'", "smoke", "default", "paper"]),
+    (["--impl", "jit"], ["--impl", "'jit'", "fused", "unrolled"]),
 ]
 
 

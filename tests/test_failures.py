@@ -107,7 +107,7 @@ def test_ctrl_c_keeps_finished_items_and_resume_completes_the_run(rnnbench, tmp_
     real_speed_rows = runner._speed_rows
 
     def interrupt_second_item(item, config, threads):
-        measured.append(item.cell.name)
+        measured.append(item.key)
         if len(measured) == 2:
             raise KeyboardInterrupt
         return real_speed_rows(item, config, threads)
@@ -118,26 +118,29 @@ def test_ctrl_c_keeps_finished_items_and_resume_completes_the_run(rnnbench, tmp_
                      "--db", db, "--out", out)
     assert first.code == 130
     assert "Traceback" not in first.err
+    first_item = measured[0]
     with ResultStore(db) as store:
         run_id = store.resolve_run("latest")
         assert store.run(run_id)["status"] == "interrupted"
         kept = store.rows(run_id)
     assert f"--resume {run_id}" in first.err
-    assert kept and {r["cell"] for r in kept} == {"lstm"} and all(r["status"] == "ok" for r in kept)
+    assert kept and {r["item"] for r in kept} == {first_item} and all(r["status"] == "ok" for r in kept)
 
     def record(item, config, threads):
-        measured.append(item.cell.name)
+        measured.append(item.key)
         return real_speed_rows(item, config, threads)
 
     measured.clear()
     monkeypatch.setattr(runner, "_speed_rows", record)
     resumed = rnnbench("run", "--resume", run_id, "--db", db, "--out", out)
     assert resumed.code == 0, resumed.err
-    assert measured == ["gru"]  # lstm was not measured again
     with ResultStore(db) as store:
         assert store.resolve_run("latest") == run_id  # resumed in place, no new run
         assert store.run(run_id)["status"] == "complete"
         rows = store.rows(run_id)
+    items = {r["item"] for r in rows}
+    assert first_item not in measured  # not measured again
+    assert sorted(measured) == sorted(items - {first_item})  # everything else measured exactly once
     assert {r["cell"] for r in rows} == {"lstm", "gru"}
-    assert [r for r in rows if r["cell"] == "lstm"] == kept  # the first item's rows are untouched
+    assert [r for r in rows if r["item"] == first_item] == kept  # the first item's rows are untouched
     assert all(r["status"] == "ok" for r in rows)
