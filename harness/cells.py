@@ -96,15 +96,17 @@ class _NumpyCellFunction(torch.autograd.Function):
         out_arrays = state_out if out_tuple else (state_out,)
         ctx.cell, ctx.names, ctx.cache, ctx.n_state = cell, names, cache, n_state
         ctx.out_tuple, ctx.n_state_out = out_tuple, len(out_arrays)
-        ctx.save_for_backward(*param_tensors)
         ctx.x_dtype = x.dtype
-        return (torch.from_numpy(np.ascontiguousarray(y)),) + tuple(
-            torch.from_numpy(np.array(a, copy=True)) for a in out_arrays
-        )
+        # y is a zero-copy view of what backward reads (the hidden states); saving it lets
+        # autograd's version counter reject an in-place change to y instead of silently
+        # corrupting the gradients, at no cost.
+        y_tensor = torch.from_numpy(np.ascontiguousarray(y))
+        ctx.save_for_backward(y_tensor, *param_tensors)
+        return (y_tensor,) + tuple(torch.from_numpy(np.array(a, copy=True)) for a in out_arrays)
 
     @staticmethod
     def backward(ctx, dy, *dstate):
-        params = ctx.saved_tensors
+        _, *params = ctx.saved_tensors  # unpacking checks that y was not modified in place
         cell = ctx.cell
         cell.params = {n: p.detach().numpy() for n, p in zip(ctx.names, params)}
         dstate_np = tuple(d.contiguous().numpy() for d in dstate)
@@ -225,6 +227,8 @@ def check_contract(cell: nn.Module, input_size: int, hidden_size: int, device: t
         if not isinstance(y, torch.Tensor) or tuple(y.shape) != (seq_len, batch, hidden_size):
             got = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
             raise CellContractError(f"cell {name!r}: output y has shape {got}, expected (T, B, H) = {(seq_len, batch, hidden_size)}")
+        if not torch.isfinite(y).all():
+            raise CellContractError(f"cell {name!r}: outputs contain NaN or inf on a small random input (T={seq_len}, B={batch})")
         structure = state_structure(state)
         if not flatten_state(state):
             raise CellContractError(f"cell {name!r}: returned no state tensors")

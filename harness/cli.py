@@ -110,18 +110,21 @@ def run(ctx, cells, tasks, devices, measures, profile_name, seq_len, hidden_size
 
     started = time.perf_counter()
     registry = _load(plugin_files)
-    store = ResultStore(db_path)
     if resume_run is not None:
+        store = ResultStore(db_path, create=False)
         stored = store.run(resume_run)
         config = config_from_dict(stored["config"])
         argv = stored["argv"]
     else:
+        # Validate every name and size before the database is touched.
         config = build_config(
             registry, cells=cells, tasks=tasks, devices=resolve_devices(list(devices)), measures=measures,
             profile_name=profile_name, seq_len=seq_len, hidden_size=hidden_size, batch_size=batch_size,
             input_size=input_size, steps=steps, seeds=seeds, lr=lr, threads=threads[0], impls=impls,
         )
         argv = ["rnnbench", *sys.argv[1:]] if ctx.obj is None else ctx.obj
+        store = ResultStore(db_path)
+    ctx.call_on_close(store.close)
     progress = _progress()
     try:
         outcome = execute(config, registry, store, argv, on_item=progress, resume_run=resume_run)
@@ -150,7 +153,9 @@ def _show_run(store, run_id: int, as_json: bool, out_dir, registry) -> None:
 
     results = Results.from_store(store, run_id)
     if as_json:
-        click.echo(json.dumps(results.rows.to_dict(orient="records"), default=str, indent=1))
+        # Missing values become null: bare NaN is not JSON (jq and JSON.parse reject it).
+        rows = results.rows.astype(object).where(results.rows.notna(), None)
+        click.echo(json.dumps(rows.to_dict(orient="records"), default=str, indent=1, allow_nan=False))
     else:
         for title, build in TABLES.values():
             table = drop_empty_note(build(results))
@@ -244,7 +249,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = cli.main(args=args, prog_name="rnnbench", standalone_mode=False, obj=["rnnbench", *args])
     except click.exceptions.UsageError as exc:
-        click.echo(f"rnnbench: error: {exc.format_message()}", err=True)
+        if type(exc).__name__ == "NoArgsIsHelpError" and exc.ctx is not None:  # bare "rnnbench" (click >= 8.2)
+            click.echo(exc.ctx.get_help(), err=True)
+        else:
+            click.echo(f"rnnbench: error: {exc.format_message()}", err=True)
         return 2
     except click.exceptions.Abort:
         click.echo("rnnbench: aborted", err=True)

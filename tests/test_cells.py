@@ -127,8 +127,6 @@ def test_contract_check_reports_wrong_output_shape():
         check_contract(nn.RNN(3, 5), 3, 4, torch.device("cpu"), name="wrong")
 
 
-@pytest.mark.xfail(strict=True, reason="bug: check_contract reports NaN outputs as 'an all-zero initial state gives "
-                                       "different outputs from state=None' (harness/cells.py, the allclose check)")
 def test_contract_check_names_non_finite_outputs():
     """A cell whose outputs are NaN is told its outputs are not finite, not that its zero state is wrong."""
     with pytest.raises(CellContractError, match=r"(?i)\bnan\b|finite"):

@@ -13,6 +13,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+
+from harness.store import ResultStore
 import torch
 
 from harness.cells import available_impls
@@ -174,8 +176,6 @@ def test_json_flag_prints_the_run_rows_as_json(json_run):
     assert all(r["status"] == "ok" for r in records)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: --json writes bare NaN for missing values (harness/cli.py _show_run, "
-                                       "json.dumps of DataFrame.to_dict), which strict JSON parsers (jq, JSON.parse) reject")
 def test_json_output_is_strict_json(json_run):
     """--json output parses under strict JSON rules: missing values are null, never NaN."""
 
@@ -225,6 +225,10 @@ def test_cuda_without_a_gpu_is_a_usage_error(rnnbench, tmp_path):
 
 def test_resume_of_an_unknown_run_is_a_usage_error(rnnbench, tmp_path):
     """--resume with a run id the database does not hold exits 2 and names the id."""
+    result = rnnbench("run", "--resume", "42", "--db", tmp_path / "r.sqlite")
+    assert result.code == 2
+    assert "results database not found" in result.err and "Traceback" not in result.err
+    ResultStore(tmp_path / "r.sqlite").close()
     result = rnnbench("run", "--resume", "42", "--db", tmp_path / "r.sqlite")
     assert result.code == 2
     assert "no run 42" in result.err and "Traceback" not in result.err

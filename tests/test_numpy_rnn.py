@@ -111,9 +111,6 @@ def test_numpy_rnn_rejects_non_positive_sizes():
         NumpyTanhRNN(3, 0)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: NumpyCell returns y as a zero-copy view of the hidden states its backward "
-                                       "reads (harness/cells.py _NumpyCellFunction.forward), so an in-place op on y "
-                                       "silently corrupts the gradients; torch.nn.RNN stays correct")
 def test_in_place_op_on_outputs_cannot_corrupt_gradients(registry):
     """After y.add_(1) the gradients are either right (as torch.nn.RNN's are) or autograd raises; never silently wrong."""
     torch.manual_seed(0)
