@@ -65,16 +65,27 @@ def state_norm(state: State) -> torch.Tensor:
 
 
 class Unrolled(nn.Module):
-    """Runs a step cell ``(x_t, state) -> (h_t, state)`` over a whole sequence."""
+    """Runs a step cell ``(x_t, state) -> (h_t, state)`` over a whole sequence.
+
+    A step cell may split its work in two to let the harness hoist what depends on the
+    input alone out of the time loop: ``precompute(x: (T, B, I)) -> (T, B, ...)`` (e.g.
+    ``W x_t + b`` for every step in one matrix product) and ``recur(pre_t, state) ->
+    (h_t, state)`` for the rest. When both exist, the loop calls ``recur``.
+    """
 
     def __init__(self, step: nn.Module):
         super().__init__()
         self.step = step
 
     def forward(self, x: torch.Tensor, state: State | None = None):
+        precompute, recur = getattr(self.step, "precompute", None), getattr(self.step, "recur", None)
+        if precompute is not None and recur is not None:
+            inputs, step = precompute(x), recur
+        else:
+            inputs, step = x, self.step
         outputs = []
-        for x_t in x.unbind(0):
-            h_t, state = self.step(x_t, state)
+        for x_t in inputs.unbind(0):
+            h_t, state = step(x_t, state)
             outputs.append(h_t)
         return torch.stack(outputs), state
 

@@ -5,6 +5,10 @@ fused kernel, so ``harness.cells.Unrolled(LSTMStep(lstm))`` returns the same out
 gradients as ``lstm`` itself (within floating-point tolerance): that is the ``unrolled``
 implementation in the speed table, and the one a CUDA graph captures (``graphed``).
 States keep the fused layout, ``(num_layers=1, B, H)``, so the two are interchangeable.
+
+Like cuDNN, they hoist the input projection out of the time loop: ``precompute(x)`` gives
+``x W_ih^T + b`` for every step in one matrix product, and ``recur`` adds the recurrent
+product with one ``addmm`` per step. ``forward(x_t, state)`` does both for a single step.
 Only one-layer, unidirectional modules are supported.
 """
 
@@ -12,6 +16,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn.functional import linear
 
 
 def _check(module: nn.RNNBase) -> None:
@@ -19,41 +24,46 @@ def _check(module: nn.RNNBase) -> None:
         raise ValueError("step versions exist for one-layer, unidirectional, time-major modules without projections")
 
 
-def _zeros(x_t: torch.Tensor, hidden_size: int) -> torch.Tensor:
-    return x_t.new_zeros(1, x_t.shape[0], hidden_size)
-
-
-class RNNStep(nn.Module):
-    """h' = tanh(x W_ih^T + b_ih + h W_hh^T + b_hh)"""
-
-    def __init__(self, fused: nn.RNN):
+class _Step(nn.Module):
+    def __init__(self, fused: nn.RNNBase):
         super().__init__()
         _check(fused)
         self.fused = fused
 
+    def _zeros(self, pre_t: torch.Tensor) -> torch.Tensor:
+        return pre_t.new_zeros(1, pre_t.shape[0], self.fused.hidden_size)
+
     def forward(self, x_t, state=None):
+        return self.recur(self.precompute(x_t.unsqueeze(0))[0], state)
+
+
+class RNNStep(_Step):
+    """h' = tanh(x W_ih^T + b_ih + b_hh + h W_hh^T)"""
+
+    def precompute(self, x):
         m = self.fused
-        h = _zeros(x_t, m.hidden_size) if state is None else state
-        pre = nn.functional.linear(x_t, m.weight_ih_l0, m.bias_ih_l0) + nn.functional.linear(h[0], m.weight_hh_l0, m.bias_hh_l0)
-        h_next = torch.tanh(pre) if m.nonlinearity == "tanh" else torch.relu(pre)
+        return linear(x, m.weight_ih_l0, m.bias_ih_l0 + m.bias_hh_l0)
+
+    def recur(self, pre_t, state=None):
+        h = self._zeros(pre_t) if state is None else state
+        pre = torch.addmm(pre_t, h[0], self.fused.weight_hh_l0.t())
+        h_next = torch.tanh(pre) if self.fused.nonlinearity == "tanh" else torch.relu(pre)
         return h_next, h_next.unsqueeze(0)
 
 
-class LSTMStep(nn.Module):
-    """i, f, g, o = chunks of (x W_ih^T + b_ih + h W_hh^T + b_hh); c' = f c + i g; h' = o tanh(c')"""
+class LSTMStep(_Step):
+    """i, f, g, o = chunks of (x W_ih^T + b_ih + b_hh + h W_hh^T); c' = σ(f) c + σ(i) tanh(g); h' = σ(o) tanh(c')"""
 
-    def __init__(self, fused: nn.LSTM):
-        super().__init__()
-        _check(fused)
-        self.fused = fused
-
-    def forward(self, x_t, state=None):
+    def precompute(self, x):
         m = self.fused
+        return linear(x, m.weight_ih_l0, m.bias_ih_l0 + m.bias_hh_l0)
+
+    def recur(self, pre_t, state=None):
         if state is None:
-            h = c = _zeros(x_t, m.hidden_size)
+            h = c = self._zeros(pre_t)
         else:
             h, c = state
-        gates = nn.functional.linear(x_t, m.weight_ih_l0, m.bias_ih_l0) + nn.functional.linear(h[0], m.weight_hh_l0, m.bias_hh_l0)
+        gates = torch.addmm(pre_t, h[0], self.fused.weight_hh_l0.t())
         in_gate, forget_gate, cell_gate, out_gate = gates.chunk(4, 1)
         in_gate = torch.sigmoid(in_gate)
         forget_gate = torch.sigmoid(forget_gate)
@@ -64,23 +74,22 @@ class LSTMStep(nn.Module):
         return h_next, (h_next.unsqueeze(0), c_next.unsqueeze(0))
 
 
-class GRUStep(nn.Module):
-    """r = σ(x W_ir + b_ir + h W_hr + b_hr); z = σ(... z ...); n = tanh(x W_in + b_in + r (h W_hn + b_hn)); h' = (1 - z) n + z h"""
+class GRUStep(_Step):
+    """r = σ(x W_ir + b_ir + h W_hr + b_hr); z = σ(x W_iz + b_iz + h W_hz + b_hz);
+    n = tanh(x W_in + b_in + r ⊙ (h W_hn + b_hn)); h' = (1 - z) ⊙ n + z ⊙ h"""
 
-    def __init__(self, fused: nn.GRU):
-        super().__init__()
-        _check(fused)
-        self.fused = fused
-
-    def forward(self, x_t, state=None):
+    def precompute(self, x):
         m = self.fused
-        h = _zeros(x_t, m.hidden_size) if state is None else state
-        gi = nn.functional.linear(x_t, m.weight_ih_l0, m.bias_ih_l0)
-        gh = nn.functional.linear(h[0], m.weight_hh_l0, m.bias_hh_l0)
-        i_r, i_z, i_n = gi.chunk(3, 1)
+        return linear(x, m.weight_ih_l0, m.bias_ih_l0)
+
+    def recur(self, pre_t, state=None):
+        m = self.fused
+        h = self._zeros(pre_t) if state is None else state
+        gh = torch.addmm(m.bias_hh_l0, h[0], m.weight_hh_l0.t())
+        i_r, i_z, i_n = pre_t.chunk(3, 1)
         h_r, h_z, h_n = gh.chunk(3, 1)
         reset_gate = torch.sigmoid(i_r + h_r)
         update_gate = torch.sigmoid(i_z + h_z)
         new_gate = torch.tanh(i_n + reset_gate * h_n)
-        h_next = (1 - update_gate) * new_gate + update_gate * h[0]
+        h_next = new_gate + update_gate * (h[0] - new_gate)  # (1 - z) n + z h, one kernel fewer
         return h_next, h_next.unsqueeze(0)
