@@ -13,12 +13,14 @@ last step) to L_len (the initial state).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from harness.cells import flatten_state, map_state
+from harness.errors import DivergedError
 from harness.stats import log_slope
 
 HORIZON_FRACTION = 1e-3
@@ -104,6 +106,9 @@ def gradient_profile(model, task, x: torch.Tensor, target: torch.Tensor, probes:
         total = sum(float((g.detach().double() ** 2).sum()) for g in parts if g is not None)
         norms_by_step[step] = total**0.5
     ordered = sorted(norms_by_step.items(), key=lambda kv: -kv[0])  # ascending distance
+    for step, norm in ordered:
+        if not math.isfinite(norm):
+            raise DivergedError(f"gradient norm is {norm} at distance {length - step} from the loss")
     return GradientProfile(
         distances=tuple(length - step for step, _ in ordered),
         norms=tuple(norm for _, norm in ordered),

@@ -227,7 +227,7 @@ def _accuracy_rows(base: dict, result) -> list[ResultRow]:
 
 def _train_rows(item: TrainItem, config: RunConfig, threads: int) -> list[ResultRow]:
     """Measure one train item. On failure, the rows measured so far are kept and a failed
-    row is added for each measurement that did not finish (raised as _PartialFailure)."""
+    row, with the error, is added for each measurement that did not finish."""
     task = item.task.factory(item.seq_len)
     sizes = dict(task=item.task.name, batch_size=config.recipe.batch_size, seq_len=item.seq_len,
                  input_size=task.input_size, hidden_size=item.hidden_size, seed=item.seed)
@@ -248,14 +248,15 @@ def _train_rows(item: TrainItem, config: RunConfig, threads: int) -> list[Result
         probe_x, probe_target = eval_x[:, : config.recipe.batch_size], eval_target[..., : config.recipe.batch_size]
         probes = probe_steps(task.length, config.max_probes)
         if "gradients" in item.measures:
+            # Kept even if training fails later: the rows say phase "init".
             init_profile = gradient_profile(model, task, probe_x, probe_target, probes)
+            rows += _gradient_rows(bases["gradients"], "init", init_profile, task.length)
         result = train(model, task, config.recipe, item.seed, item.device, eval_data=(eval_x, eval_target))
         if "accuracy" in item.measures:
             rows += _accuracy_rows(bases["accuracy"], result)
             pending.remove("accuracy")
         if "gradients" in item.measures:
             trained_profile = gradient_profile(model, task, probe_x, probe_target, probes)
-            rows += _gradient_rows(bases["gradients"], "init", init_profile, task.length)
             rows += _gradient_rows(bases["gradients"], "trained", trained_profile, task.length)
             pending.remove("gradients")
     except (KeyboardInterrupt, UsageError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from harness.errors import UsageError
 from harness.profiles import get_profile
 from harness.runner import RunConfig
 from harness.speed import TimingConfig
@@ -23,13 +24,20 @@ def build_config(registry, *, cells, tasks, devices, measures, profile_name="def
         recipe = replace(recipe, steps=steps[0], eval_every=min(recipe.eval_every, steps[0]))
     if lr:
         recipe = replace(recipe, lr=lr)
+    task_seq_lens = {t: tuple(seq_len) if seq_len else profile.seq_lens_for(t) for t in task_names}
+    for name, lengths in task_seq_lens.items():
+        for length in lengths:
+            try:
+                registry.task(name).factory(length)
+            except ValueError as exc:  # e.g. adding needs T >= 2
+                raise UsageError(f"--seq-len {length} does not suit task {name!r}: {exc}") from None
     return RunConfig(
         cells=cell_names,
         tasks=task_names,
         devices=tuple(devices),
         measures=tuple(measures),
         seeds=tuple(range(seeds[0] if seeds else profile.seeds)),
-        task_seq_lens={t: tuple(seq_len) if seq_len else profile.seq_lens_for(t) for t in task_names},
+        task_seq_lens=task_seq_lens,
         hidden_sizes=tuple(hidden_size) if hidden_size else profile.hidden_sizes,
         recipe=recipe,
         speed_batch_sizes=tuple(batch_size) if batch_size else profile.speed_batch_sizes,

@@ -195,6 +195,7 @@ BAD_INPUT = [
     (["--measure", "speedy"], ["'speedy'", "speed", "accuracy", "gradients"]),
     (["--profile", "nope"], ["'nope'", "smoke", "default", "paper"]),
     (["--impl", "jit"], ["--impl", "'jit'", "fused", "unrolled"]),
+    (["--tasks", "adding", "--seq-len", "1"], ["--seq-len 1", "'adding'", ">= 2"]),
 ]
 
 
@@ -206,6 +207,7 @@ def test_bad_input_is_one_clear_line_and_exit_2(rnnbench, tmp_path, args, shown)
     assert result.code == 2
     assert result.out == ""
     assert "Traceback" not in result.err
+    assert not (tmp_path / "r.sqlite").exists(), "a rejected command must not leave a database behind"
     lines = result.err.strip().splitlines()
     assert len(lines) == 1, result.err
     assert lines[0].startswith("rnnbench: error:")

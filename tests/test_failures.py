@@ -144,3 +144,25 @@ def test_ctrl_c_keeps_finished_items_and_resume_completes_the_run(rnnbench, tmp_
     assert {r["cell"] for r in rows} == {"lstm", "gru"}
     assert [r for r in rows if r["item"] == first_item] == kept  # the first item's rows are untouched
     assert all(r["status"] == "ok" for r in rows)
+
+
+def test_divergence_in_training_keeps_the_init_gradient_profile(rnnbench, tmp_path, monkeypatch):
+    """When training diverges, the init gradient rows measured before it are kept; accuracy and trained rows fail."""
+    from harness.errors import DivergedError
+
+    def diverge(*args, **kwargs):
+        raise DivergedError("training loss became nan at step 3")
+
+    monkeypatch.setattr(runner, "train", diverge)
+    db = tmp_path / "r.sqlite"
+    result = rnnbench("run", "--cells", "lstm", "--tasks", "adding", "--profile", "smoke", "--device", "cpu",
+                      "--measure", "accuracy,gradients", "--db", db, "--out", tmp_path / "out")
+    assert result.code == 1
+    with ResultStore(db) as store:
+        rows = store.rows(store.resolve_run("latest"))
+    init = [r for r in rows if r["measurement"] == "gradients" and r["phase"] == "init"]
+    assert init and all(r["status"] == "ok" for r in init)
+    failed = {r["measurement"]: r["error"] for r in rows if r["status"] == "failed"}
+    assert failed == {"accuracy": "DivergedError: training loss became nan at step 3",
+                      "gradients": "DivergedError: training loss became nan at step 3"}
+    assert not [r for r in rows if r["phase"] == "trained"]
