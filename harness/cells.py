@@ -50,6 +50,8 @@ def state_structure(state: State | None) -> Any:
         return None
     if isinstance(state, torch.Tensor):
         return tuple(state.shape)
+    if not isinstance(state, (tuple, list)):  # a dict or a str would otherwise recurse without end
+        raise CellContractError(f"state must be a tensor or a tuple of tensors, got {type(state).__name__}")
     return tuple(state_structure(s) for s in state)
 
 

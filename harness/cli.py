@@ -243,6 +243,159 @@ def plugins(plugin_files):
     return 1 if registry.errors else 0
 
 
+db_option = click.option(
+    "--db", "db_path", type=click.Path(dir_okay=False),
+    help="Results database to read [default: $RNNBENCH_DB or rnnbench-results/results.sqlite].",
+)
+REPORT_FORMAT_ALIASES = {"md": "markdown"}
+
+
+@cli.command()
+@click.argument("run_ref", metavar="[RUN|latest]", required=False, default="latest")
+@click.option("--format", "formats", type=NameList(), default=("html",), show_default=True,
+              help="Report format(s), comma-separated: html, md (markdown), csv, json, or one a plugin registers.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Report folder [default: run-<ID>/ beside the database].")
+@db_option
+@plugin_option
+def report(run_ref, formats, out_dir, db_path, plugin_files):
+    """Render a stored run as HTML (with plots), Markdown, CSV or JSON, from the results database alone."""
+    from harness.store import ResultStore
+    from reports.tables import Results
+
+    registry = _load(plugin_files)
+    reporters = [registry.reporter(REPORT_FORMAT_ALIASES.get(name, name)) for name in formats]
+    with ResultStore(db_path, create=False) as store:
+        run_id = store.resolve_run(run_ref)
+        results = Results.from_store(store, run_id)
+        target = Path(out_dir) if out_dir else store.path.parent / f"run-{run_id}"
+    for reporter in reporters:
+        try:
+            path = reporter.render(results, target)
+        except OSError as exc:
+            raise UsageError(f"cannot write the {reporter.name} report to {str(target)!r}: {exc}") from None
+        click.echo(str(path))
+    return 0
+
+
+@cli.command()
+@db_option
+def runs(db_path):
+    """List stored runs: id, start time, status, what was measured and on which machine."""
+    from harness.store import ResultStore
+
+    with ResultStore(db_path, create=False) as store:
+        stored = store.runs()
+    rows = []
+    for run_record in stored:
+        config, environment = run_record["config"], run_record["environment"]
+        gpu = environment.get("gpu_name")
+        rows.append({
+            "id": run_record["run_id"], "started (UTC)": run_record["started_at"].replace("+00:00", ""),
+            "status": run_record["status"], "profile": config.get("profile", "—"),
+            "cells": ",".join(config.get("cells", [])), "tasks": ",".join(config.get("tasks", [])),
+            "devices": ",".join(config.get("devices", [])),
+            "machine": f"{environment.get('hostname')}: {environment.get('cpu_model')} x{environment.get('cpu_count')}"
+                       + (f", {gpu}" if gpu else ""),
+        })
+    _print_table(rows)
+    return 0
+
+
+class Percent(click.ParamType):
+    """A percentage such as ``5%`` or ``5`` (both mean 0.05)."""
+
+    name = "PCT"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, float):
+            return value
+        text = str(value).strip()
+        try:
+            number = float(text[:-1] if text.endswith("%") else text)
+        except ValueError:
+            self.fail(f"{value!r} is not a percentage (e.g. 5% or 2.5)", param, ctx)
+        if not number >= 0:
+            self.fail(f"{value!r} must be a percentage >= 0", param, ctx)
+        return number / 100
+
+
+@cli.command()
+@click.argument("run_a", metavar="RUN_A")
+@click.argument("run_b", metavar="RUN_B")
+@click.option("--fail-above", type=Percent(), metavar="PCT",
+              help="Exit 1 when a speed timing of RUN_B is significantly slower than RUN_A's by more than PCT (e.g. 5%).")
+@db_option
+def compare(run_a, run_b, fail_above, db_path):
+    """Compare two stored runs (ids or 'latest'): speed ratios B/A with noise-aware verdicts, accuracy and gradient differences."""
+    from harness.compare import compare_runs, format_comparison, ratio_text
+    from harness.store import ResultStore
+
+    with ResultStore(db_path, create=False) as store:
+        comparison = compare_runs(store, run_a, run_b)
+    click.echo(format_comparison(comparison))
+    if fail_above is None:
+        return 0
+    regressions = comparison.regressions(fail_above)
+    for s in regressions:
+        click.echo(f"rnnbench: regression: {s.cell} {s.impl} {s.device} B={s.batch_size} T={s.seq_len} I={s.input_size} "
+                   f"H={s.hidden_size} {s.timing}: {ratio_text(s.ratio)} (p = {s.p_value:.2g})", err=True)
+    if regressions:
+        click.echo(f"rnnbench: {len(regressions)} timing(s) significantly slower by more than {fail_above:.1%}", err=True)
+        return 1
+    return 0
+
+
+@cli.command()
+@click.argument("names", nargs=-1, required=True, metavar="NAME...")
+@plugin_option
+def check(names, plugin_files):
+    """Run the conformance checks on cells (names, comma lists or 'all'): one line per check.
+
+    Exit 1 when any check fails. The same checks are importable for a plugin's own tests:
+    harness.testing.assert_conforms(NAME).
+    """
+    from harness.plugins import describe
+    from harness.testing import FAIL, iter_checks, summary
+
+    registry = _load(plugin_files)
+    requested = [n.strip() for name in names for n in name.split(",") if n.strip()]
+    specs = registry.select_cells(requested)
+    any_failed = False
+    for spec in specs:
+        click.echo(f"{spec.name} ({spec.backend} backend, {spec.form} form) from {describe(spec.plugin)}")
+        results = []
+        for result in iter_checks(spec):
+            click.echo(f"  {result.line()}")
+            results.append(result)
+        any_failed |= any(r.status == FAIL for r in results)
+        click.echo(f"{spec.name}: {summary(results)}\n")
+    return 1 if any_failed else 0
+
+
+@cli.command("new-cell")
+@click.argument("name")
+@click.option("--backend", type=click.Choice(["torch", "numpy"]), default="torch", show_default=True,
+              help="torch: a step-form nn.Module; numpy: params, forward and a hand-written backward.")
+@click.option("--dir", "parent", type=click.Path(file_okay=False), default=".", show_default=True,
+              help="Folder in which to create rnnbench-NAME/.")
+def new_cell(name, backend, parent):
+    """Write a cell plugin package, rnnbench-NAME/, that works after 'pip install -e .'."""
+    from harness.plugins import describe, load_plugins
+    from harness.scaffold import Scaffold, validate_name, write_scaffold
+
+    validate_name(name)
+    registry = load_plugins()
+    if name in registry.cells:
+        raise UsageError(f"a cell named {name!r} is already registered by {describe(registry.cells[name].plugin)}; "
+                         "choose another name")
+    root = write_scaffold(name, backend, parent)
+    for relative in Scaffold(name, backend).files():
+        click.echo(f"wrote {root / relative}")
+    click.echo(f"\nnext:\n  cd {root}\n  pip install -e \".[test]\"\n  rnnbench check {name}\n  "
+               f"pytest\n  rnnbench run --cells {name},lstm,gru")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: one clear line and an exit code for every user error."""
     args = list(sys.argv[1:] if argv is None else argv)

@@ -34,9 +34,16 @@ BUILTIN_MODULES = (
     "plugins.torch_rnn",
     "plugins.lstm",
     "plugins.gru",
+    "plugins.numpy_lstm",
+    "plugins.numpy_gru",
+    "plugins.indrnn",
+    "plugins.exprnn",
+    "plugins.mingru",
     "tasks.copy",
     "tasks.adding",
     "reports.markdown",
+    "reports.html",
+    "reports.tidy",
 )
 
 BACKENDS = ("torch", "numpy")
@@ -218,6 +225,10 @@ def load_plugins(plugin_files=(), *, autoload: bool | None = None) -> Registry:
             pm.unregister(module)
             registry.errors.append(f"plugin {info.name!r}: {exc}; known hooks: {', '.join(HOOK_NAMES)}")
             continue
+        for hook_name in HOOK_NAMES:  # a hook function without @hookimpl would be ignored silently
+            if callable(getattr(module, hook_name, None)) and pm.parse_hookimpl_opts(module, hook_name) is None:
+                registry.errors.append(f"plugin {info.name!r}: {hook_name} is not marked with @hookimpl "
+                                       "(from harness import hookimpl), so it is never called")
         registered.append((module, info))
         registry.plugins.append(info)
 

@@ -1,4 +1,8 @@
-"""The Markdown report: run metadata, the training recipe and the three tables."""
+"""The Markdown report: run metadata, the training recipe, the three tables and their plots.
+
+The plots are PNG files in ``plots/`` beside ``report.md``, linked by relative paths so the
+folder can be moved or committed as a whole.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,9 @@ from pathlib import Path
 from tabulate import tabulate
 
 from harness.hookspecs import hookimpl
+from reports.plots import build_plots
 from reports.tables import TABLES, Results, drop_empty_note
+from reports.text import TABLE_CAPTIONS
 
 GLOSSARY = {
     "speed": "fwd s / fwd+bwd s: median seconds per batch; IQR: interquartile range of the repeats (s); "
@@ -48,17 +54,30 @@ def environment_lines(run: dict) -> list[str]:
 def render_markdown(results: Results, out_dir: Path) -> Path:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    plots = build_plots(results)
+    if plots:
+        (out_dir / "plots").mkdir(exist_ok=True)
     parts = [f"# rnnbench report — run {results.run['run_id']}", "", *environment_lines(results.run), ""]
     for key, (title, build) in TABLES.items():
         table = drop_empty_note(build(results))
         if table.empty:
             continue
-        parts += [f"## {title}", "", tabulate(table, headers="keys", tablefmt="github", showindex=False, disable_numparse=True), "", f"_{GLOSSARY[key]}_", ""]
+        parts += [f"## {title}", "", TABLE_CAPTIONS[key], "",
+                  tabulate(table, headers="keys", tablefmt="github", showindex=False, disable_numparse=True), "",
+                  f"_{GLOSSARY[key]}_", ""]
+        for plot in (p for p in plots if p.section == key):
+            (out_dir / "plots" / f"{plot.name}.png").write_bytes(plot.png)
+            parts += [f"![{_md_text(plot.title)}](plots/{plot.name}.png)", "", f"_{_md_text(plot.caption)}_", ""]
     path = out_dir / "report.md"
     path.write_text("\n".join(parts))
     return path
 
 
+def _md_text(text: str) -> str:
+    """Plot titles hold plugin-supplied names; keep them from closing the link or the emphasis."""
+    return "".join("\\" + ch if ch in "[]_*`" else ch for ch in text)
+
+
 @hookimpl
 def register_reporters(register):
-    register("markdown", render_markdown, suffix=".md", summary="Markdown: run metadata and the three tables")
+    register("markdown", render_markdown, suffix=".md", summary="Markdown: run metadata, the three tables, plots as PNG files beside it")

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from harness.stats import UNSTABLE_IQR_RATIO
+from harness.store import ROW_COLUMNS
 
 
 @dataclass(frozen=True)
@@ -24,7 +25,10 @@ class Results:
 
     @classmethod
     def from_store(cls, store, run_id: int) -> "Results":
-        return cls(store.run(run_id), pd.DataFrame(store.rows(run_id)))
+        rows = store.rows(run_id)
+        # A run without rows still has the columns, so that every table and plot comes out empty.
+        frame = pd.DataFrame(rows) if rows else pd.DataFrame(columns=["id", "run_id", *ROW_COLUMNS, "created_at"])
+        return cls(store.run(run_id), frame)
 
     def of(self, measurement: str) -> pd.DataFrame:
         if self.rows.empty:

@@ -1,0 +1,447 @@
+"""Run-to-run comparison: matching rows of two runs side by side, with verdicts that respect noise.
+
+Speed rows match when cell, implementation, device and sizes (B, T, I, H) are equal; each of
+the two timings (forward, forward+backward) gets the ratio of medians B/A and a verdict:
+"1.42x slower", "1.10x faster" or "not significant". Accuracy and gradient rows match on
+cell, task, T, H and device and are shown with their differences. Rows that only one run
+has are listed as unmatched, never dropped.
+
+The verdict
+-----------
+A difference is *significant* when all three hold:
+
+1. **The samples differ beyond chance**: a two-sided Mann-Whitney U test on the stored repeat
+   samples gives p < ``alpha`` (0.05). The test uses ranks only, so it assumes no particular
+   distribution — timing samples are skewed, with long right tails from interrupts and
+   frequency changes, which breaks the normality a t-test (pyperf's choice) leans on, and one
+   outlier cannot move it. The p-value comes from the normal approximation with the tie
+   correction and the continuity correction (the same as
+   ``scipy.stats.mannwhitneyu(method="asymptotic")``); written by hand here so that rnnbench
+   needs no SciPy. With 3 repeats per run the smallest possible p is 0.08, so smoke-profile
+   runs never show a significant difference: at least 4 repeats per side are needed.
+2. **The change is large enough to outlast the run**: the ratio of medians is at least
+   ``1 + min_change`` (5%) away from 1, either way. Repeats inside one run share the same
+   process, memory layout, CPU frequency and neighbours, so they only see within-run noise;
+   two runs of the same command differ by a few percent for reasons the samples cannot show.
+   A floor on the effect (like asv's ``--factor``) keeps such drift from being called a change.
+3. **The middle halves do not overlap**: the interquartile ranges of A and B are disjoint. With
+   a hundred repeats the test above detects shifts far smaller than the spread of the
+   repeats; when the middle halves of the two samples still overlap, the shift is within what
+   one run's own noise covers, and a busy machine moves between runs by more than that. This
+   is the same median-and-IQR view the speed table quotes, so a reader can check a verdict
+   against the table.
+
+On this project's shared 2-core machine, two runs of the same default-profile command gave
+p < 0.05 on 17 of 24 timings (within-run samples are that precise) yet differences of 1-17%;
+rule 1 alone would call most of them changes; rules 2 and 3 left two (shifts of 14% and 17%
+while other jobs shared the machine).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pandas as pd
+
+from harness.stats import Summary
+
+ALPHA = 0.05
+MIN_CHANGE = 0.05
+TIMINGS = {"forward_s": "forward", "forward_backward_s": "forward+backward"}
+SPEED_KEY = ("cell", "impl", "device", "batch_size", "seq_len", "input_size", "hidden_size")
+TRAIN_KEY = ("cell", "task", "seq_len", "hidden_size", "device")
+# (measurement, metric, phase) -> the label shown beside its values
+TRAIN_METRICS = {
+    ("accuracy", "loss_ratio", None): "loss/baseline",
+    ("accuracy", "accuracy", None): "accuracy",
+    ("accuracy", "solved", None): "seeds solved",
+    ("gradients", "decay_rate", "init"): "decay/step at init",
+    ("gradients", "decay_rate", "trained"): "decay/step trained",
+}
+
+
+@dataclass(frozen=True)
+class MannWhitney:
+    """A two-sided Mann-Whitney U test of sample B against sample A.
+
+    ``u``: the number of (a, b) pairs with b > a, ties counting one half (U of sample B);
+    ``z``: its standardised distance from n_a·n_b/2 after the continuity correction;
+    ``p_value``: two-sided, from the normal approximation (1.0 when every value is tied).
+    """
+
+    u: float
+    z: float
+    p_value: float
+
+
+def _ranks(values: list[float]) -> list[float]:
+    """1-based ranks, tied values sharing the mean of the ranks they span."""
+    order = sorted(range(len(values)), key=values.__getitem__)
+    ranks = [0.0] * len(values)
+    start = 0
+    while start < len(order):
+        end = start
+        while end + 1 < len(order) and values[order[end + 1]] == values[order[start]]:
+            end += 1
+        for position in range(start, end + 1):
+            ranks[order[position]] = (start + end) / 2 + 1
+        start = end + 1
+    return ranks
+
+
+def mann_whitney_u(a, b) -> MannWhitney:
+    """Mann-Whitney U test of ``b`` against ``a`` (normal approximation, tie and continuity corrected).
+
+    ``U_b = R_b - n_b(n_b+1)/2`` where ``R_b`` is the rank sum of ``b`` in the pooled sample;
+    under the null hypothesis it has mean ``n_a n_b / 2`` and variance
+    ``n_a n_b / 12 · ((n + 1) - Σ(t³ - t) / (n (n - 1)))`` over the groups of t tied values.
+    """
+    a, b = [float(v) for v in a], [float(v) for v in b]
+    if not a or not b:
+        raise ValueError(f"both samples need values, got {len(a)} and {len(b)}")
+    n_a, n_b = len(a), len(b)
+    n = n_a + n_b
+    pooled = a + b
+    ranks = _ranks(pooled)
+    u_b = sum(ranks[n_a:]) - n_b * (n_b + 1) / 2
+    mean = n_a * n_b / 2
+    ties = {}
+    for value in pooled:
+        ties[value] = ties.get(value, 0) + 1
+    tie_term = sum(t**3 - t for t in ties.values()) / (n * (n - 1)) if n > 1 else 0.0
+    variance = n_a * n_b / 12 * ((n + 1) - tie_term)
+    if variance <= 0:
+        return MannWhitney(u_b, 0.0, 1.0)
+    distance = max(abs(u_b - mean) - 0.5, 0.0)
+    z = math.copysign(distance / math.sqrt(variance), u_b - mean)
+    return MannWhitney(u_b, z, math.erfc(abs(z) / math.sqrt(2)))
+
+
+def ratio_text(ratio: float) -> str:
+    """B/A as a reader says it: 1.42 -> "1.42x slower", 0.5 -> "2.00x faster" (times, so lower is faster)."""
+    if f"{ratio:.2f}" == "1.00" or f"{1 / ratio:.2f}" == "1.00":
+        return "1.00x"
+    if ratio >= 1:
+        return f"{ratio:.2f}x slower"
+    return f"{1 / ratio:.2f}x faster"
+
+
+@dataclass(frozen=True)
+class SpeedComparison:
+    """One timing of one speed condition in both runs.
+
+    ``timing`` is "forward" or "forward+backward" (or "—" when a side has no timings);
+    medians are seconds per batch; ``ratio`` is median B / median A; ``verdict`` is what a
+    reader sees ("1.42x slower", "not significant", "failed in B: ...").
+    """
+
+    cell: str
+    impl: str
+    device: str
+    batch_size: int
+    seq_len: int
+    input_size: int
+    hidden_size: int
+    timing: str
+    median_a: float | None = None
+    median_b: float | None = None
+    n_a: int = 0
+    n_b: int = 0
+    ratio: float | None = None
+    p_value: float | None = None
+    separated: bool = False  # the IQRs of A and B do not overlap
+    significant: bool = False
+    verdict: str = "not significant"
+
+    @property
+    def slower(self) -> bool:
+        return self.significant and self.ratio is not None and self.ratio > 1
+
+    @property
+    def faster(self) -> bool:
+        return self.significant and self.ratio is not None and self.ratio < 1
+
+
+@dataclass(frozen=True)
+class MetricComparison:
+    """One accuracy or gradient metric of one condition, averaged over seeds, in both runs.
+
+    For "seeds solved" ``a``/``b`` are counts out of ``seeds_a``/``seeds_b``; otherwise means
+    over the seeds that finished; ``difference`` is b - a.
+    """
+
+    measurement: str
+    cell: str
+    task: str
+    seq_len: int
+    hidden_size: int
+    device: str
+    metric: str
+    a: float | None
+    b: float | None
+    seeds_a: int
+    seeds_b: int
+
+    @property
+    def difference(self) -> float | None:
+        return None if self.a is None or self.b is None else self.b - self.a
+
+
+@dataclass(frozen=True)
+class Unmatched:
+    """A condition only one run measured; ``run`` is "A" or "B"."""
+
+    run: str
+    measurement: str
+    description: str
+
+
+@dataclass(frozen=True)
+class Comparison:
+    run_a: int | None
+    run_b: int | None
+    speed: tuple[SpeedComparison, ...] = ()
+    metrics: tuple[MetricComparison, ...] = ()
+    unmatched: tuple[Unmatched, ...] = ()
+    alpha: float = ALPHA
+    min_change: float = MIN_CHANGE
+    min_repeats: int = 0  # fewest repeats on either side of a compared timing
+
+    def compared(self, timing: str | None = None) -> list[SpeedComparison]:
+        """Speed comparisons with a ratio (both sides measured), optionally of one timing."""
+        return [s for s in self.speed if s.ratio is not None and (timing is None or s.timing == timing)]
+
+    def geometric_mean(self, timing: str | None = None) -> float | None:
+        """Geometric mean of B/A over the compared timings: the typical factor, outliers damped."""
+        ratios = [s.ratio for s in self.compared(timing) if s.ratio > 0]
+        return math.exp(sum(math.log(r) for r in ratios) / len(ratios)) if ratios else None
+
+    def regressions(self, threshold: float) -> list[SpeedComparison]:
+        """Significantly slower timings whose ratio B/A exceeds ``1 + threshold`` (0.05 for 5%)."""
+        return [s for s in self.speed if s.slower and s.ratio > 1 + threshold]
+
+    def summary(self) -> str:
+        """One line: the geometric mean of B/A, per timing, and how many timings changed."""
+        compared = self.compared()
+        if not compared:
+            return "no speed rows measured in both runs"
+        overall = self.geometric_mean()
+        per_timing = [f"{name} {ratio_text(g)}" for name in TIMINGS.values()
+                      if (g := self.geometric_mean(name)) is not None]
+        slower = sum(s.slower for s in compared)
+        faster = sum(s.faster for s in compared)
+        return (f"geometric mean of B/A over {len(compared)} timings: {ratio_text(overall)} — "
+                f"{', '.join(per_timing)}; {slower} slower, {faster} faster, "
+                f"{len(compared) - slower - faster} not significant")
+
+
+def _int(value):
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else int(value)
+
+
+def _frame(rows) -> pd.DataFrame:
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return pd.DataFrame(columns=["measurement", "status", "metric", "value", "stats", "error", "phase", "seed",
+                                     *SPEED_KEY, "task"])
+    return frame
+
+
+def _describe(measurement: str, key: tuple, names: tuple[str, ...]) -> str:
+    short = {"batch_size": "B", "seq_len": "T", "input_size": "I", "hidden_size": "H"}
+    parts = [f"{short[n]}={_int(v)}" if n in short else str(v) for n, v in zip(names, key)]
+    return f"{measurement} " + " ".join(parts)
+
+
+def _groups(frame: pd.DataFrame, measurement: str, names: tuple[str, ...]) -> dict[tuple, pd.DataFrame]:
+    rows = frame[frame["measurement"] == measurement]
+    if rows.empty:
+        return {}
+    rows = rows.assign(**{n: rows[n].astype(object).where(rows[n].notna(), None) for n in names})
+    return {key: group for key, group in rows.groupby(list(names), sort=False, dropna=False)}
+
+
+def _failure(group: pd.DataFrame, side: str) -> str | None:
+    """"failed in B: RuntimeError: ..." for a condition that one run did not measure."""
+    bad = group[group["status"] != "ok"]
+    if bad.empty:
+        return None
+    row = bad.iloc[0]
+    return f"{row['status']} in {side}: {row['error']}"
+
+
+def _samples(group: pd.DataFrame, metric: str) -> list[float]:
+    sel = group[group["metric"] == metric]
+    if sel.empty:
+        return []
+    stats = sel.iloc[0]["stats"]
+    if isinstance(stats, dict) and stats.get("samples"):
+        return [float(s) for s in stats["samples"]]
+    value = sel.iloc[0]["value"]
+    return [] if value is None or pd.isna(value) else [float(value)]
+
+
+def compare_speed(key: tuple, group_a: pd.DataFrame, group_b: pd.DataFrame, alpha: float = ALPHA,
+                  min_change: float = MIN_CHANGE) -> list[SpeedComparison]:
+    """The two timings of one speed condition, A against B (see the module docstring for the verdict)."""
+    base = dict(zip(SPEED_KEY, key))
+    for name in ("batch_size", "seq_len", "input_size", "hidden_size"):
+        base[name] = _int(base[name])
+    base["impl"] = base["impl"] or "—"
+    failures = [f for side, g in (("A", group_a), ("B", group_b)) if (f := _failure(g, side))]
+    if failures:
+        return [SpeedComparison(**base, timing="—", verdict="; ".join(failures))]
+    out = []
+    for metric, timing in TIMINGS.items():
+        a, b = _samples(group_a, metric), _samples(group_b, metric)
+        if not a or not b:
+            out.append(SpeedComparison(**base, timing=timing, verdict="no samples in " + ("A" if not a else "B")))
+            continue
+        spread_a, spread_b = Summary(tuple(a)), Summary(tuple(b))
+        median_a, median_b = spread_a.median, spread_b.median
+        ratio = median_b / median_a if median_a > 0 else None
+        test = mann_whitney_u(a, b)
+        large = ratio is not None and (ratio >= 1 + min_change or ratio <= 1 / (1 + min_change))
+        separated = spread_a.q3 < spread_b.q1 or spread_b.q3 < spread_a.q1
+        significant = test.p_value < alpha and large and separated
+        out.append(SpeedComparison(
+            **base, timing=timing, median_a=median_a, median_b=median_b, n_a=len(a), n_b=len(b), ratio=ratio,
+            p_value=test.p_value, separated=separated, significant=significant,
+            verdict=ratio_text(ratio) if significant else "not significant",
+        ))
+    return out
+
+
+def _seed_values(group: pd.DataFrame, metric: str, phase) -> tuple[list[float], int]:
+    """Per-seed values of one metric (ok rows only) and the number of seeds the condition had."""
+    seeds = group["seed"].nunique(dropna=False)
+    sel = group[(group["metric"] == metric) & (group["status"] == "ok")]
+    sel = sel[sel["phase"].isna()] if phase is None else sel[sel["phase"] == phase]
+    return [float(v) for v in sel["value"] if v is not None and not pd.isna(v)], int(seeds)
+
+
+def compare_train(measurement: str, key: tuple, group_a: pd.DataFrame, group_b: pd.DataFrame) -> list[MetricComparison]:
+    base = dict(zip(TRAIN_KEY, key))
+    base["seq_len"], base["hidden_size"] = _int(base["seq_len"]), _int(base["hidden_size"])
+    out = []
+    for (which, metric, phase), label in TRAIN_METRICS.items():
+        if which != measurement:
+            continue
+        (values_a, seeds_a), (values_b, seeds_b) = _seed_values(group_a, metric, phase), _seed_values(group_b, metric, phase)
+        if metric == "solved":
+            a, b = float(sum(values_a)), float(sum(values_b))
+        else:
+            a = sum(values_a) / len(values_a) if values_a else None
+            b = sum(values_b) / len(values_b) if values_b else None
+        out.append(MetricComparison(measurement, **base, metric=label, a=a, b=b, seeds_a=seeds_a, seeds_b=seeds_b))
+    return out
+
+
+def compare_rows(rows_a, rows_b, *, run_a: int | None = None, run_b: int | None = None, alpha: float = ALPHA,
+                 min_change: float = MIN_CHANGE) -> Comparison:
+    """Compare two runs' tidy rows (lists of dicts as ``ResultStore.rows`` gives, or DataFrames)."""
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be between 0 and 1, got {alpha}")
+    if min_change < 0:
+        raise ValueError(f"min_change must be >= 0, got {min_change}")
+    frame_a, frame_b = _frame(rows_a), _frame(rows_b)
+    speed: list[SpeedComparison] = []
+    metrics: list[MetricComparison] = []
+    unmatched: list[Unmatched] = []
+    for measurement, names in (("speed", SPEED_KEY), ("accuracy", TRAIN_KEY), ("gradients", TRAIN_KEY)):
+        groups_a, groups_b = _groups(frame_a, measurement, names), _groups(frame_b, measurement, names)
+        for key, group_a in groups_a.items():
+            if key not in groups_b:
+                unmatched.append(Unmatched("A", measurement, _describe(measurement, key, names)))
+            elif measurement == "speed":
+                speed += compare_speed(key, group_a, groups_b[key], alpha, min_change)
+            else:
+                metrics += compare_train(measurement, key, group_a, groups_b[key])
+        unmatched += [Unmatched("B", measurement, _describe(measurement, key, names)) for key in groups_b if key not in groups_a]
+    repeats = [min(s.n_a, s.n_b) for s in speed if s.ratio is not None]
+    return Comparison(run_a, run_b, tuple(speed), tuple(metrics), tuple(unmatched), alpha, min_change,
+                      min(repeats) if repeats else 0)
+
+
+def compare_runs(store, run_a, run_b, *, alpha: float = ALPHA, min_change: float = MIN_CHANGE) -> Comparison:
+    """Compare two stored runs (ids or "latest") of one :class:`harness.store.ResultStore`."""
+    id_a, id_b = store.resolve_run(run_a), store.resolve_run(run_b)
+    return compare_rows(store.rows(id_a), store.rows(id_b), run_a=id_a, run_b=id_b, alpha=alpha, min_change=min_change)
+
+
+def smallest_p_value(n_a: int, n_b: int) -> float:
+    """The smallest two-sided p the test can give for these sample sizes (complete separation)."""
+    return mann_whitney_u(range(n_a), range(n_a, n_a + n_b)).p_value
+
+
+# --- text for the command line -----------------------------------------------------------------
+
+
+def _seconds(value) -> str:
+    return "—" if value is None else f"{value:.3e}"
+
+
+def _number(value, digits: int = 3) -> str:
+    return "—" if value is None else f"{value:.{digits}g}"
+
+
+def _signed(value, digits: int = 3) -> str:
+    return "—" if value is None else f"{value:+.{digits}g}"
+
+
+def speed_rows(comparison: Comparison) -> list[dict]:
+    return [{
+        "cell": s.cell, "impl": s.impl, "device": s.device, "B": s.batch_size, "T": s.seq_len, "I": s.input_size,
+        "H": s.hidden_size, "timing": s.timing, "A s": _seconds(s.median_a), "B s": _seconds(s.median_b),
+        "B/A": "—" if s.ratio is None else f"{s.ratio:.3f}", "repeats": f"{s.n_a}/{s.n_b}" if s.ratio is not None else "—",
+        "p": "—" if s.p_value is None else f"{s.p_value:.2g}", "verdict": s.verdict,
+    } for s in comparison.speed]
+
+
+def metric_rows(comparison: Comparison, measurement: str) -> list[dict]:
+    """One row per condition: each metric's A, B and B - A side by side."""
+    rows: dict[tuple, dict] = {}
+    for m in comparison.metrics:
+        if m.measurement != measurement:
+            continue
+        row = rows.setdefault((m.cell, m.task, m.seq_len, m.hidden_size, m.device), {
+            "cell": m.cell, "task": m.task, "T": m.seq_len, "H": m.hidden_size, "device": m.device})
+        if m.metric == "seeds solved":
+            row[f"{m.metric} A"] = f"{_number(m.a)}/{m.seeds_a}"
+            row[f"{m.metric} B"] = f"{_number(m.b)}/{m.seeds_b}"
+        else:
+            row[f"{m.metric} A"], row[f"{m.metric} B"] = _number(m.a), _number(m.b)
+            row[f"{m.metric} B-A"] = _signed(m.difference)
+    return list(rows.values())
+
+
+def format_comparison(comparison: Comparison) -> str:
+    """The comparison as a reader sees it: tables, the summary line, unmatched rows."""
+    from tabulate import tabulate
+
+    def table(rows):
+        return tabulate(rows, headers="keys", tablefmt="simple", disable_numparse=True)
+
+    a, b = comparison.run_a, comparison.run_b
+    parts = [f"Comparing run {a} (A) with run {b} (B); B/A > 1 means B took longer."]
+    if comparison.speed:
+        parts += ["", "Speed: seconds per batch, median of the repeats", table(speed_rows(comparison)), "",
+                  comparison.summary(),
+                  f"verdict: a change only when the repeats differ (Mann-Whitney U, p < {comparison.alpha:g}), by at "
+                  f"least {comparison.min_change:.0%}, with non-overlapping IQRs; otherwise 'not significant'"]
+        if comparison.compared() and smallest_p_value(comparison.min_repeats, comparison.min_repeats) >= comparison.alpha:
+            parts.append(f"note: some timings have only {comparison.min_repeats} repeats in a run; with so few no "
+                         f"difference can be significant (more repeats: e.g. --profile default)")
+    for measurement, title in (("accuracy", "Accuracy: held-out results, mean over seeds"),
+                               ("gradients", "Gradient decay: slope of ln-norm per step, mean over seeds")):
+        rows = metric_rows(comparison, measurement)
+        if rows:
+            parts += ["", title, table(rows)]
+    for side, run_id in (("A", a), ("B", b)):
+        only = [u.description for u in comparison.unmatched if u.run == side]
+        if only:
+            parts += ["", f"Only in run {run_id} ({side}), not compared:", *(f"  {d}" for d in only)]
+    if not comparison.speed and not comparison.metrics:
+        parts += ["", "no rows match between the two runs"]
+    return "\n".join(parts)

@@ -1,0 +1,95 @@
+"""Words shared by every report format: table captions, readable column labels, the environment.
+
+A report is handed to someone who never saw rnnbench's glossary, so every table gets a
+caption that says what a row is and how to read it, and the HTML report shows column
+labels that carry their units.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+TABLE_CAPTIONS = {
+    "speed": "Time per training batch of B sequences of length T (input size I, hidden size H), median over the "
+             "repeated calls, in seconds: lower is faster. The IQR (interquartile range) shows how much the repeats "
+             "varied; rows marked unstable varied by more than 10% of the median.",
+    "accuracy": "Each cell trained with the same recipe on each task, then evaluated on held-out sequences. "
+                "loss/baseline below 1 means the cell learned more than a predictor that remembers nothing; "
+                "values are mean ± standard deviation over seeds, and 'solved' counts the seeds that met the "
+                "task's solved criterion.",
+    "gradients": "How fast the gradient of the last step's loss fades as it flows back in time. decay/step is the "
+                 "slope of ln‖∂L/∂s_t‖ per step of distance (more negative: vanishes faster); first/last is the norm "
+                 "at the first state over the norm one step before the loss; the horizon is the distance at which "
+                 "the norm falls below 1/1000 of its value next to the loss ('> T': never within the sequence).",
+}
+
+# Column names as the tables build them -> labels with units, for formats with room for them.
+COLUMN_LABELS = {
+    "impl": "implementation",
+    "device": "device",
+    "threads": "CPU threads",
+    "seeds": "seeds",
+    "repeats": "repeats",
+    "B": "batch B",
+    "T": "length T",
+    "I": "input I",
+    "H": "hidden H",
+    "fwd s": "forward (s)",
+    "fwd IQR": "forward IQR (s)",
+    "fwd+bwd s": "forward+backward (s)",
+    "fwd+bwd IQR": "forward+backward IQR (s)",
+    "steps/s": "throughput (time steps/s)",
+    "peak mem MiB": "peak memory (MiB)",
+    "loss": "held-out loss",
+    "accuracy": "accuracy (fraction)",
+    "solved": "seeds solved",
+    "steps to solve": "training steps to solve",
+    "s to solve": "seconds to solve",
+    "train s": "training time (s)",
+    "decay/step init": "decay per step, at init (ln-norm/step)",
+    "decay/step trained": "decay per step, trained (ln-norm/step)",
+    "first/last init": "first/last norm, at init",
+    "first/last trained": "first/last norm, trained",
+    "horizon init": "horizon at init (steps)",
+    "horizon trained": "horizon trained (steps)",
+}
+
+
+def labelled(table: pd.DataFrame) -> pd.DataFrame:
+    """The table with readable column labels (units included)."""
+    return table.rename(columns=COLUMN_LABELS)
+
+
+def environment_items(run: dict, rows: pd.DataFrame | None = None) -> list[tuple[str, str]]:
+    """(label, plain text) pairs describing where and how a run was measured."""
+    environment = run.get("environment") or {}
+    config = run.get("config") or {}
+    items = [
+        ("run", f"{run['run_id']}, started {run['started_at']}, finished {run.get('finished_at') or '—'}, "
+                f"status {run['status']}"),
+        ("command", " ".join(run.get("argv") or [])),
+        ("machine", f"{environment.get('cpu_model')} ({environment.get('cpu_count')} cores), "
+                    f"{environment.get('platform')}, host {environment.get('hostname')}"),
+    ]
+    if environment.get("gpu_name"):
+        items.append(("GPU", f"{environment['gpu_name']}, driver {environment.get('gpu_driver', '?')}, "
+                             f"CUDA {environment.get('cuda_version')}, cuDNN {environment.get('cudnn_version')}"))
+    items += [
+        ("software", f"rnnbench {environment.get('rnnbench')} (commit {environment.get('git_commit') or 'unknown'}), "
+                     f"torch {environment.get('torch')}, NumPy {environment.get('numpy')} ({environment.get('blas')}), "
+                     f"Python {environment.get('python')}"),
+        ("threads", f"torch {environment.get('torch_threads')}, BLAS {environment.get('blas_threads')}"),
+        ("devices", ", ".join(environment.get("devices") or config.get("devices") or []) or "—"),
+    ]
+    recipe = config.get("recipe")
+    if recipe:
+        items.append(("training recipe",
+                      f"the same for every cell: {recipe['optimizer']} lr {recipe['lr']}, gradient-norm clip "
+                      f"{recipe['clip_norm']}, batch {recipe['batch_size']}, up to {recipe['steps']} steps, evaluated "
+                      f"on {recipe['eval_size']} held-out sequences every {recipe['eval_every']} steps, stopped when solved"))
+    if config.get("seeds") is not None:
+        items.append(("seeds", ", ".join(str(s) for s in config["seeds"])))
+    if rows is not None and not rows.empty and "plugin" in rows:
+        sources = rows.drop_duplicates("cell")[["cell", "plugin", "plugin_version"]]
+        items.append(("cells from", "; ".join(f"{r.cell}: {r.plugin} {r.plugin_version}" for r in sources.itertuples())))
+    return items

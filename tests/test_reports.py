@@ -1,0 +1,313 @@
+"""`rnnbench report` and `rnnbench runs`: every format rendered from the database alone, and load_results."""
+
+import base64
+import csv
+import io
+import json
+import math
+from contextlib import redirect_stderr, redirect_stdout
+from html.parser import HTMLParser
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+
+import harness
+from harness.cli import main
+from harness.errors import UsageError
+from harness.plugins import load_plugins
+from harness.store import ResultStore
+from reports.plots import build_plots, gradient_series, learning_series, speed_series
+from reports.tables import Results, accuracy_table
+
+CELLS = list(load_plugins().cells)
+TASKS = list(load_plugins().tasks)
+N_PLOTS = 1 + 2 * len(TASKS)  # speed on cpu, then learning curves and gradient decay per task
+
+
+def run_captured(argv):
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        code = main([str(a) for a in argv])
+    return SimpleNamespace(code=code, out=out.getvalue(), err=err.getvalue())
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    """One smoke run of every cell on every task, then all four reports of it (a few seconds)."""
+    tmp = tmp_path_factory.mktemp("report")
+    db = tmp / "results.sqlite"
+    run = run_captured(["run", "--cells", "all", "--profile", "smoke", "--device", "cpu", "--db", db, "--out", tmp / "run"])
+    assert run.code == 0, run.err
+    # the database alone, moved elsewhere, is all a report needs
+    moved = tmp / "copied" / "results.sqlite"
+    moved.parent.mkdir()
+    moved.write_bytes(db.read_bytes())
+    db.unlink()
+    report = run_captured(["report", "latest", "--format", "html,md,csv,json", "--out", tmp / "out", "--db", moved])
+    return SimpleNamespace(db=moved, out=tmp / "out", report=report)
+
+
+def test_report_writes_every_format(smoke):
+    assert smoke.report.code == 0, smoke.report.err
+    assert smoke.report.out.splitlines() == [str(smoke.out / name) for name in
+                                             ("report.html", "report.md", "results.csv", "results.json")]
+    assert smoke.report.err == ""
+
+
+class Collector(HTMLParser):
+    """Every tag with its attributes, and the text, of an HTML document."""
+
+    def __init__(self):
+        super().__init__()
+        self.tags, self.text = [], []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def parse(html: str) -> Collector:
+    collector = Collector()
+    collector.feed(html)
+    return collector
+
+
+URL_ATTRIBUTES = ("src", "href", "srcset", "action", "poster", "data", "formaction", "background")
+
+
+def external_references(page: Collector) -> list[str]:
+    """src/href-like attribute values that would make a browser fetch something: all but data: URIs and #anchors."""
+    return [f"<{tag} {name}={value!r}>" for tag, attrs in page.tags for name, value in attrs.items()
+            if name in URL_ATTRIBUTES and not (value or "").startswith(("data:", "#"))]
+
+
+def test_html_is_self_contained(smoke):
+    html = (smoke.out / "report.html").read_text()
+    page = parse(html)
+    assert external_references(page) == []
+    tags = [tag for tag, _ in page.tags]
+    assert "script" not in tags and "link" not in tags and "iframe" not in tags
+    assert "url(" not in html and "@import" not in html
+    images = [attrs["src"] for tag, attrs in page.tags if tag == "img"]
+    assert len(images) == N_PLOTS
+    for src in images:
+        assert src.startswith("data:image/png;base64,")
+        assert base64.b64decode(src.split(",", 1)[1]).startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_html_reads_without_a_glossary(smoke):
+    """Environment block, a section per table with a caption, every cell named, every plot captioned."""
+    page = parse((smoke.out / "report.html").read_text())
+    text = " ".join(page.text)
+    ids = {attrs.get("id") for _, attrs in page.tags}
+    assert {"environment", "speed", "accuracy", "gradients", "glance"} <= ids
+    for words in ("Environment", "torch 2", "training recipe", "Time per training batch", "lower is faster",
+                  "loss/baseline below 1", "forward+backward (s)", "held-out loss", "seeds solved",
+                  "horizon at init (steps)", "Gradient decay — copy", "Learning curves — adding", "Speed on cpu"):
+        assert words in text, words
+    for cell in CELLS:
+        assert cell in text
+    figures = [tag for tag, _ in page.tags if tag == "figcaption"]
+    assert len(figures) == len([tag for tag, _ in page.tags if tag == "img"]) == N_PLOTS
+
+
+def test_markdown_has_tables_captions_and_plot_files(smoke):
+    report = (smoke.out / "report.md").read_text()
+    assert [line.split(":")[0] for line in report.splitlines() if line.startswith("## ")] == [
+        "## Speed", "## Accuracy", "## Gradient decay"]
+    assert "Time per training batch" in report
+    links = [line[line.index("](") + 2:-1] for line in report.splitlines() if line.startswith("![")]
+    assert len(links) == N_PLOTS
+    for link in links:
+        assert link.startswith("plots/") and (smoke.out / link).read_bytes().startswith(b"\x89PNG")
+
+
+def stored_rows(db) -> list[dict]:
+    with ResultStore(db, create=False) as store:
+        return store.rows(store.resolve_run("latest"))
+
+
+def test_csv_holds_every_row_with_its_unit(smoke):
+    with (smoke.out / "results.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    stored = stored_rows(smoke.db)
+    assert len(rows) == len(stored)
+    assert {"run_id", "cell", "metric", "value", "unit", "seq_len", "q1", "q3", "stats"} <= set(rows[0])
+    assert all(r["unit"] for r in rows if r["status"] == "ok")
+    speed = [r for r in rows if r["metric"] == "forward_backward_s"]
+    assert speed and all(r["unit"] == "s" and float(r["q1"]) <= float(r["value"]) <= float(r["q3"]) for r in speed)
+    assert all(r["batch_size"].isdigit() for r in speed)  # integers stay integers ("8", not "8.0")
+    samples = json.loads(speed[0]["stats"])["samples"]
+    assert len(samples) == int(speed[0]["n_samples"])
+
+
+def test_json_holds_the_run_and_every_row(smoke):
+    def no_constants(name):
+        raise AssertionError(f"{name} is not JSON")
+
+    document = json.loads((smoke.out / "results.json").read_text(), parse_constant=no_constants)
+    assert document["format"] == "rnnbench-results/1"
+    assert document["run"]["status"] == "complete"
+    assert len(document["rows"]) == len(stored_rows(smoke.db))
+    curve = [r for r in document["rows"] if r["metric"] == "curve_loss"]
+    assert curve and all(r["phase"] == "curve" and isinstance(r["step"], int) and r["unit"] == "loss" for r in curve)
+    speed = next(r for r in document["rows"] if r["metric"] == "forward_s")
+    assert speed["stats"]["median"] == speed["value"] and speed["unit"] == "s"
+
+
+def test_runs_lists_the_stored_runs(smoke, capsys):
+    with ResultStore(smoke.db) as store:  # a second, empty run: `latest` now means this one
+        empty = store.start_run(["rnnbench", "run", "--cells", "gru"], {"cells": ["gru"], "tasks": [], "devices": ["cpu"]},
+                                {"hostname": "elsewhere", "cpu_model": "Test CPU", "cpu_count": 4, "gpu_name": "Test GPU"})
+    try:
+        assert main(["runs", "--db", str(smoke.db)]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        assert lines[0].split() == ["id", "started", "(UTC)", "status", "profile", "cells", "tasks", "devices", "machine"]
+        first, second = lines[2].split(), lines[3].split()
+        assert first[0] == "1" and "complete" in first and "smoke" in first and ",".join(CELLS) in first
+        assert second[0] == str(empty) and "running" in second and "Test GPU" in lines[3] and "elsewhere:" in lines[3]
+        # an empty run renders too, and says so
+        assert main(["report", "--db", str(smoke.db), "--out", str(smoke.out / "empty"), "--format", "html"]) == 0
+        assert "This run stored no results." in (smoke.out / "empty" / "report.html").read_text()
+    finally:
+        with ResultStore(smoke.db) as store, store.conn:
+            store.conn.execute("DELETE FROM runs WHERE run_id = ?", (empty,))
+
+
+def test_report_defaults_to_beside_the_database(smoke, capsys):
+    assert main(["report", "1", "--format", "json", "--db", str(smoke.db)]) == 0
+    assert capsys.readouterr().out.strip() == str(smoke.db.parent / "run-1" / "results.json")
+
+
+def test_load_results(smoke):
+    frame = harness.load_results(smoke.db)
+    assert isinstance(frame, pd.DataFrame)
+    assert len(frame) == len(stored_rows(smoke.db))
+    assert {"run_id", "cell", "metric", "value", "unit", "stats"} <= set(frame.columns)
+    assert (harness.load_results(str(smoke.db), run=1)["run_id"] == 1).all()
+    with pytest.raises(UsageError, match="no run 42"):
+        harness.load_results(smoke.db, run=42)
+
+
+def test_load_results_needs_an_existing_database(tmp_path):
+    with pytest.raises(UsageError, match="results database not found"):
+        harness.load_results(tmp_path / "missing.sqlite")
+    assert not (tmp_path / "missing.sqlite").exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["report", "7"], "no run 7 in"),
+    (["report", "seven"], "run must be a run id (an integer) or 'latest'"),
+    (["report", "--format", "pdf"], "unknown report format 'pdf'; available report formats: csv, html, json, markdown"),
+    (["runs", "--db", "/nonexistent/results.sqlite"], "results database not found: '/nonexistent/results.sqlite'"),
+    (["report", "--db", "/nonexistent/results.sqlite"], "results database not found"),
+])
+def test_bad_input_is_one_line_and_exit_2(smoke, capsys, argv, message):
+    argv = argv if "--db" in argv else argv + ["--db", str(smoke.db)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_hostile_names_are_escaped(smoke, tmp_path):
+    """Cell, task and error text from plugins are data, never markup, in HTML, Markdown and the plots."""
+    results = Results.from_store(ResultStore(smoke.db), 1)
+    hostile = '<img src=x onerror=alert(1)>$_'
+    rows = results.rows[results.rows["task"].isna() | (results.rows["task"] == "copy")]  # fewer plots to draw
+    rows = rows.replace({"cell": {"lstm": hostile}, "task": {"copy": "<b>copy</b>"}})
+    rows.loc[rows.index[0], ["status", "error"]] = ["failed", "<script>alert('x')</script>"]
+    registry = load_plugins()
+    page = registry.reporter("html").render(Results(results.run, rows), tmp_path)
+    html = page.read_text()
+    parsed = parse(html)
+    assert external_references(parsed) == []
+    assert "<script" not in html and "<b>copy" not in html
+    assert "&lt;img src=x onerror=alert(1)&gt;$_" in html and "&lt;script&gt;" in html
+    assert hostile in " ".join(parsed.text)
+    markdown = registry.reporter("markdown").render(Results(results.run, rows), tmp_path).read_text()
+    assert all(line.startswith("![") for line in markdown.splitlines() if "](plots/" in line)
+
+
+# --- numbers behind the tables and plots, from rows made by hand --------------------------------
+
+
+def synthetic(rows: list[dict]) -> Results:
+    base = {"status": "ok", "error": None, "stats": None, "impl": "fused", "phase": None, "step": None,
+            "batch_size": 16, "input_size": 10, "plugin": "test", "plugin_version": "1"}
+    frame = pd.DataFrame([{**base, **r} for r in rows])
+    return Results({"run_id": 1, "environment": {}, "config": {}}, frame)
+
+
+def train_row(seed, metric, value, **extra):
+    return {"item": f"train|gru|copy|seed{seed}", "measurement": "accuracy", "cell": "gru", "device": "cpu",
+            "task": "copy", "seq_len": 10, "hidden_size": 16, "seed": seed, "metric": metric, "value": value, **extra}
+
+
+def test_accuracy_aggregates_seeds():
+    """Three seeds: loss/baseline 0.1, 0.2, 0.3 -> "0.2 ± 0.1" (sample std); two of three solved -> "2/3"."""
+    rows = []
+    for seed, (ratio, solved, steps) in enumerate([(0.1, 1.0, 100), (0.2, 1.0, 300), (0.3, 0.0, None)]):
+        rows += [train_row(seed, "loss_ratio", ratio), train_row(seed, "solved", solved),
+                 train_row(seed, "steps_to_solve", steps)]
+    table = accuracy_table(synthetic(rows))
+    assert table.loc[0, "seeds"] == 3
+    assert table.loc[0, "loss/baseline"] == "0.2 ± 0.1"
+    assert table.loc[0, "solved"] == "2/3"
+    assert table.loc[0, "steps to solve"] == f"200 ± {math.sqrt(2 * 100**2):.2g}"  # over the solved seeds only
+
+
+def test_learning_curves_carry_a_solved_seed_forward():
+    """Seed 1 stopped at step 10 (solved): its last value stands at step 20, so every step averages both seeds."""
+    rows = [train_row(0, "baseline", 2.0), train_row(1, "baseline", 2.0)]
+    for seed, curve in ((0, [(0, 2.0), (10, 1.0), (20, 0.6)]), (1, [(0, 2.0), (10, 0.2)])):
+        rows += [train_row(seed, "curve_loss", loss, phase="curve", step=step) for step, loss in curve]
+    series = learning_series(synthetic(rows))
+    assert series["step"].tolist() == [0, 10, 20]
+    assert series["mean"].tolist() == pytest.approx([1.0, 0.3, 0.2])  # (loss/baseline) averaged over the two seeds
+    assert series["low"].tolist() == pytest.approx([1.0, 0.1, 0.1])
+    assert series["high"].tolist() == pytest.approx([1.0, 0.5, 0.3])
+
+
+def test_gradient_series_uses_the_geometric_mean():
+    """Norms 1e-2 and 1e-4 over two seeds average to 1e-3: the plot is on a log scale."""
+    rows = [{**train_row(seed, "grad_norm", norm, phase="init", step=3), "measurement": "gradients"}
+            for seed, norm in ((0, 1e-2), (1, 1e-4))]
+    series = gradient_series(synthetic(rows))
+    assert series["distance"].tolist() == [3]
+    assert series["mean"].iloc[0] == pytest.approx(1e-3)
+    assert (series["low"].iloc[0], series["high"].iloc[0]) == (1e-4, 1e-2)
+
+
+def test_gradient_norms_that_underflowed_are_left_out():
+    """A norm of exactly 0 (float32 underflow) cannot sit on a log axis: no mean there, the band keeps the other seed."""
+    rows = [{**train_row(seed, "grad_norm", norm, phase="trained", step=90), "measurement": "gradients"}
+            for seed, norm in ((0, 1e-30), (1, 0.0))]
+    series = gradient_series(synthetic(rows))
+    assert math.isnan(series["mean"].iloc[0])
+    assert series[["low", "high", "seeds"]].iloc[0].tolist() == [1e-30, 1e-30, 1]
+
+
+def test_speed_series_reads_the_quartiles():
+    stats = {"median": 2.0, "q1": 1.5, "q3": 3.0, "samples": [1, 2, 3]}
+    rows = [{"item": "speed|x", "measurement": "speed", "cell": "x", "device": "cpu", "task": None, "seq_len": 50,
+             "hidden_size": 16, "seed": None, "metric": "forward_s", "value": 2.0, "stats": stats}]
+    series = speed_series(synthetic(rows))
+    assert series[["seq_len", "median", "q1", "q3"]].iloc[0].tolist() == [50, 2.0, 1.5, 3.0]
+
+
+def test_speed_plot_against_sequence_length():
+    """Several lengths give a line plot per device (error bars), not bars; the figure renders to PNG."""
+    rows = []
+    for cell in ("a", "b"):
+        for seq_len, seconds in ((10, 1e-3), (100, 1e-2)):
+            stats = {"median": seconds, "q1": seconds * 0.9, "q3": seconds * 1.2}
+            rows += [{"item": f"speed|{cell}|{seq_len}", "measurement": "speed", "cell": cell, "device": "cuda",
+                      "task": None, "seq_len": seq_len, "hidden_size": 16, "seed": None, "metric": metric,
+                      "value": seconds, "stats": stats} for metric in ("forward_s", "forward_backward_s")]
+    plots = build_plots(synthetic(rows))
+    assert [(p.name, p.section, p.title) for p in plots] == [("speed-cuda", "speed", "Speed on cuda against sequence length")]
+    assert plots[0].png.startswith(b"\x89PNG")
