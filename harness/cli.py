@@ -150,6 +150,7 @@ def _show_run(store, run_id: int, as_json: bool, out_dir, registry) -> None:
     from tabulate import tabulate
 
     from reports.tables import TABLES, Results, drop_empty_note
+    from reports.text import table_notes
 
     results = Results.from_store(store, run_id)
     if as_json:
@@ -157,10 +158,12 @@ def _show_run(store, run_id: int, as_json: bool, out_dir, registry) -> None:
         rows = results.rows.astype(object).where(results.rows.notna(), None)
         click.echo(json.dumps(rows.to_dict(orient="records"), default=str, indent=1, allow_nan=False))
     else:
-        for title, build in TABLES.values():
+        for key, (title, build) in TABLES.items():
             table = drop_empty_note(build(results))
             if not table.empty:
                 click.echo(f"\n{title}\n" + tabulate(table, headers="keys", tablefmt="simple", showindex=False, disable_numparse=True))
+                for note in table_notes(key, results.rows):
+                    click.echo(f"Note: {note}")
         click.echo()
     target = Path(out_dir) if out_dir else store.path.parent / f"run-{run_id}"
     report = registry.reporter("markdown").render(results, target)

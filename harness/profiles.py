@@ -51,11 +51,11 @@ PROFILES: dict[str, Profile] = {
     ),
     "default": Profile(
         name="default",
-        description="about 3 minutes on a 2-core CPU; separates gated from tanh cells",
+        description="about 2 minutes for the 9 built-in cells on a 2-core CPU, one seed; separates gated and orthogonal cells from tanh RNNs",
         task_seq_lens={"copy": (10,), "adding": (100,)},
         default_seq_lens=(100,),
         hidden_sizes=(64,),
-        seeds=2,
+        seeds=1,
         recipe=Recipe(lr=1e-2, clip_norm=1.0, batch_size=64, steps=1500, eval_every=100, eval_size=512),
         speed_batch_sizes=(32,),
         speed_seq_lens=(100,),

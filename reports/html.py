@@ -19,7 +19,7 @@ import pandas as pd
 from harness.hookspecs import hookimpl
 from reports.plots import Plot, build_plots
 from reports.tables import TABLES, Results, drop_empty_note
-from reports.text import COLUMN_LABELS, TABLE_CAPTIONS, environment_items, labelled
+from reports.text import COLUMN_LABELS, TABLE_CAPTIONS, environment_items, labelled, table_notes
 
 SECTION_HEADINGS = {"speed": "Speed", "accuracy": "Accuracy on long-dependency tasks", "gradients": "Gradient decay"}
 
@@ -176,6 +176,7 @@ def render_html(results: Results, out_dir: Path) -> Path:
             f"<section id=\"{key}\"><h2>{_e(SECTION_HEADINGS[key])}</h2>",
             f"<p class=\"caption\"><strong>{_e(table_title)}.</strong> {_e(TABLE_CAPTIONS[key])} {_e(shared_text)}</p>",
             _table_html(table),
+            *(f"<p class=\"caption\">{_e(note)}</p>" for note in table_notes(key, results.rows)),
             *(_figure_html(p) for p in plots if p.section == key),
             "</section>",
         ]

@@ -13,7 +13,7 @@ from tabulate import tabulate
 from harness.hookspecs import hookimpl
 from reports.plots import build_plots
 from reports.tables import TABLES, Results, drop_empty_note
-from reports.text import TABLE_CAPTIONS
+from reports.text import TABLE_CAPTIONS, table_notes
 
 GLOSSARY = {
     "speed": "fwd s / fwd+bwd s: median seconds per batch; IQR: interquartile range of the repeats (s); "
@@ -64,7 +64,7 @@ def render_markdown(results: Results, out_dir: Path) -> Path:
             continue
         parts += [f"## {title}", "", TABLE_CAPTIONS[key], "",
                   tabulate(table, headers="keys", tablefmt="github", showindex=False, disable_numparse=True), "",
-                  f"_{GLOSSARY[key]}_", ""]
+                  f"_{GLOSSARY[key]}_", "", *(f"_{note}_\n" for note in table_notes(key, results.rows))]
         for plot in (p for p in plots if p.section == key):
             (out_dir / "plots" / f"{plot.name}.png").write_bytes(plot.png)
             parts += [f"![{_md_text(plot.title)}](plots/{plot.name}.png)", "", f"_{_md_text(plot.caption)}_", ""]

@@ -93,3 +93,22 @@ def environment_items(run: dict, rows: pd.DataFrame | None = None) -> list[tuple
         sources = rows.drop_duplicates("cell")[["cell", "plugin", "plugin_version"]]
         items.append(("cells from", "; ".join(f"{r.cell}: {r.plugin} {r.plugin_version}" for r in sources.itertuples())))
     return items
+
+
+def table_notes(key: str, rows: pd.DataFrame) -> list[str]:
+    """Notes that depend on the run: how memory was measured, and when seeds are too few for a spread."""
+    if rows.empty or "measurement" not in rows:
+        return []
+    notes = []
+    if key == "speed":
+        memory = rows[(rows["measurement"] == "speed") & (rows["metric"] == "peak_memory_bytes")]
+        methods = sorted({f"{r['device']}: {r['stats']['method']}" for _, r in memory.iterrows()
+                          if isinstance(r["stats"], dict) and r["stats"].get("method")})
+        if methods:
+            notes.append("Peak memory measured as " + "; ".join(methods) + ".")
+    if key == "accuracy":
+        seeds = rows[rows["measurement"] == "accuracy"]["seed"].dropna().unique()
+        if len(seeds) == 1:
+            notes.append("One seed: no spread is shown, and differences between cells may be within seed-to-seed "
+                         "variation; run with --seeds 3 or more before quoting them.")
+    return notes

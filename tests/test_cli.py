@@ -64,7 +64,7 @@ def table_sections(stdout: str) -> dict[str, list[str]]:
         lines = block.strip().splitlines()
         for key, title in TITLES.items():
             if lines and lines[0].startswith(title):
-                sections[key] = lines[3:]
+                sections[key] = [line for line in lines[3:] if not line.startswith("Note: ")]
     return sections
 
 
@@ -86,6 +86,8 @@ def test_smoke_run_prints_three_tables_with_a_row_per_cell(smoke):
         rows = [line.split()[:2] for line in sections[key]]
         assert sorted(rows) == sorted([cell, task] for cell in CELL_NAMES for task in TASK_NAMES)
     assert "FAILED" not in smoke.out
+    assert "Note: Peak memory measured as cpu: cpu peak RSS rise" in smoke.out
+    assert "Note: One seed: no spread is shown" in smoke.out
 
 
 def test_smoke_run_stores_every_cell_and_measurement(smoke):
