@@ -61,11 +61,6 @@ def map_state(fn, state: State) -> State:
     return type(state)(map_state(fn, s) for s in state) if isinstance(state, tuple) else [map_state(fn, s) for s in state]
 
 
-def state_norm(state: State) -> torch.Tensor:
-    """Euclidean norm over every element of every tensor of the state."""
-    return torch.sqrt(sum((t.detach().double() ** 2).sum() for t in flatten_state(state)))
-
-
 class Unrolled(nn.Module):
     """Runs a step cell ``(x_t, state) -> (h_t, state)`` over a whole sequence.
 
@@ -182,24 +177,25 @@ def build_cell(spec, input_size: int, hidden_size: int) -> nn.Module:
     return Unrolled(obj) if spec.form == "step" else obj
 
 
-IMPLS = ("fused", "module", "numpy", "unrolled", "graphed")
-
-
-def primary_impl(spec) -> str:
+def primary_impl(spec, module: nn.Module | None = None) -> str:
     """The name of the implementation a cell runs by default.
 
     ``numpy`` for NumPy cells, ``unrolled`` for step cells, ``fused`` for torch's own
     RNN/LSTM/GRU kernels (cuDNN, oneDNN) and ``module`` for any other sequence module.
+    Pass the built ``module`` when there is one; otherwise a small one is built with the
+    random generator's state saved and restored, so labelling never changes a seeded run.
     """
     if spec.backend == "numpy":
         return "numpy"
     if spec.form == "step":
         return "unrolled"
-    try:
-        probe = spec.factory(1, 1)
-    except Exception:
-        return "module"
-    return "fused" if isinstance(probe, nn.RNNBase) else "module"
+    if module is None:
+        with torch.random.fork_rng(devices=[]):
+            try:
+                module = spec.factory(4, 4)
+            except Exception:
+                return "module"
+    return "fused" if isinstance(module, nn.RNNBase) else "module"
 
 
 def available_impls(spec, device: str) -> list[str]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
 import sys
 import time
 from pathlib import Path
@@ -11,7 +13,10 @@ import click
 
 from harness.errors import RnnbenchError, UsageError
 
-MEASURE_CHOICES = ("speed", "accuracy", "gradients")
+# Names only: the modules that define them are light, and the CLI validates with them.
+MEASURES = ("speed", "accuracy", "gradients")
+IMPLS = ("fused", "module", "numpy", "unrolled", "graphed")
+
 
 
 class PositiveIntList(click.ParamType):
@@ -54,7 +59,22 @@ class NameList(click.ParamType):
         return names
 
 
+class PositiveInt(PositiveIntList):
+    """One positive integer (options that a sweep makes no sense for)."""
+
+    name = "N"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            return value
+        values = super().convert(value, param, ctx)
+        if len(values) != 1:
+            self.fail(f"{value!r}: give one number here, not a list", param, ctx)
+        return values[0]
+
+
 SIZES = PositiveIntList()
+NUMBER = PositiveInt()
 plugin_option = click.option(
     "--plugin", "plugin_files", multiple=True, type=click.Path(dir_okay=False), metavar="PATH.py",
     help="Load a plugin from a Python file (repeatable).",
@@ -84,17 +104,17 @@ def cli():
 @click.option("--cells", type=NameList(), default=("all",), show_default="all", help="Cells to compare, comma-separated, or 'all' (every registered cell).")
 @click.option("--tasks", type=NameList(), default=("all",), show_default="all", help="Tasks, comma-separated, or 'all'.")
 @click.option("--device", "devices", type=NameList(("cpu", "cuda", "auto")), default=("auto",), show_default="auto", help="cpu, cuda or auto (cpu, plus cuda when present).")
-@click.option("--measure", "measures", type=NameList(MEASURE_CHOICES), default=MEASURE_CHOICES, show_default="speed,accuracy,gradients", help="Measurements to run.")
+@click.option("--measure", "measures", type=NameList(MEASURES), default=MEASURES, show_default="speed,accuracy,gradients", help="Measurements to run.")
 @click.option("--profile", "profile_name", default="default", show_default=True, help="Sizes and budgets: smoke (<30 s, for tests), default (~3 min on 2 CPU cores), paper (literature settings, for a GPU).")
 @click.option("--seq-len", type=SIZES, help="Sequence length(s) T for speed and for every task (overrides the profile).")
 @click.option("--hidden-size", type=SIZES, help="Hidden size(s) H for speed and training.")
 @click.option("--batch-size", type=SIZES, help="Batch size(s) B: speed sweeps every value; training uses the first.")
-@click.option("--input-size", type=SIZES, help="Input size I for the speed measurement (tasks fix their own).")
-@click.option("--steps", type=SIZES, help="Training step budget per cell and task.")
-@click.option("--seeds", type=SIZES, help="Number of seeds (0..N-1) for training.")
+@click.option("--input-size", type=NUMBER, help="Input size I for the speed measurement (tasks fix their own).")
+@click.option("--steps", type=NUMBER, help="Training step budget per cell and task.")
+@click.option("--seeds", type=NUMBER, help="Number of seeds (0..N-1) for training.")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Learning rate of the shared recipe.")
-@click.option("--impl", "impls", type=NameList(("fused", "module", "numpy", "unrolled", "graphed")), help="Speed implementations to time [default: all a cell has: fused/module/numpy, unrolled, graphed on cuda].")
-@click.option("--threads", type=SIZES, default=(1,), show_default=True, help="CPU threads for torch and NumPy's BLAS, recorded in every row.")
+@click.option("--impl", "impls", type=NameList(IMPLS), help="Speed implementations to time [default: all a cell has: fused/module/numpy, unrolled, graphed on cuda].")
+@click.option("--threads", type=NUMBER, default=1, show_default=True, help="CPU threads for torch and NumPy's BLAS, recorded in every row.")
 @click.option("--db", "db_path", type=click.Path(dir_okay=False), help="Results database [default: $RNNBENCH_DB or rnnbench-results/results.sqlite].")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Report folder [default: rnnbench-results/run-<ID>/].")
 @click.option("--json", "as_json", is_flag=True, help="Print the run's rows as JSON on stdout instead of tables.")
@@ -109,31 +129,40 @@ def run(ctx, cells, tasks, devices, measures, profile_name, seq_len, hidden_size
     from harness.store import ResultStore
 
     started = time.perf_counter()
-    registry = _load(plugin_files)
     if resume_run is not None:
         store = ResultStore(db_path, create=False)
         stored = store.run(resume_run)
         config = config_from_dict(stored["config"])
         argv = stored["argv"]
+        original = _stored_run_options(argv)
+        ignored = [f"--{name.replace('_', '-')}" for name in ctx.params
+                   if name not in RESUME_OPTIONS and ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE]
+        if ignored:
+            _warn(f"--resume continues run {resume_run} with its stored settings; ignored: {', '.join(ignored)}")
+        plugin_files = tuple(dict.fromkeys([*original.get("plugin_files", ()), *plugin_files]))
+        out_dir = out_dir or original.get("out_dir")
+        registry = _load(plugin_files)
     else:
+        registry = _load(plugin_files)
         # Validate every name and size before the database is touched.
         config = build_config(
             registry, cells=cells, tasks=tasks, devices=resolve_devices(list(devices)), measures=measures,
             profile_name=profile_name, seq_len=seq_len, hidden_size=hidden_size, batch_size=batch_size,
-            input_size=input_size, steps=steps, seeds=seeds, lr=lr, threads=threads[0], impls=impls,
+            input_size=input_size, steps=steps, seeds=seeds, lr=lr, threads=threads, impls=impls,
         )
         argv = ["rnnbench", *sys.argv[1:]] if ctx.obj is None else ctx.obj
         store = ResultStore(db_path)
     ctx.call_on_close(store.close)
     progress = _progress()
     try:
-        outcome = execute(config, registry, store, argv, on_item=progress, resume_run=resume_run)
+        with _sigterm_as_interrupt():
+            outcome = execute(config, registry, store, argv, on_item=progress, resume_run=resume_run)
         exit_code = 1 if outcome.counts["failed"] else 0
     except RunInterrupted as interrupted:
         outcome = interrupted.outcome
         exit_code = 130
-        _warn(f"interrupted: run {outcome.run_id} keeps every item finished so far; continue it with "
-              f"'rnnbench run --resume {outcome.run_id}'")
+        resume = f"rnnbench run --resume {outcome.run_id}" + (f" --db {store.path}" if db_path else "")
+        _warn(f"interrupted: run {outcome.run_id} keeps every item finished so far; continue it with '{resume}'")
     finally:
         progress.close()
     _show_run(store, outcome.run_id, as_json, out_dir, registry)
@@ -144,6 +173,40 @@ def run(ctx, cells, tasks, devices, measures, profile_name, seq_len, hidden_size
         err=True,
     )
     return exit_code
+
+
+RESUME_OPTIONS = ("resume_run", "db_path", "plugin_files", "out_dir", "as_json")
+
+
+def _stored_run_options(argv: list[str]) -> dict:
+    """The options a stored run was started with, parsed from its argv (for --resume)."""
+    args = list(argv[1:])
+    if "run" not in args:
+        return {}
+    args = args[args.index("run") + 1:]
+    try:
+        with run.make_context("run", args, resilient_parsing=True) as ctx:
+            return dict(ctx.params)
+    except click.exceptions.ClickException:
+        return {}
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """Treat SIGTERM (a job scheduler's stop, ``timeout``) like Ctrl-C, so the run is marked
+    interrupted and can be resumed."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _show_run(store, run_id: int, as_json: bool, out_dir, registry) -> None:
@@ -330,11 +393,13 @@ class Percent(click.ParamType):
 @db_option
 def compare(run_a, run_b, fail_above, db_path):
     """Compare two stored runs (ids or 'latest'): speed ratios B/A with noise-aware verdicts, accuracy and gradient differences."""
-    from harness.compare import compare_runs, format_comparison, ratio_text
+    from harness.compare import MIN_CHANGE, compare_runs, format_comparison, ratio_text
     from harness.store import ResultStore
 
     with ResultStore(db_path, create=False) as store:
-        comparison = compare_runs(store, run_a, run_b)
+        # A gate finer than the default 5% minimum change must be able to trip: lower the minimum to it.
+        min_change = MIN_CHANGE if fail_above is None else min(MIN_CHANGE, fail_above)
+        comparison = compare_runs(store, run_a, run_b, min_change=min_change)
     click.echo(format_comparison(comparison))
     if fail_above is None:
         return 0

@@ -39,6 +39,8 @@ class UnknownTaskError(UnknownNameError):
 class PluginError(RnnbenchError):
     """A plugin failed to import, used a misspelt hook, or registered a duplicate name."""
 
+    exit_code = 2
+
 
 class CellContractError(RnnbenchError):
     """A cell returned outputs or state that break the cell contract (shapes, structure)."""

@@ -15,6 +15,7 @@ import importlib
 import importlib.metadata
 import importlib.util
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +48,7 @@ BUILTIN_MODULES = (
 )
 
 BACKENDS = ("torch", "numpy")
+NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]*")
 FORMS = ("sequence", "step")
 
 
@@ -97,6 +99,7 @@ class Registry:
     reporters: dict[str, ReporterSpec] = field(default_factory=dict)
     plugins: list[PluginInfo] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    duplicates: dict[tuple[str, str], list[str]] = field(default_factory=dict)  # (kind, name) -> plugins
 
     def cell(self, name: str) -> CellSpec:
         try:
@@ -117,11 +120,23 @@ class Registry:
             raise UnknownNameError("report format", name, list(self.reporters)) from None
 
     def select_cells(self, names: str | list[str]) -> list[CellSpec]:
-        """``"all"`` means every registered cell, third-party ones included."""
+        """``"all"`` means every registered cell, third-party ones included. A name that two
+        plugins registered is an error when asked for by name (with ``all``, the first
+        registration is used and the load warning says so)."""
+        self._refuse_duplicates("cell", names)
         return [self.cell(n) for n in _expand(names, self.cells)]
 
     def select_tasks(self, names: str | list[str]) -> list[TaskSpec]:
+        self._refuse_duplicates("task", names)
         return [self.task(n) for n in _expand(names, self.tasks)]
+
+    def _refuse_duplicates(self, kind: str, names: str | list[str]) -> None:
+        listed = [n.strip() for n in names.split(",")] if isinstance(names, str) else list(names)
+        for name in listed:
+            owners = self.duplicates.get((kind, name))
+            if owners:
+                raise PluginError(f"{kind} {name!r} is registered by more than one plugin: {' and '.join(owners)}; "
+                                  f"rename one of them or leave one plugin out")
 
 
 def _expand(names: str | list[str], registered: dict) -> list[str]:
@@ -262,6 +277,12 @@ def _registrar(registry: Registry, hook_name: str, info: PluginInfo) -> Callable
                 f"duplicate {kind} name {name!r}: registered by {describe(table[name].plugin)} "
                 f"and by {describe(info)}; the second is ignored"
             )
+            owners = registry.duplicates.setdefault((kind, name), [describe(table[name].plugin)])
+            owners.append(describe(info))
+            return False
+        if not NAME_PATTERN.fullmatch(name):
+            registry.errors.append(f"plugin {info.name!r} registered the {kind} name {name!r}; names are lower-case "
+                                   "letters, digits, '-', '_' and '.', starting with a letter or digit")
             return False
         return True
 
@@ -294,9 +315,3 @@ def _registrar(registry: Registry, hook_name: str, info: PluginInfo) -> Callable
         "register_tasks": register_task,
         "register_reporters": register_reporter,
     }[hook_name]
-
-
-def require_clean(registry: Registry) -> None:
-    """Raise :class:`PluginError` listing every load error (for ``rnnbench check``-style strictness)."""
-    if registry.errors:
-        raise PluginError("; ".join(registry.errors))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from harness.speed import TimingConfig
 from harness.training import Recipe
@@ -87,6 +87,3 @@ def get_profile(name: str) -> Profile:
         return PROFILES[name]
     except KeyError:
         raise UnknownNameError("profile", name, list(PROFILES)) from None
-
-
-__all__ = ["Profile", "PROFILES", "get_profile", "replace"]

@@ -15,14 +15,13 @@ import torch
 
 from harness import env
 from harness.cells import SequenceModel, available_impls, build_cell, build_impl, check_contract, primary_impl
-from harness.errors import NotSupportedError, UsageError
-from harness.gradients import DEFAULT_MAX_PROBES, GradientProfile, gradient_profile, probe_steps
+from harness.errors import UsageError
+from harness.gradients import DEFAULT_MAX_PROBES, GradientProfile, measure_profile, probe_steps
 from harness.plugins import CellSpec, Registry, TaskSpec
 from harness.speed import TimingConfig, measure_speed
 from harness.store import ResultRow, ResultStore
 from harness.training import Recipe, held_out, train
 
-MEASURES = ("speed", "accuracy", "gradients")
 
 
 @dataclass(frozen=True)
@@ -189,14 +188,17 @@ def _speed_rows(item: SpeedItem, config: RunConfig, threads: int) -> list[Result
     ]
 
 
-def _gradient_rows(base: dict, phase: str, profile: GradientProfile, length: int) -> list[ResultRow]:
+def _gradient_rows(base: dict, phase: str, measured: tuple[GradientProfile, str], length: int) -> list[ResultRow]:
+    profile, dtype = measured
     rows = [
-        ResultRow(**base, phase=phase, step=d, metric="grad_norm", value=n, unit="norm")
+        ResultRow(**base, phase=phase, step=d, metric="grad_norm", value=n, unit="norm", stats={"dtype": dtype})
         for d, n in zip(profile.distances, profile.norms)
     ]
     horizon = profile.horizon
+    zeros = sum(n == 0 for n in profile.norms)
     rows += [
-        ResultRow(**base, phase=phase, metric="decay_rate", value=profile.decay_rate, unit="ln(norm)/step"),
+        ResultRow(**base, phase=phase, metric="decay_rate", value=profile.decay_rate, unit="ln(norm)/step",
+                  stats={"dtype": dtype, "points": len(profile.norms) - zeros, "zero_norms_left_out": zeros}),
         ResultRow(**base, phase=phase, metric="first_last_ratio", value=profile.first_last_ratio, unit="ratio"),
         ResultRow(
             **base, phase=phase, metric="horizon", value=horizon, unit="steps",
@@ -240,7 +242,7 @@ def _train_rows(item: TrainItem, config: RunConfig, threads: int) -> list[Result
         torch.manual_seed(item.seed)
         cell = build_cell(item.cell, task.input_size, item.hidden_size)
         for b in bases.values():
-            b["impl"] = primary_impl(item.cell)
+            b["impl"] = primary_impl(item.cell, cell)
         model = SequenceModel(cell, item.hidden_size, task.output_size).to(item.device)
         check_contract(model.cell, task.input_size, item.hidden_size, torch.device(item.device), name=item.cell.name)
         eval_x, eval_target = held_out(task, config.recipe, item.seed, item.device, torch.float32)
@@ -249,14 +251,14 @@ def _train_rows(item: TrainItem, config: RunConfig, threads: int) -> list[Result
         probes = probe_steps(task.length, config.max_probes)
         if "gradients" in item.measures:
             # Kept even if training fails later: the rows say phase "init".
-            init_profile = gradient_profile(model, task, probe_x, probe_target, probes)
+            init_profile = measure_profile(model, task, probe_x, probe_target, probes)
             rows += _gradient_rows(bases["gradients"], "init", init_profile, task.length)
         result = train(model, task, config.recipe, item.seed, item.device, eval_data=(eval_x, eval_target))
         if "accuracy" in item.measures:
             rows += _accuracy_rows(bases["accuracy"], result)
             pending.remove("accuracy")
         if "gradients" in item.measures:
-            trained_profile = gradient_profile(model, task, probe_x, probe_target, probes)
+            trained_profile = measure_profile(model, task, probe_x, probe_target, probes)
             rows += _gradient_rows(bases["gradients"], "trained", trained_profile, task.length)
             pending.remove("gradients")
     except (KeyboardInterrupt, UsageError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from harness.cells import available_impls
 from harness.errors import UsageError
 from harness.profiles import get_profile
 from harness.runner import RunConfig
@@ -21,7 +22,7 @@ def build_config(registry, *, cells, tasks, devices, measures, profile_name="def
     if batch_size:
         recipe = replace(recipe, batch_size=batch_size[0])
     if steps:
-        recipe = replace(recipe, steps=steps[0], eval_every=min(recipe.eval_every, steps[0]))
+        recipe = replace(recipe, steps=steps, eval_every=min(recipe.eval_every, steps))
     if lr:
         recipe = replace(recipe, lr=lr)
     task_seq_lens = {t: tuple(seq_len) if seq_len else profile.seq_lens_for(t) for t in task_names}
@@ -31,19 +32,24 @@ def build_config(registry, *, cells, tasks, devices, measures, profile_name="def
                 registry.task(name).factory(length)
             except ValueError as exc:  # e.g. adding needs T >= 2
                 raise UsageError(f"--seq-len {length} does not suit task {name!r}: {exc}") from None
+    if impls and "speed" in measures:
+        offered = {i for c in cell_names for d in devices for i in available_impls(registry.cell(c), d)}
+        if not offered & set(impls):
+            raise UsageError(f"--impl {','.join(impls)}: none of these runs for the selected cells on "
+                             f"{', '.join(devices)}; available: {', '.join(sorted(offered))}")
     return RunConfig(
         cells=cell_names,
         tasks=task_names,
         devices=tuple(devices),
         measures=tuple(measures),
-        seeds=tuple(range(seeds[0] if seeds else profile.seeds)),
+        seeds=tuple(range(seeds or profile.seeds)),
         task_seq_lens=task_seq_lens,
         hidden_sizes=tuple(hidden_size) if hidden_size else profile.hidden_sizes,
         recipe=recipe,
         speed_batch_sizes=tuple(batch_size) if batch_size else profile.speed_batch_sizes,
         speed_seq_lens=tuple(seq_len) if seq_len else profile.speed_seq_lens,
         speed_hidden_sizes=tuple(hidden_size) if hidden_size else profile.speed_hidden_sizes,
-        speed_input_size=input_size[0] if input_size else profile.speed_input_size,
+        speed_input_size=input_size or profile.speed_input_size,
         timing=profile.timing,
         threads=threads,
         impls=tuple(impls) if impls else None,

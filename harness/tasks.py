@@ -35,7 +35,6 @@ class Task(ABC):
     input_size: int
     output_size: int
     reference: str
-    metric_names: tuple[str, ...] = ("loss", "accuracy")
 
     def __init__(self, seq_len: int):
         if not isinstance(seq_len, int) or seq_len < self.min_seq_len:

@@ -266,6 +266,7 @@ def _speed_axes(ax, panel: pd.DataFrame, colors, by_length: bool) -> None:
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("sequence length T (time steps, log scale)")
+        ax.yaxis.set_major_formatter(_seconds_formatter())
         ax.grid(True, which="both", alpha=0.3)
         return
     positions = np.arange(len(series_keys))
@@ -276,8 +277,21 @@ def _speed_axes(ax, panel: pd.DataFrame, colors, by_length: bool) -> None:
                 label=_label(f"{cell} · {impl}"))
     ax.set_yticks(positions, [_label(f"{c} · {i}") for c, i in series_keys])
     ax.invert_yaxis()
-    ax.set_xlabel("seconds per batch (median; error bar: IQR)")
+    ax.set_xlabel("time per batch (median; error bar: IQR)")
+    ax.xaxis.set_major_locator(_ticker().MaxNLocator(5))
+    ax.xaxis.set_major_formatter(_seconds_formatter())
     ax.grid(True, axis="x", alpha=0.3)
+
+
+def _ticker():
+    import matplotlib.ticker
+
+    return matplotlib.ticker
+
+
+def _seconds_formatter():
+    """Seconds with SI prefixes (250 µs, 1.5 ms): readable at any scale, one unit everywhere."""
+    return _ticker().EngFormatter(unit="s", places=None)
 
 
 def _speed_plots(results: Results, colors) -> list[Plot]:

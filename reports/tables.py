@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from harness.stats import UNSTABLE_IQR_RATIO
+from harness.stats import UNSTABLE_IQR_RATIO, Summary
 from harness.store import ROW_COLUMNS
 
 
@@ -88,7 +88,7 @@ def speed_table(results: Results) -> pd.DataFrame:
         first = group.iloc[0]
         note = _status_note(group)
         fwd, fb = _stats(group, "forward_s"), _stats(group, "forward_backward_s")
-        unstable = [name for name, s in (("fwd", fwd), ("fwd+bwd", fb)) if s and s["median"] > 0 and s["iqr"] / s["median"] > UNSTABLE_IQR_RATIO]
+        unstable = [name for name, s in (("fwd", fwd), ("fwd+bwd", fb)) if s and Summary(tuple(s["samples"])).unstable]
         if unstable and note is None:
             note = f"unstable: IQR > {UNSTABLE_IQR_RATIO:.0%} of median ({', '.join(unstable)})"
         peak = _value(group, "peak_memory_bytes")
@@ -105,7 +105,7 @@ def speed_table(results: Results) -> pd.DataFrame:
     return pd.DataFrame(out, columns=SPEED_COLUMNS)
 
 
-ACCURACY_COLUMNS = ["cell", "task", "T", "device", "seeds", "loss", "loss/baseline", "accuracy", "solved", "steps to solve",
+ACCURACY_COLUMNS = ["cell", "task", "T", "H", "device", "seeds", "loss", "loss/baseline", "accuracy", "solved", "steps to solve",
                     "s to solve", "train s", "note"]
 
 
@@ -128,13 +128,13 @@ def _by_condition(rows: pd.DataFrame):
 def accuracy_table(results: Results) -> pd.DataFrame:
     rows = results.of("accuracy")
     out = []
-    for (cell, task, seq_len, _hidden, device), group in _by_condition(rows):
+    for (cell, task, seq_len, hidden, device), group in _by_condition(rows):
         per_seed = list(group.groupby("seed", sort=True, dropna=False))
         ok_seeds = [g for _, g in per_seed if (g["status"] == "ok").all()]
         notes = [n for _, g in per_seed if (n := _status_note(g))]
         solved = [g for g in ok_seeds if _value(g, "solved")]
         out.append({
-            "cell": cell, "task": task, "T": seq_len, "device": device, "seeds": len(per_seed),
+            "cell": cell, "task": task, "T": seq_len, "H": hidden, "device": device, "seeds": len(per_seed),
             "loss": _mean_std([_value(g, "loss") for g in ok_seeds]),
             "loss/baseline": _mean_std([_value(g, "loss_ratio") for g in ok_seeds]),
             "accuracy": _mean_std([_value(g, "accuracy") for g in ok_seeds]),
@@ -147,7 +147,7 @@ def accuracy_table(results: Results) -> pd.DataFrame:
     return pd.DataFrame(out, columns=ACCURACY_COLUMNS)
 
 
-GRADIENT_COLUMNS = ["cell", "task", "T", "device", "decay/step init", "decay/step trained", "first/last init",
+GRADIENT_COLUMNS = ["cell", "task", "T", "H", "device", "decay/step init", "decay/step trained", "first/last init",
                     "first/last trained", "horizon init", "horizon trained", "note"]
 
 
@@ -171,12 +171,12 @@ def _horizon(groups: list[pd.DataFrame], phase: str) -> str:
 def gradient_table(results: Results) -> pd.DataFrame:
     rows = results.of("gradients")
     out = []
-    for (cell, task, seq_len, _hidden, device), group in _by_condition(rows):
+    for (cell, task, seq_len, hidden, device), group in _by_condition(rows):
         per_seed = [g for _, g in group.groupby("seed", sort=True, dropna=False)]
         ok = [g for g in per_seed if (g["status"] == "ok").all()]
         notes = [n for g in per_seed if (n := _status_note(g))]
         out.append({
-            "cell": cell, "task": task, "T": seq_len, "device": device,
+            "cell": cell, "task": task, "T": seq_len, "H": hidden, "device": device,
             "decay/step init": _mean_std([_value(g, "decay_rate", "init") for g in ok]),
             "decay/step trained": _mean_std([_value(g, "decay_rate", "trained") for g in ok]),
             "first/last init": _mean_std([_value(g, "first_last_ratio", "init") for g in ok]),

@@ -10,7 +10,8 @@ from __future__ import annotations
 import pandas as pd
 
 TABLE_CAPTIONS = {
-    "speed": "Time per training batch of B sequences of length T (input size I, hidden size H), median over the "
+    "speed": "Time to run a batch of B sequences of length T (input size I, hidden size H) forward, and forward "
+             "plus backward (a loss on the last step, gradients for every parameter), median over the "
              "repeated calls, in seconds: lower is faster. The IQR (interquartile range) shows how much the repeats "
              "varied; rows marked unstable varied by more than 10% of the median.",
     "accuracy": "Each cell trained with the same recipe on each task, then evaluated on held-out sequences. "

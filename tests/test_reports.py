@@ -104,7 +104,7 @@ def test_html_reads_without_a_glossary(smoke):
     text = " ".join(page.text)
     ids = {attrs.get("id") for _, attrs in page.tags}
     assert {"environment", "speed", "accuracy", "gradients", "glance"} <= ids
-    for words in ("Environment", "torch 2", "training recipe", "Time per training batch", "lower is faster",
+    for words in ("Environment", "torch 2", "training recipe", "forward plus backward", "lower is faster",
                   "loss/baseline below 1", "forward+backward (s)", "held-out loss", "seeds solved",
                   "horizon at init (steps)", "Gradient decay — copy", "Learning curves — adding", "Speed on cpu"):
         assert words in text, words
@@ -118,7 +118,7 @@ def test_markdown_has_tables_captions_and_plot_files(smoke):
     report = (smoke.out / "report.md").read_text()
     assert [line.split(":")[0] for line in report.splitlines() if line.startswith("## ")] == [
         "## Speed", "## Accuracy", "## Gradient decay"]
-    assert "Time per training batch" in report
+    assert "forward plus backward" in report
     links = [line[line.index("](") + 2:-1] for line in report.splitlines() if line.startswith("![")]
     assert len(links) == N_PLOTS
     for link in links:
