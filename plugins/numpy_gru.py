@@ -21,30 +21,25 @@ before the loop.
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
-import torch
 
 from harness.hookspecs import hookimpl
+from plugins.numpy_common import check_sizes, uniform_params, with_ones_column
 
 
 class NumpyGRU:
     """``torch.nn.GRU``'s equations over time-major arrays ``x: (T, B, I)``, state ``h: (B, H)``."""
 
     def __init__(self, input_size: int, hidden_size: int):
-        if input_size <= 0 or hidden_size <= 0:
-            raise ValueError(f"input_size and hidden_size must be greater than zero, got {input_size}, {hidden_size}")
-        bound = 1.0 / math.sqrt(hidden_size)
-        # Drawn from torch's generator so that torch.manual_seed(seed) seeds this cell too;
-        # same U(-1/sqrt(H), 1/sqrt(H)) as torch.nn.GRU.
-        uniform = lambda *shape: torch.empty(*shape).uniform_(-bound, bound).numpy()
-        self.params = {
-            "W": uniform(3 * hidden_size, input_size),
-            "U": uniform(3 * hidden_size, hidden_size),
-            "b": uniform(3 * hidden_size),
-            "b_hn": uniform(hidden_size),
-        }
+        check_sizes(input_size, hidden_size)
+        # Same U(-1/sqrt(H), 1/sqrt(H)) as torch's modules, drawn from torch's generator (seeded runs).
+        self.params = uniform_params(hidden_size, {
+            "W": (3 * hidden_size, input_size),
+            "U": (3 * hidden_size, hidden_size),
+            "b": (3 * hidden_size,),
+            "b_hn": (hidden_size,),
+        })
 
     def forward(self, x: np.ndarray, state: np.ndarray | None):
         """x: (T, B, I), state: (B, H) or None -> y: (T, B, H), state: (B, H), cache."""
@@ -55,9 +50,7 @@ class NumpyGRU:
         hs = np.empty((seq_len + 1, batch, hidden), dtype=dtype)  # hs[t + 1] = h_t
         hs[0] = 0.0 if state is None else state
         # W x_t + b for every step in one product: x gets a column of ones, W gets b.
-        x_aug = np.empty((seq_len, batch, input_size + 1), dtype=dtype)
-        x_aug[..., :input_size] = x
-        x_aug[..., input_size] = 1.0
+        x_aug = with_ones_column(x)
         WbT = np.concatenate([W, b[:, None]], axis=1).T.astype(dtype, copy=False)  # (I + 1, 3H)
         gates = x_aug @ WbT  # (T, B, 3H): input pre-activations, turned into r, z, n in the loop
         gates[..., : 2 * hidden] *= 0.5  # σ(a) = 0.5 + 0.5 tanh(a / 2): halve the sigmoid inputs once

@@ -25,12 +25,11 @@ operations and one product per step.
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
-import torch
 
 from harness.hookspecs import hookimpl
+from plugins.numpy_common import check_sizes, uniform_params, with_ones_column
 
 
 def _internal_order(hidden_size: int) -> np.ndarray:
@@ -45,17 +44,13 @@ class NumpyLSTM:
     """``torch.nn.LSTM``'s equations over time-major arrays ``x: (T, B, I)``, state ``(h, c)``."""
 
     def __init__(self, input_size: int, hidden_size: int):
-        if input_size <= 0 or hidden_size <= 0:
-            raise ValueError(f"input_size and hidden_size must be greater than zero, got {input_size}, {hidden_size}")
-        bound = 1.0 / math.sqrt(hidden_size)
-        # Drawn from torch's generator so that torch.manual_seed(seed) seeds this cell too;
-        # same U(-1/sqrt(H), 1/sqrt(H)) as torch.nn.LSTM.
-        uniform = lambda *shape: torch.empty(*shape).uniform_(-bound, bound).numpy()
-        self.params = {
-            "W": uniform(4 * hidden_size, input_size),
-            "U": uniform(4 * hidden_size, hidden_size),
-            "b": uniform(4 * hidden_size),
-        }
+        check_sizes(input_size, hidden_size)
+        # Same U(-1/sqrt(H), 1/sqrt(H)) as torch's modules, drawn from torch's generator (seeded runs).
+        self.params = uniform_params(hidden_size, {
+            "W": (4 * hidden_size, input_size),
+            "U": (4 * hidden_size, hidden_size),
+            "b": (4 * hidden_size,),
+        })
 
     def forward(self, x: np.ndarray, state: tuple[np.ndarray, np.ndarray] | None):
         """x: (T, B, I), state: (h, c) each (B, H) or None -> y: (T, B, H), (h_T, c_T), cache."""
@@ -68,9 +63,7 @@ class NumpyLSTM:
         cs = np.empty((seq_len + 1, batch, hidden), dtype=dtype)  # cs[t + 1] = c_t
         hs[0], cs[0] = (0.0, 0.0) if state is None else state
         # W x_t + b for every step in one product: x gets a column of ones, W gets b.
-        x_aug = np.empty((seq_len, batch, input_size + 1), dtype=dtype)
-        x_aug[..., :input_size] = x
-        x_aug[..., input_size] = 1.0
+        x_aug = with_ones_column(x)
         WbT = np.concatenate([W, b[:, None]], axis=1)[order].T.astype(dtype, copy=False)  # (I + 1, 4H)
         gates = x_aug @ WbT  # (T, B, 4H): pre-activations, turned into the gates o, i, f, g in the loop
         gates[..., : 3 * hidden] *= 0.5  # σ(a) = 0.5 + 0.5 tanh(a / 2): halve the sigmoid inputs once

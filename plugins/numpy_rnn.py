@@ -15,13 +15,12 @@ operations backward, all written into buffers allocated once per call.
 
 from __future__ import annotations
 
-import math
 import sys
 
 import numpy as np
-import torch
 
 from harness.hookspecs import hookimpl
+from plugins.numpy_common import check_sizes, uniform_params, with_ones_column
 
 BLOCK = 32  # time steps per cache block: 32 x (B=32 x H=128) float32 = 512 KiB
 
@@ -30,17 +29,13 @@ class NumpyTanhRNN:
     """``h_t = tanh(W x_t + U h_{t-1} + b)`` over time-major arrays ``x: (T, B, I)``."""
 
     def __init__(self, input_size: int, hidden_size: int):
-        if input_size <= 0 or hidden_size <= 0:
-            raise ValueError(f"input_size and hidden_size must be greater than zero, got {input_size}, {hidden_size}")
-        bound = 1.0 / math.sqrt(hidden_size)
-        # Drawn from torch's generator so that torch.manual_seed(seed) seeds this cell too;
-        # same U(-1/sqrt(H), 1/sqrt(H)) as torch.nn.RNN.
-        uniform = lambda *shape: torch.empty(*shape).uniform_(-bound, bound).numpy()
-        self.params = {
-            "W": uniform(hidden_size, input_size),
-            "U": uniform(hidden_size, hidden_size),
-            "b": uniform(hidden_size),
-        }
+        check_sizes(input_size, hidden_size)
+        # Same U(-1/sqrt(H), 1/sqrt(H)) as torch's modules, drawn from torch's generator (seeded runs).
+        self.params = uniform_params(hidden_size, {
+            "W": (hidden_size, input_size),
+            "U": (hidden_size, hidden_size),
+            "b": (hidden_size,),
+        })
         self._states: list[np.ndarray] = []  # forward buffers, reused once nothing else holds them
         self._scratch: dict[tuple, np.ndarray] = {}  # backward temporaries, private to backward
 
@@ -74,9 +69,7 @@ class NumpyTanhRNN:
         hs = self._state_buffer((seq_len + 1, batch, hidden_size), dtype)  # hs[t + 1] = h_t
         hs[0] = 0.0 if state is None else state
         # W x_t + b as one product per block of steps: x gets a column of ones, W gets b.
-        x_aug = np.empty((seq_len, batch, input_size + 1), dtype=dtype)  # kept in the cache
-        x_aug[..., :input_size] = x
-        x_aug[..., input_size] = 1.0
+        x_aug = with_ones_column(x)  # kept in the cache
         WbT = np.concatenate([W, b[:, None]], axis=1).T.astype(dtype, copy=False)  # (I + 1, H)
         UT = U.T
         recurrent = np.empty((batch, hidden_size), dtype=dtype)
