@@ -393,7 +393,8 @@ class Percent(click.ParamType):
 @db_option
 def compare(run_a, run_b, fail_above, db_path):
     """Compare two stored runs (ids or 'latest'): speed ratios B/A with noise-aware verdicts, accuracy and gradient differences."""
-    from harness.compare import MIN_CHANGE, compare_runs, format_comparison, ratio_text
+    from harness.compare import MIN_CHANGE, compare_runs, ratio_text
+    from reports.compare_text import format_comparison
     from harness.store import ResultStore
 
     with ResultStore(db_path, create=False) as store:
