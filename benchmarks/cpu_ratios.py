@@ -33,12 +33,9 @@ from harness import env  # noqa: E402
 from harness.cells import build_cell  # noqa: E402
 from harness.plugins import load_plugins  # noqa: E402
 from harness.speed import TimingConfig, measure_speed  # noqa: E402
+from targets import report  # noqa: E402  (benchmarks/targets.py, beside this script)
 
 TIMING = TimingConfig(warmup=3, min_repeats=15, max_repeats=200, min_time_s=1.5)
-
-
-def report(name: str, value: float, target: str, passed: bool) -> None:
-    print(f"{name} value={value:.3f} target={target} {'PASS' if passed else 'FAIL'}", flush=True)
 
 
 def matmul_floor_s(batch: int, hidden: int, products: int, repeats: int = 7) -> float:

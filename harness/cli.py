@@ -393,14 +393,12 @@ class Percent(click.ParamType):
 @db_option
 def compare(run_a, run_b, fail_above, db_path):
     """Compare two stored runs (ids or 'latest'): speed ratios B/A with noise-aware verdicts, accuracy and gradient differences."""
-    from harness.compare import MIN_CHANGE, compare_runs, ratio_text
+    from harness.compare import compare_runs, min_change_for_gate, ratio_text
     from reports.compare_text import format_comparison
     from harness.store import ResultStore
 
     with ResultStore(db_path, create=False) as store:
-        # A gate finer than the default 5% minimum change must be able to trip: lower the minimum to it.
-        min_change = MIN_CHANGE if fail_above is None else min(MIN_CHANGE, fail_above)
-        comparison = compare_runs(store, run_a, run_b, min_change=min_change)
+        comparison = compare_runs(store, run_a, run_b, min_change=min_change_for_gate(fail_above))
     click.echo(format_comparison(comparison))
     if fail_above is None:
         return 0

@@ -364,6 +364,12 @@ def compare_rows(rows_a, rows_b, *, run_a: int | None = None, run_b: int | None 
                       min(repeats) if repeats else 0)
 
 
+def min_change_for_gate(fail_above: float | None) -> float:
+    """The minimum change to call significant when a gate asks to fail above ``fail_above``:
+    a gate finer than the default 5% must be able to trip, so the floor drops to it."""
+    return MIN_CHANGE if fail_above is None else min(MIN_CHANGE, fail_above)
+
+
 def compare_runs(store, run_a, run_b, *, alpha: float = ALPHA, min_change: float = MIN_CHANGE) -> Comparison:
     """Compare two stored runs (ids or "latest") of one :class:`harness.store.ResultStore`."""
     id_a, id_b = store.resolve_run(run_a), store.resolve_run(run_b)

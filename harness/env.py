@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import functools
 import glob
 import importlib.metadata
 import os
@@ -48,8 +49,9 @@ def git_commit() -> str | None:
     return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
+@functools.lru_cache(maxsize=1)
 def _openblas_library():
-    """numpy's bundled OpenBLAS, loaded by ctypes (how threadpoolctl finds it)."""
+    """numpy's bundled OpenBLAS, loaded by ctypes (how threadpoolctl finds it), once per process."""
     numpy_dir = Path(np.__file__).parent
     for pattern in ("numpy.libs/libscipy_openblas*.so*", "numpy.libs/libopenblas*.so*", ".dylibs/libscipy_openblas*.dylib"):
         for path in glob.glob(str(numpy_dir.parent / pattern)) + glob.glob(str(numpy_dir / pattern)):

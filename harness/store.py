@@ -130,7 +130,8 @@ class ResultStore:
     def __init__(self, path: str | os.PathLike | None = None, *, create: bool = True):
         self.path = Path(path) if path is not None else default_db_path()
         if not create and not self.path.is_file():
-            raise UsageError(f"results database not found: {str(self.path)!r}")
+            raise UsageError(f"results database not found: {str(self.path)!r}; "
+                             "store a run there with 'rnnbench run', or pass --db PATH")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.conn = sqlite3.connect(str(self.path))

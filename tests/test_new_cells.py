@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from harness.cells import NumpyCell, build_cell
+from harness.testing import numeric_gradient
 from plugins.exprnn import SkewExponential
 from plugins.indrnn import IndRNN
 from plugins.numpy_gru import NumpyGRU
@@ -110,19 +111,6 @@ def test_numpy_gru_matches_torch_gru_outputs_state_and_all_gradients(registry, w
     assert_close(cell.b_hn.grad, reference.bias_hh_l0.grad[2 * HIDDEN :], "db_hn")
 
 
-def _numeric_gradient(loss, array: np.ndarray, eps: float = 1e-6) -> np.ndarray:
-    numeric = np.zeros_like(array)
-    for index in np.ndindex(array.shape):
-        saved = array[index]
-        array[index] = saved + eps
-        plus = loss()
-        array[index] = saved - eps
-        minus = loss()
-        array[index] = saved
-        numeric[index] = (plus - minus) / (2 * eps)
-    return numeric
-
-
 @pytest.mark.parametrize("cell_class,state_parts", [(NumpyLSTM, 2), (NumpyGRU, 1)], ids=["numpy-lstm", "numpy-gru"])
 def test_numpy_backward_matches_central_differences_at_every_entry(cell_class, state_parts):
     """Every entry of every gradient (parameters, input, each initial-state tensor) equals central differences."""
@@ -149,7 +137,7 @@ def test_numpy_backward_matches_central_differences_at_every_entry(cell_class, s
     checked.update({f"state0[{i}]": (p, d) for i, (p, d) in enumerate(zip(parts, dstate0))})
     for name, (array, analytic) in checked.items():
         assert analytic.shape == array.shape, name
-        np.testing.assert_allclose(analytic, _numeric_gradient(loss, array), rtol=1e-6, atol=1e-8, err_msg=f"gradient of {name}")
+        np.testing.assert_allclose(analytic, numeric_gradient(loss, array), rtol=1e-6, atol=1e-8, err_msg=f"gradient of {name}")
 
 
 def test_numpy_cells_skip_dx_when_nobody_needs_it():

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from harness.cells import NumpyCell, build_cell
+from harness.testing import numeric_gradient
 from plugins.numpy_rnn import NumpyTanhRNN
 
 F64 = torch.float64
@@ -90,18 +91,9 @@ def test_numpy_rnn_backward_matches_central_differences(with_state, seq_len):
     arrays = {"x": (x, dx), **{n: (cell.params[n], grads[n]) for n in ("W", "U", "b")}}
     if with_state:
         arrays["h0"] = (h0, dh0)
-    eps = 1e-6
     for name, (array, analytic) in arrays.items():
         assert analytic.shape == array.shape, name
-        numeric = np.zeros_like(array)
-        for index in np.ndindex(array.shape):
-            saved = array[index]
-            array[index] = saved + eps
-            plus = loss()
-            array[index] = saved - eps
-            minus = loss()
-            array[index] = saved
-            numeric[index] = (plus - minus) / (2 * eps)
+        numeric = numeric_gradient(loss, array)
         np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-8, err_msg=f"gradient of {name}")
 
 
