@@ -20,9 +20,14 @@ def assert_close(actual, expected):
 SEQ_LENS = [1, 7, 32, 33, 70]
 
 
+@pytest.mark.parametrize("loss_on", ["every-step", "two-steps"])
 @pytest.mark.parametrize("seq_len", SEQ_LENS)
-def test_numpy_rnn_matches_torch_rnn_outputs_state_and_all_gradients(registry, seq_len):
-    """numpy-rnn through its autograd adapter equals torch.nn.RNN(tanh) with the same weights, gradients included."""
+def test_numpy_rnn_matches_torch_rnn_outputs_state_and_all_gradients(registry, seq_len, loss_on):
+    """numpy-rnn through its autograd adapter equals torch.nn.RNN(tanh) with the same weights, gradients included.
+
+    ``two-steps``: the loss sees steps 3 and T - 1 only, so at T=70 the blocks of 32 steps
+    are [38, 70) with an output gradient, [6, 38) without one (the backward's shortcut
+    for all-zero blocks) and [0, 6) with one again."""
     input_size, hidden_size, batch = 3, 5, 4
     torch.manual_seed(0)
     cell = build_cell(registry.cell("numpy-rnn"), input_size, hidden_size).double()
@@ -41,6 +46,10 @@ def test_numpy_rnn_matches_torch_rnn_outputs_state_and_all_gradients(registry, s
     h0 = 0.5 * torch.randn(batch, hidden_size, dtype=F64, generator=gen)
     weight_y = torch.randn(seq_len, batch, hidden_size, dtype=F64, generator=gen)
     weight_h = torch.randn(batch, hidden_size, dtype=F64, generator=gen)
+    if loss_on == "two-steps":
+        keep = torch.zeros(seq_len, 1, 1, dtype=F64)
+        keep[[min(3, seq_len - 1), seq_len - 1]] = 1.0
+        weight_y = weight_y * keep
 
     x_np, h0_np = x.clone().requires_grad_(), h0.clone().requires_grad_()
     y_np, h_np = cell(x_np, h0_np)
