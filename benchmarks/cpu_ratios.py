@@ -105,8 +105,7 @@ def bare_loop_s(module, x, repeats: int) -> float:
 
 def main() -> int:
     threads = env.set_threads(1)
-    heap = env.steady_heap()  # as `rnnbench run` does whenever it measures speed
-    print(f"# {env.cpu_model()}, torch {torch.__version__}, NumPy {np.__version__} ({env.blas_info()}), threads {threads}, heap {heap}")
+    print(f"# {env.cpu_model()}, torch {torch.__version__}, NumPy {np.__version__} ({env.blas_info()}), threads {threads}")
     registry = load_plugins()
     batch, inputs, hidden, seq_len = 32, 8, 128, 1000
     cells = {}

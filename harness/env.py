@@ -87,36 +87,6 @@ def set_threads(threads: int) -> dict:
     return {"torch_threads": torch.get_num_threads(), "blas_threads": blas_threads()}
 
 
-# glibc mallopt parameters (malloc.h)
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-_MMAP_THRESHOLD_BYTES = 32 * 1024 * 1024  # the largest glibc accepts on 64-bit
-_TRIM_THRESHOLD_BYTES = 1024 * 1024 * 1024
-
-
-@functools.lru_cache(maxsize=1)
-def steady_heap() -> str:
-    """Make large allocations reuse freed heap memory for the rest of the process, so that
-    a timed call does not pay the kernel's page faults when its allocation history says so.
-
-    glibc's defaults adapt their mmap threshold as the process runs and give the top of the
-    heap back to the OS once more than a threshold of it is free. Whether a 16 MB buffer
-    freed by one call comes back to the next one already mapped then depends on where
-    earlier allocations of this and other cells happened to land: measured on numpy-rnn at
-    T=1000, the same forward+backward took 39 ms in some processes and 43 ms in others
-    (~4,000 minor page faults every other call for torch's 16 MB output gradient). Fixing
-    the mmap threshold at 32 MiB and the trim threshold at 1 GiB removes that dependence;
-    peak memory is still measured after an explicit ``malloc_trim``. Returns what took
-    effect, for the run's fingerprint.
-    """
-    try:
-        mallopt = ctypes.CDLL("libc.so.6").mallopt
-    except (OSError, AttributeError):
-        return "default (not glibc)"
-    if mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES) != 1 or mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD_BYTES) != 1:
-        return "default (mallopt refused)"
-    return "glibc mallopt: mmap threshold 32 MiB, trim threshold 1 GiB"
-
-
 def blas_info() -> str:
     try:
         config = np.show_config(mode="dicts")

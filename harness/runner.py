@@ -281,13 +281,12 @@ def execute(
     """Run every planned item, committing each item's rows as it finishes."""
     items = plan(config, registry)
     threads = env.set_threads(config.threads)
-    heap = {"heap": env.steady_heap()} if "speed" in config.measures else {}
     if "cuda" in config.devices:
         # float32 means float32: no silent TF32 in cuBLAS or cuDNN.
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
     if resume_run is None:
-        run_id = store.start_run(argv, config.as_dict(), {**env.fingerprint(), **threads, **heap, "devices": list(config.devices)})
+        run_id = store.start_run(argv, config.as_dict(), {**env.fingerprint(), **threads, "devices": list(config.devices)})
         done: set[str] = set()
     else:
         run_id = resume_run

@@ -41,8 +41,6 @@ def environment_lines(run: dict) -> list[str]:
         f"Python {environment.get('python')}",
         f"- threads: torch {environment.get('torch_threads')}, BLAS {environment.get('blas_threads')}",
     ]
-    if environment.get("heap"):
-        lines.append(f"- heap: {environment['heap']}")
     recipe = run["config"].get("recipe")
     if recipe:
         lines.append(

@@ -82,8 +82,6 @@ def environment_items(run: dict, rows: pd.DataFrame | None = None) -> list[tuple
         ("threads", f"torch {environment.get('torch_threads')}, BLAS {environment.get('blas_threads')}"),
         ("devices", ", ".join(environment.get("devices") or config.get("devices") or []) or "—"),
     ]
-    if environment.get("heap"):
-        items.append(("heap", environment["heap"]))
     recipe = config.get("recipe")
     if recipe:
         items.append(("training recipe",

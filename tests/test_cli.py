@@ -178,15 +178,6 @@ def test_json_flag_prints_the_run_rows_as_json(json_run):
     assert all(r["status"] == "ok" for r in records)
 
 
-def test_a_speed_run_records_and_reports_its_heap_setting(json_run):
-    """A run that measures speed stores how malloc was set for it, and the report says so."""
-    environment = json.loads(query(json_run.db, "SELECT environment FROM runs")[0]["environment"])
-    expected = "glibc mallopt: mmap threshold 32 MiB, trim threshold 1 GiB" if sys.platform.startswith("linux") else None
-    assert environment["heap"] == expected or (expected is None and environment["heap"].startswith("default"))
-    report = next(Path(json_run.db).parent.joinpath("out").rglob("report.md")).read_text()
-    assert f"- heap: {environment['heap']}" in report
-
-
 def test_json_output_is_strict_json(json_run):
     """--json output parses under strict JSON rules: missing values are null, never NaN."""
 

@@ -2,10 +2,7 @@
 
 import math
 import statistics
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -84,34 +81,3 @@ def test_time_calls_repeats_until_min_time_within_max_repeats():
     assert 2 <= summary.n <= 11
     capped = time_calls(lambda: time.sleep(0.005), TimingConfig(warmup=0, min_repeats=2, max_repeats=3, min_time_s=10.0))
     assert capped.n == 3
-
-
-STEADY_HEAP_PROBE = """
-import resource, sys
-import numpy as np
-from harness import env
-print(env.steady_heap())
-
-def faults_to_allocate_16_mib():
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    buffer = np.ones(4 << 20, dtype=np.float32)
-    del buffer
-    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
-
-faults_to_allocate_16_mib()
-print(faults_to_allocate_16_mib())
-"""
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt and page-fault counts: Linux only")
-def test_steady_heap_reuses_a_freed_large_buffer_instead_of_faulting_it_in_again():
-    """After env.steady_heap(), a freed 16 MiB buffer comes back already mapped. With glibc's
-    defaults a fresh process maps it anew the second time too (921 minor faults measured here)."""
-    probe = subprocess.run([sys.executable, "-c", STEADY_HEAP_PROBE], capture_output=True, text=True, timeout=120,
-                           cwd=Path(__file__).resolve().parent.parent)
-    assert probe.returncode == 0, probe.stderr
-    setting, faults = probe.stdout.split("\n")[:2]
-    if not setting.startswith("glibc"):
-        pytest.skip(f"not glibc: {setting}")
-    assert setting == "glibc mallopt: mmap threshold 32 MiB, trim threshold 1 GiB"
-    assert int(faults) < 50
