@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
+from harness.speed import last_step_output_gradient
+
 
 @dataclass
 class CapturedRun:
@@ -20,13 +22,16 @@ class CapturedRun:
     forward: torch.cuda.CUDAGraph
     forward_backward: torch.cuda.CUDAGraph
     x: torch.Tensor
+    grad_y: torch.Tensor  # the replayed backward reads it: kept alive with the graphs
     y: torch.Tensor
     grads: tuple
     memory_bytes: int
 
 
 def capture(cell: torch.nn.Module, x: torch.Tensor, warmup: int = 3) -> CapturedRun:
-    """Capture ``cell(x, None)`` (no grad) and ``cell(x, None)`` + ``autograd.grad(y[-1].sum(), params)``.
+    """Capture ``cell(x, None)`` (no grad) and ``cell(x, None)`` + ``autograd.grad`` into every
+    parameter for the loss ``y[-1].sum()``, whose output gradient is made once outside the
+    graph, as :func:`harness.speed.measure_speed` does for the eager implementations.
 
     Raises whatever capture raises (e.g. a cell that synchronises or allocates on the host
     mid-step); the caller records that as the reason there is no graphed time.
@@ -35,6 +40,8 @@ def capture(cell: torch.nn.Module, x: torch.Tensor, warmup: int = 3) -> Captured
         raise RuntimeError(f"CUDA graphs need a CUDA tensor, got one on {x.device.type}")
     params = [p for p in cell.parameters() if p.requires_grad]
     static_x = x.clone()
+    with torch.no_grad():
+        grad_y = last_step_output_gradient(cell(static_x, None)[0])  # a static input, like x
     torch.cuda.synchronize()
     before = torch.cuda.memory_allocated()
     side = torch.cuda.Stream()
@@ -42,17 +49,17 @@ def capture(cell: torch.nn.Module, x: torch.Tensor, warmup: int = 3) -> Captured
     with torch.cuda.stream(side):  # warm-up outside the graph, as torch.cuda.graphs requires
         for _ in range(warmup):
             y, _ = cell(static_x, None)
-            torch.autograd.grad(y[-1].sum(), params, allow_unused=True)
+            torch.autograd.grad(y, params, grad_outputs=grad_y, allow_unused=True)
             with torch.no_grad():
                 cell(static_x, None)
     torch.cuda.current_stream().wait_stream(side)
     graph_fb = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph_fb):
         y, _ = cell(static_x, None)
-        grads = torch.autograd.grad(y[-1].sum(), params, allow_unused=True)
+        grads = torch.autograd.grad(y, params, grad_outputs=grad_y, allow_unused=True)
     graph_f = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph_f, pool=graph_fb.pool()):
         with torch.no_grad():
             cell(static_x, None)
     torch.cuda.synchronize()
-    return CapturedRun(graph_f, graph_fb, static_x, y, grads, torch.cuda.memory_allocated() - before)
+    return CapturedRun(graph_f, graph_fb, static_x, grad_y, y, grads, torch.cuda.memory_allocated() - before)

@@ -16,6 +16,7 @@ from typing import Callable
 
 import torch
 
+from harness.errors import CellContractError
 from harness.stats import Summary
 
 
@@ -129,13 +130,33 @@ def peak_memory(fn: Callable[[], object], device: torch.device) -> tuple[float |
     return float(max(peak - before, 0) * 1024), "cpu peak RSS rise (VmHWM" + (", after malloc_trim)" if trimmed else ")")
 
 
+def last_step_output_gradient(y: torch.Tensor) -> torch.Tensor:
+    """d(y[-1].sum())/dy: ones at the last step, zeros at every other, shaped like ``y``."""
+    grad = torch.zeros(y.shape, dtype=y.dtype, device=y.device)
+    grad[-1] = 1.0
+    return grad
+
+
+def check_output_gradient_intact(grad_y: torch.Tensor) -> None:
+    """Raise :class:`CellContractError` if a cell's backward wrote into the output gradient
+    it was handed: the calls after the first would then have timed other work."""
+    if not torch.equal(grad_y, last_step_output_gradient(grad_y)):
+        raise CellContractError("the cell's backward modified the gradient of its output in place; "
+                                "it must treat incoming gradients as read-only")
+
+
 def measure_speed(cell: torch.nn.Module, batch_size: int, seq_len: int, input_size: int, device, config: TimingConfig,
                   dtype=torch.float32, seed: int = 0, graphed: bool = False) -> SpeedResult:
     """Time one cell (a sequence-form module already on ``device``) at one size.
 
     Forward: ``cell(x, None)`` under ``torch.no_grad``. Forward+backward: the same call
-    with autograd, a loss on the last step's output (``y[-1].sum()``), and backward
-    through the whole sequence into every parameter. ``graphed``: both captured once in
+    with autograd and backward through the whole sequence into every parameter, for a
+    loss on the last step's output, ``y[-1].sum()``. Its gradient with respect to ``y``
+    (:func:`last_step_output_gradient`) is made once, like ``x``, and handed to
+    ``torch.autograd.grad``: the timed call is the cell's forward and backward, not the
+    allocation and zero-fill of a (T, B, H) gradient for the loss (16 MB at T=1000, B=32,
+    H=128, which on the CPU page-faults in some calls and not others). PyTorch's
+    ``benchmarks/fastrnns`` times backward the same way. ``graphed``: both captured once in
     CUDA graphs (:mod:`harness.graphs`) and replayed.
     """
     device = torch.device(device)
@@ -151,6 +172,8 @@ def measure_speed(cell: torch.nn.Module, batch_size: int, seq_len: int, input_si
         return SpeedResult(forward_stats, fb_stats, float(run.memory_bytes), "cuda graph pool (memory_allocated after capture)",
                            batch_size * seq_len)
     params = [p for p in cell.parameters() if p.requires_grad]
+    with torch.no_grad():
+        grad_y = last_step_output_gradient(cell(x, None)[0])
 
     def forward():
         with torch.no_grad():
@@ -158,10 +181,10 @@ def measure_speed(cell: torch.nn.Module, batch_size: int, seq_len: int, input_si
 
     def forward_backward():
         y, _ = cell(x, None)
-        grads = torch.autograd.grad(y[-1].sum(), params, allow_unused=True)
-        return grads
+        return torch.autograd.grad(y, params, grad_outputs=grad_y, allow_unused=True)
 
     forward_stats = time_calls(forward, config, sync)
     fb_stats = time_calls(forward_backward, config, sync)
     peak, method = peak_memory(forward_backward, device)
+    check_output_gradient_intact(grad_y)
     return SpeedResult(forward_stats, fb_stats, peak, method, batch_size * seq_len)

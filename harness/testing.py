@@ -336,10 +336,15 @@ def check_gradients(spec: CellSpec) -> str:
     state0 = map_state(lambda t: t.requires_grad_(), _random_state_like(probe))
     y, state = _call(cell, x, state0, "cell(x, state)")
     gen = torch.Generator().manual_seed(5)
-    loss = (y * torch.randn(y.shape, generator=gen)).sum()
-    for part in flatten_state(state):
-        loss = loss + (part * torch.randn(part.shape, generator=gen)).sum()
-    loss.backward()
+    outputs = [y, *flatten_state(state)]
+    # The gradient of sum(output * random) for every output, handed to backward directly:
+    # a cell must leave it unchanged, because the speed measurement reuses one between calls.
+    handed = [torch.randn(out.shape, generator=gen) for out in outputs]
+    kept = [g.clone() for g in handed]
+    torch.autograd.backward(outputs, handed)
+    if not all(torch.equal(a, b) for a, b in zip(handed, kept)):
+        raise _Fail("backward changed the gradient it was handed for the outputs in place: treat incoming gradients "
+                    "as read-only (copy before modifying)")
     names = []
     for name, param in cell.named_parameters():
         names.append(name)

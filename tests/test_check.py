@@ -133,6 +133,14 @@ class WrongBackward(NumpyTanhRNN):
         return dx, dh0, {**grads, "U": grads["U"] * 1.01}
 
 
+class Scribbler(NumpyTanhRNN):
+    """A NumPy cell whose backward scales the output gradient it is handed, in place."""
+
+    def backward(self, cache, dy, dstate):
+        dy *= 1.0 + 1e-3
+        return super().backward(cache, dy, dstate)
+
+
 class Frozen(nn.Module):
     """Uses its input, state and parameter, with finite gradients, yet its output never depends on the input."""
 
@@ -165,6 +173,8 @@ BROKEN = {
                          r"parameter 'step\.forgotten\.weight' got no gradient"),
     "wrong-backward": (make_spec("wrong-backward", WrongBackward, backend="numpy"), "finite-differences",
                        r"params\['U'\] at index \(\d+, \d+\): backward gives .*, central finite differences give"),
+    "scribbler": (make_spec("scribbler", Scribbler, backend="numpy"), "gradients",
+                  r"backward changed the gradient it was handed for the outputs in place"),
     "frozen": (make_spec("frozen", Frozen), "training", r"took the held-out loss from .* to .*; expected below"),
     "step-registered-as-sequence": (make_spec("step-as-sequence", GrowingState), "shapes",
                                     r"raised ValueError: RNNCell: Expected input to be 1D or 2D.*registered with form='sequence'.*needs form='step'"),

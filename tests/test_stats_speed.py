@@ -5,6 +5,7 @@ import statistics
 import time
 
 import pytest
+import torch
 
 from harness.speed import TimingConfig, time_calls
 from harness.stats import Summary
@@ -81,3 +82,43 @@ def test_time_calls_repeats_until_min_time_within_max_repeats():
     assert 2 <= summary.n <= 11
     capped = time_calls(lambda: time.sleep(0.005), TimingConfig(warmup=0, min_repeats=2, max_repeats=3, min_time_s=10.0))
     assert capped.n == 3
+
+
+def test_last_step_output_gradient_is_the_gradient_of_the_last_step_sum():
+    """The output gradient the speed measurement hands to autograd is d(y[-1].sum())/dy, and
+    with it every parameter gets the gradient of that loss."""
+    from harness.speed import last_step_output_gradient
+
+    torch.manual_seed(0)
+    lstm = torch.nn.LSTM(3, 5)
+    x = torch.randn(7, 2, 3)
+    y, _ = lstm(x)
+    grad_y = last_step_output_gradient(y)
+    assert grad_y.shape == (7, 2, 5)
+    assert float(grad_y[-1].sum()) == 10.0 and float(grad_y[:-1].abs().sum()) == 0.0
+    params = list(lstm.parameters())
+    expected = torch.autograd.grad(y[-1].sum(), params, retain_graph=True)
+    got = torch.autograd.grad(y, params, grad_outputs=grad_y)
+    for a, b in zip(got, expected):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_a_cell_that_writes_into_its_output_gradient_is_refused():
+    """Timed calls share one output gradient, so a backward that changes it in place would
+    make later calls time other work: the measurement says so instead of storing a time."""
+    from harness.cells import NumpyCell
+    from harness.errors import CellContractError
+    from harness.speed import measure_speed
+    from plugins.numpy_rnn import NumpyTanhRNN
+
+    class Scribbler(NumpyTanhRNN):
+        def backward(self, cache, dy, dstate):
+            dy *= 2.0
+            return super().backward(cache, dy, dstate)
+
+    torch.manual_seed(0)
+    config = TimingConfig(warmup=1, min_repeats=2, max_repeats=2, min_time_s=0.0)
+    with pytest.raises(CellContractError, match="modified the gradient of its output in place"):
+        measure_speed(NumpyCell(Scribbler(3, 4)), 2, 5, 3, "cpu", config)
+    result = measure_speed(NumpyCell(NumpyTanhRNN(3, 4)), 2, 5, 3, "cpu", config)
+    assert result.forward_backward.median > 0
