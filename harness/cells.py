@@ -157,6 +157,13 @@ class NumpyCell(nn.Module):
         for name, value in cell.params.items():
             self.register_parameter(name, nn.Parameter(torch.tensor(np.asarray(value), dtype=torch.float32)))
 
+    def release_buffers(self) -> None:
+        """Let the NumPy cell drop buffers it keeps between calls, if it keeps any (see
+        :func:`harness.speed.measure_speed`: peak memory then counts them)."""
+        release = getattr(self.cell, "release_buffers", None)
+        if callable(release):
+            release()
+
     def forward(self, x: torch.Tensor, state: State | None = None):
         if x.device.type != "cpu":
             raise NotSupportedError(f"numpy cells run on cpu only, not on {x.device.type}")

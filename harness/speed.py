@@ -109,7 +109,8 @@ def peak_memory(fn: Callable[[], object], device: torch.device) -> tuple[float |
     CPU: the rise of the process's peak resident set size (VmHWM, reset through
     /proc/self/clear_refs) over its resident size before the call, after free heap pages
     were returned to the OS (malloc_trim): it sees NumPy and torch allocations alike, at
-    page granularity; buffers a cell deliberately keeps between calls are not counted again.
+    page granularity. :func:`measure_speed` first lets cells drop the buffers they keep
+    between calls (:func:`release_buffers`), so that those are counted too.
     """
     device = torch.device(device)
     if device.type == "cuda":
@@ -128,6 +129,16 @@ def peak_memory(fn: Callable[[], object], device: torch.device) -> tuple[float |
     if before is None or peak is None:
         return None, "unavailable (no /proc/self/status)"
     return float(max(peak - before, 0) * 1024), "cpu peak RSS rise (VmHWM" + (", after malloc_trim)" if trimmed else ")")
+
+
+def release_buffers(cell: torch.nn.Module) -> None:
+    """Call ``release_buffers()`` on the cell and its submodules that define it: buffers a
+    cell keeps between calls for speed (numpy-rnn keeps its (T + 1, B, H) hidden states)
+    are then allocated again by the call whose peak memory is measured, and counted."""
+    for module in cell.modules():
+        release = getattr(module, "release_buffers", None)
+        if callable(release):
+            release()
 
 
 def last_step_output_gradient(y: torch.Tensor) -> torch.Tensor:
@@ -185,6 +196,7 @@ def measure_speed(cell: torch.nn.Module, batch_size: int, seq_len: int, input_si
 
     forward_stats = time_calls(forward, config, sync)
     fb_stats = time_calls(forward_backward, config, sync)
+    release_buffers(cell)
     peak, method = peak_memory(forward_backward, device)
     check_output_gradient_intact(grad_y)
     return SpeedResult(forward_stats, fb_stats, peak, method, batch_size * seq_len)

@@ -3,6 +3,7 @@
 import math
 import statistics
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -122,3 +123,18 @@ def test_a_cell_that_writes_into_its_output_gradient_is_refused():
         measure_speed(NumpyCell(Scribbler(3, 4)), 2, 5, 3, "cpu", config)
     result = measure_speed(NumpyCell(NumpyTanhRNN(3, 4)), 2, 5, 3, "cpu", config)
     assert result.forward_backward.median > 0
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="CPU peak memory needs /proc/self/clear_refs")
+def test_cpu_peak_memory_counts_the_hidden_states_a_numpy_cell_keeps_between_calls(registry):
+    """numpy-rnn keeps its (T + 1, B, H) hidden-state buffer between calls for speed; the
+    peak-memory figure still counts it (8.2 MB here), as it counts torch cells' activations."""
+    from harness.cells import build_cell
+    from harness.speed import measure_speed
+
+    torch.manual_seed(0)
+    cell = build_cell(registry.cell("numpy-rnn"), 8, 128)
+    config = TimingConfig(warmup=1, min_repeats=3, max_repeats=3, min_time_s=0.0)
+    result = measure_speed(cell, 32, 500, 8, "cpu", config)
+    hidden_states = 501 * 32 * 128 * 4
+    assert hidden_states <= result.peak_memory_bytes < 4 * hidden_states
