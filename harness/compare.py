@@ -39,6 +39,7 @@ while other jobs shared the machine).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -207,6 +208,7 @@ class Comparison:
     alpha: float = ALPHA
     min_change: float = MIN_CHANGE
     min_repeats: int = 0  # fewest repeats on either side of a compared timing
+    notes: tuple[str, ...] = ()  # caveats about the comparison as a whole
 
     def compared(self, timing: str | None = None) -> list[SpeedComparison]:
         """Speed comparisons with a ratio (both sides measured), optionally of one timing."""
@@ -373,7 +375,14 @@ def min_change_for_gate(fail_above: float | None) -> float:
 def compare_runs(store, run_a, run_b, *, alpha: float = ALPHA, min_change: float = MIN_CHANGE) -> Comparison:
     """Compare two stored runs (ids or "latest") of one :class:`harness.store.ResultStore`."""
     id_a, id_b = store.resolve_run(run_a), store.resolve_run(run_b)
-    return compare_rows(store.rows(id_a), store.rows(id_b), run_a=id_a, run_b=id_b, alpha=alpha, min_change=min_change)
+    comparison = compare_rows(store.rows(id_a), store.rows(id_b), run_a=id_a, run_b=id_b, alpha=alpha, min_change=min_change)
+    # Runs stored before the method was recorded used method 1.
+    method_a, method_b = (store.run(i)["environment"].get("speed_method", 1) for i in (id_a, id_b))
+    if comparison.speed and method_a != method_b:
+        note = (f"run {id_a} and run {id_b} measured speed with different harness methods ({method_a} and {method_b}, "
+                f"see harness.speed.SPEED_METHOD): part of a speed difference may come from the harness, not the cells")
+        comparison = dataclasses.replace(comparison, notes=comparison.notes + (note,))
+    return comparison
 
 
 def smallest_p_value(n_a: int, n_b: int) -> float:

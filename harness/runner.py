@@ -18,7 +18,7 @@ from harness.cells import SequenceModel, available_impls, build_cell, build_impl
 from harness.errors import UsageError
 from harness.gradients import DEFAULT_MAX_PROBES, GradientProfile, measure_profile, probe_steps
 from harness.plugins import CellSpec, Registry, TaskSpec
-from harness.speed import TimingConfig, measure_speed
+from harness.speed import SPEED_METHOD, TimingConfig, measure_speed
 from harness.store import ResultRow, ResultStore
 from harness.training import Recipe, held_out, train
 
@@ -286,7 +286,8 @@ def execute(
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
     if resume_run is None:
-        run_id = store.start_run(argv, config.as_dict(), {**env.fingerprint(), **threads, "devices": list(config.devices)})
+        environment = {**env.fingerprint(), **threads, "devices": list(config.devices), "speed_method": SPEED_METHOD}
+        run_id = store.start_run(argv, config.as_dict(), environment)
         done: set[str] = set()
     else:
         run_id = resume_run

@@ -339,9 +339,14 @@ def check_gradients(spec: CellSpec) -> str:
     outputs = [y, *flatten_state(state)]
     # The gradient of sum(output * random) for every output, handed to backward directly:
     # a cell must leave it unchanged, because the speed measurement reuses one between calls.
+    # Outputs that do not require grad (a detached state part) get none, as a loss gives them none.
     handed = [torch.randn(out.shape, generator=gen) for out in outputs]
+    pairs = [(out, g) for out, g in zip(outputs, handed) if out.requires_grad]
+    if not pairs:
+        raise _Fail("no output requires grad: the cell detaches its outputs, or computes them without autograd")
+    handed = [g for _, g in pairs]
     kept = [g.clone() for g in handed]
-    torch.autograd.backward(outputs, handed)
+    torch.autograd.backward([out for out, _ in pairs], handed)
     if not all(torch.equal(a, b) for a, b in zip(handed, kept)):
         raise _Fail("backward changed the gradient it was handed for the outputs in place: treat incoming gradients "
                     "as read-only (copy before modifying)")

@@ -49,6 +49,7 @@ def format_comparison(comparison: Comparison) -> str:
 
     a, b = comparison.run_a, comparison.run_b
     parts = [f"Comparing run {a} (A) with run {b} (B); B/A > 1 means B took longer."]
+    parts += [f"note: {note}" for note in comparison.notes]
     if comparison.speed:
         parts += ["", "Speed: seconds per batch, median of the repeats", table(speed_rows(comparison)), "",
                   comparison.summary(),

@@ -207,6 +207,24 @@ def test_assert_conforms_lists_every_failure():
     assert "FAIL  gradients" in text and "FAIL  training" in text
 
 
+class DetachedState(nn.Module):
+    """A GRU whose returned state is detached (truncated BPTT between calls): legitimate."""
+
+    def __init__(self, input_size, hidden_size):
+        super().__init__()
+        self.gru = nn.GRU(input_size, hidden_size)
+
+    def forward(self, x, state=None):
+        y, h = self.gru(x, None if state is None else state.unsqueeze(0))
+        return y, h[0].detach()
+
+
+def test_a_cell_returning_a_detached_state_passes_the_gradients_check():
+    """Outputs that do not require grad get no output gradient, as a loss would give them none."""
+    results = {r.name: r for r in run_checks(make_spec("detached-state", DetachedState))}
+    assert results["gradients"].status == "PASS", results["gradients"].line()
+
+
 def test_assert_conforms_returns_the_results_of_a_good_cell():
     results = assert_conforms(make_spec("gru-draft", lambda i, h: nn.GRU(i, h)))
     assert [r.name for r in results] == list(CHECK_NAMES)

@@ -317,3 +317,20 @@ def test_a_slowed_cell_is_flagged_slower(rnnbench, write_plugin, tmp_path):
     assert len(probe) == 2, result.out
     assert all("x slower" in line for line in probe), result.out
     assert result.code == 1
+
+
+def test_runs_measured_with_different_speed_methods_carry_a_note(rnnbench, tmp_path):
+    """A run stored before the harness changed how it times (no speed_method: method 1) and one
+    after it are still compared, with a note that part of the difference may be the harness's."""
+    db = tmp_path / "results.sqlite"
+    with ResultStore(db) as store:
+        for environment in ({"hostname": "test"}, {"hostname": "test", "speed_method": 2}, {"speed_method": 2}):
+            run_id = store.start_run(["rnnbench", "run"], {}, environment)
+            store.add_rows(run_id, speed_rows("lstm", BASE_MS))
+            store.finish_run(run_id, "complete")
+    differing = rnnbench("compare", "1", "2", "--db", db)
+    assert differing.code == 0, differing.err
+    assert ("note: run 1 and run 2 measured speed with different harness methods (1 and 2, see "
+            "harness.speed.SPEED_METHOD)") in differing.out
+    same = rnnbench("compare", "2", "3", "--db", db)
+    assert same.code == 0 and "different harness methods" not in same.out

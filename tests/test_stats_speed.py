@@ -138,3 +138,27 @@ def test_cpu_peak_memory_counts_the_hidden_states_a_numpy_cell_keeps_between_cal
     result = measure_speed(cell, 32, 500, 8, "cpu", config)
     hidden_states = 501 * 32 * 128 * 4
     assert hidden_states <= result.peak_memory_bytes < 4 * hidden_states
+
+
+def test_kept_buffers_are_released_just_before_the_call_whose_memory_is_measured():
+    """measure_speed calls release_buffers() after the timed calls and before exactly one more
+    forward+backward, the one peak memory is measured on."""
+    from harness.speed import measure_speed
+
+    class Spy(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn = torch.nn.RNN(3, 4)
+            self.calls, self.released_after = 0, None
+
+        def forward(self, x, state=None):
+            self.calls += 1
+            return self.rnn(x, state)
+
+        def release_buffers(self):
+            self.released_after = self.calls
+
+    spy = Spy()
+    config = TimingConfig(warmup=1, min_repeats=2, max_repeats=2, min_time_s=0.0)
+    measure_speed(spy, 2, 5, 3, "cpu", config)
+    assert spy.released_after is not None and spy.calls == spy.released_after + 1
