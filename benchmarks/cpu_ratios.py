@@ -57,6 +57,30 @@ def matmul_floor_s(batch: int, hidden: int, products: int, repeats: int = 5) -> 
     return statistics.median(samples)
 
 
+def layout_report(batch: int, hidden: int, repeats: int = 2000) -> str:
+    """What numpy-rnn's per-step products multiply, and what the other layout would cost here.
+
+    The forward multiplies ``h_{t-1}`` by a contiguous copy of ``U^T`` (BLAS "NN"); a transposed
+    view ("NT") runs a different OpenBLAS kernel, about twice as slow for these shapes on some
+    CPUs. The backward's per-step product ``da_t U`` is NN as well; its blocked weight
+    gradients ``da^T h`` contract over B * 32 rows, where the transposed operand is packed anyway.
+    """
+    rng = np.random.default_rng(0)
+    h = rng.standard_normal((batch, hidden), dtype=np.float32)
+    u = rng.standard_normal((hidden, hidden), dtype=np.float32)
+    out = np.empty((batch, hidden), dtype=np.float32)
+    layouts = {"NN (used)": np.ascontiguousarray(u.T), "NT (view)": u.T}
+    times_us = {}
+    for _ in range(3):  # interleaved rounds, median of each
+        for name, operand in layouts.items():
+            started = time.perf_counter()
+            for _ in range(repeats):
+                np.dot(h, operand, out)
+            times_us.setdefault(name, []).append((time.perf_counter() - started) / repeats * 1e6)
+    shown = ", ".join(f"{name} {statistics.median(values):.1f} us" for name, values in times_us.items())
+    return f"# operand layouts, per-step (B={batch} x H={hidden})(H x H) product: {shown}"
+
+
 def numpy_bptt(batch: int, inputs: int, hidden: int, seq_len: int):
     """A function timing the NumPy cell's own forward and hand-written backward (loss on the
     last step, no torch): median seconds over ``repeats`` calls."""
@@ -109,6 +133,7 @@ def main() -> int:
     print(f"# {env.cpu_model()}, torch {torch.__version__}, NumPy {np.__version__} ({env.blas_info()}), threads {threads}")
     registry = load_plugins()
     batch, inputs, hidden, seq_len = 32, 8, 128, 1000
+    print(layout_report(batch, hidden))
     cells = {}
     for name in ("numpy-rnn", "torch-rnn"):
         torch.manual_seed(0)

@@ -51,10 +51,10 @@ class NumpyGRU:
         hs[0] = 0.0 if state is None else state
         # W x_t + b for every step in one product: x gets a column of ones, W gets b.
         x_aug = with_ones_column(x)
-        WbT = np.concatenate([W, b[:, None]], axis=1).T.astype(dtype, copy=False)  # (I + 1, 3H)
+        WbT = np.ascontiguousarray(np.concatenate([W, b[:, None]], axis=1).T, dtype=dtype)  # (I + 1, 3H)
         gates = x_aug @ WbT  # (T, B, 3H): input pre-activations, turned into r, z, n in the loop
         gates[..., : 2 * hidden] *= 0.5  # σ(a) = 0.5 + 0.5 tanh(a / 2): halve the sigmoid inputs once
-        UT = U.T.astype(dtype, copy=True)
+        UT = np.ascontiguousarray(U.T, dtype=dtype)  # astype keeps a view's transposed layout
         UT[:, : 2 * hidden] *= 0.5
         b_hn = b_hn.astype(dtype, copy=False)
         hn = np.empty((seq_len, batch, hidden), dtype=dtype)  # U_n h_{t-1} + b_hn, kept for backward

@@ -64,10 +64,10 @@ class NumpyLSTM:
         hs[0], cs[0] = (0.0, 0.0) if state is None else state
         # W x_t + b for every step in one product: x gets a column of ones, W gets b.
         x_aug = with_ones_column(x)
-        WbT = np.concatenate([W, b[:, None]], axis=1)[order].T.astype(dtype, copy=False)  # (I + 1, 4H)
+        WbT = np.ascontiguousarray(np.concatenate([W, b[:, None]], axis=1)[order].T, dtype=dtype)  # (I + 1, 4H)
         gates = x_aug @ WbT  # (T, B, 4H): pre-activations, turned into the gates o, i, f, g in the loop
         gates[..., : 3 * hidden] *= 0.5  # σ(a) = 0.5 + 0.5 tanh(a / 2): halve the sigmoid inputs once
-        UT = U[order].T.astype(dtype, copy=True)
+        UT = np.ascontiguousarray(U[order].T, dtype=dtype)  # astype keeps a view's transposed layout
         UT[:, : 3 * hidden] *= 0.5
         tanh_cs = np.empty((seq_len, batch, hidden), dtype=dtype)
         recurrent = np.empty((batch, 4 * hidden), dtype=dtype)
