@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from statistics import NormalDist
 
 import numpy as np
@@ -116,6 +117,7 @@ def t_two_sided_probability(t: float, df: int) -> float:
     return sin * total
 
 
+@lru_cache(maxsize=256)  # a report asks for the same few (level, df) many times
 def t_quantile(level: float, df: int) -> float:
     """The t with P(|T| ≤ t) = ``level``, e.g. t_quantile(0.95, 2) = 4.3027 (two-sided 95%)."""
     _check_level(level)
