@@ -144,7 +144,7 @@ class DaskExecutor(Executor):
         for item in segment:
             future = self._submit(item, spec, 1, None, workers)
             live[future.key] = (future, item, 1)
-        completed = distributed.as_completed([f for f, _, _ in live.values()])
+        completed = distributed.as_completed([f for f, _, _ in live.values()], loop=self._client.loop)
         try:
             for future in completed:
                 _, item, attempt = live.pop(future.key)

@@ -79,3 +79,14 @@ def plugin_cells(payload, context):
 
     registry = context.memo(("registry", context.plugin_sha256), lambda: load_plugins(context.plugin_paths))
     return [("cells", sorted(registry.cells), [str(p) for p in context.plugin_paths], list(registry.errors))]
+
+
+def kill_my_dask_worker_first_time(payload, context):
+    """First attempt: leave "<dask worker pid> <own pid>" in a marker and wait; the test kills
+    the Dask worker process (this process's parent). Later attempts finish."""
+    marker = Path(payload)
+    if marker.exists():
+        return [("survived",)]
+    marker.write_text(f"{os.getppid()} {os.getpid()}")
+    time.sleep(60)
+    return [("not killed",)]

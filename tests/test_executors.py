@@ -299,6 +299,30 @@ def test_a_plugin_file_reaches_dask_workers_by_content(dask_executor, write_plug
     assert result.ok and "shipped-cell" in result.rows[0][1] and result.plugin_sha256 == (source.sha256,)
 
 
+def test_a_dask_worker_killed_mid_item_is_retried_and_its_child_ends(dask_executor, tmp_path):
+    marker = tmp_path / "pids"
+    killed: list[int] = []
+
+    def kill_dask_worker():
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not killed:
+            if marker.exists() and len(marker.read_text().split()) == 2:
+                killed.extend(int(p) for p in marker.read_text().split())
+                os.kill(killed[0], signal.SIGKILL)  # the Dask worker process, not the item's child
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_dask_worker, daemon=True)
+    killer.start()
+    done_before = tmp_path / "done"
+    done_before.write_text("")
+    results = list(dask_executor.run([WorkItem("victim", str(marker)), WorkItem("other", str(done_before))],
+                                     spec("kill_my_dask_worker_first_time")))
+    killer.join()
+    assert sorted((r.key, r.status) for r in results) == [("other", "ok"), ("victim", "ok")]
+    assert [r.rows for r in results if r.key == "victim"] == [(("survived",),)]
+    assert wait_until_gone([killed[1]]) == []  # the orphaned child noticed and ended
+
+
 def test_dask_workers_without_resources_are_refused_for_timing_items(cluster):
     pytest.importorskip("distributed")
     from harness.dask_executor import DaskExecutor
