@@ -25,6 +25,7 @@ recorded as failed.
 from __future__ import annotations
 
 import atexit
+import os
 import queue
 import socket
 import threading
@@ -34,7 +35,7 @@ from urllib.parse import urlsplit
 
 from harness.execution import (ALONE, EXCLUSIVE, SHARED_HOST, ClusterUnreachableError, ExecutorError, ItemResult,
                                WorkItem, WorkSpec)
-from harness.executors import MAX_ATTEMPTS, Executor, _check_unique_keys
+from harness.executors import MAX_ATTEMPTS, Executor, check_unique_keys
 from harness.worker import WorkerProcess, done_result, failed_result, timeout_reason
 
 MACHINE_RESOURCE = "machine"
@@ -120,7 +121,7 @@ class DaskExecutor(Executor):
                                 f"none of the {len(workers)} workers offers it")
 
     def run(self, items: Sequence[WorkItem], spec: WorkSpec) -> Iterator[ItemResult]:
-        _check_unique_keys(items)
+        check_unique_keys(items)
         workers = self._workers()
         self._check_resources(items, workers)
         for segment in _segments(items):
@@ -136,7 +137,8 @@ class DaskExecutor(Executor):
         isolation = ALONE if item.kind == EXCLUSIVE else SHARED_HOST
         return self._client.submit(run_in_dask_worker, spec, item, attempt, isolation, pure=False,
                                    key=f"rnnbench-{item.key}-{attempt}-{time.monotonic_ns()}",
-                                   resources=resources or None, workers=others or None, allow_other_workers=False)
+                                   resources=resources or None, workers=others or None,
+                                   allow_other_workers=bool(others))  # prefer others; never wait forever
 
     def _run_segment(self, segment: list[WorkItem], spec: WorkSpec, workers: list[str]) -> Iterator[ItemResult]:
         distributed = _import_distributed()
@@ -190,8 +192,6 @@ _free_gpus: queue.Queue | None = None
 
 
 def _gpu_ids(dask_worker) -> list[str]:
-    import os
-
     count = int(dask_worker.state.total_resources.get(GPU_RESOURCE, 0))
     visible = [g for g in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if g.strip()]
     return (visible or [str(i) for i in range(count)])[:count]

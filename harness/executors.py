@@ -65,7 +65,7 @@ class Executor(abc.ABC):
         self.close()
 
 
-def _check_unique_keys(items: Sequence[WorkItem]) -> None:
+def check_unique_keys(items: Sequence[WorkItem]) -> None:
     seen: set[str] = set()
     for item in items:
         if item.key in seen:
@@ -88,7 +88,7 @@ class InProcessExecutor(Executor):
         self._sigint_seen = False
 
     def run(self, items: Sequence[WorkItem], spec: WorkSpec) -> Iterator[ItemResult]:
-        _check_unique_keys(items)
+        check_unique_keys(items)
         paths = tuple(p.materialize() for p in spec.plugins)
         previous = self._watch_sigint()
         try:
@@ -224,7 +224,7 @@ class LocalPoolExecutor(Executor):
                 return
 
     def run(self, items: Sequence[WorkItem], spec: WorkSpec) -> Iterator[ItemResult]:
-        _check_unique_keys(items)
+        check_unique_keys(items)
         if any(i.device == "cuda" for i in items) and not self.gpus:
             raise ExecutorError("cuda items need a GPU worker, but this pool was given no GPUs")
         finished = False

@@ -11,7 +11,6 @@ import logging
 import os
 import signal
 import socket
-import textwrap
 import threading
 import time
 from pathlib import Path
@@ -174,6 +173,27 @@ def test_leaving_early_cancels_pending_and_ends_workers(pool):
     pids = [w.pid for w in pool._pool]
     results.close()  # what Ctrl-C in the driver's loop does to the generator
     assert first.key == "quick" and wait_until_gone(pids, within_s=5) == []
+
+
+def test_ctrl_c_in_the_driver_keeps_finished_results_and_ends_workers(pool):
+    kept = []
+    items = [WorkItem("quick", 0.0), *(WorkItem(f"slow{i}", 30.0) for i in range(3))]
+    with pytest.raises(KeyboardInterrupt):
+        for result in pool.run(items, spec("nap")):
+            kept.append(result)
+            pids = [w.pid for w in pool._pool]
+            threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
+    assert [r.key for r in kept] == ["quick"] and wait_until_gone(pids, within_s=5) == []
+
+
+def test_workers_that_cannot_start_are_a_typed_error(monkeypatch):
+    import sys
+
+    from harness.execution import WorkerStartError
+
+    monkeypatch.setattr(sys, "executable", "/bin/false")
+    with LocalPoolExecutor(workers=1) as executor, pytest.raises(WorkerStartError, match="exited with code 1"):
+        list(executor.run([WorkItem("x", None)], spec("echo")))
 
 
 def test_exclusive_items_never_overlap_any_other_item(pool):
