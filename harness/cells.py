@@ -26,7 +26,8 @@ import torch
 from torch import nn
 
 from harness.errors import CellContractError, NotSupportedError
-from harness.names import CUDA, FUSED, GRAPHED, LOOPED_IMPLEMENTATIONS, MODULE, NUMPY_BACKEND, SEQUENCE, STEP, TORCH, UNROLLED
+from harness.names import (CUDA, FUSED, GRAPHED, LOOPED_IMPLEMENTATIONS, MODULE, NUMPY_BACKEND, SEQUENCE, STEP, TORCH,
+                           UNROLLED)
 
 State = Union[torch.Tensor, tuple]
 

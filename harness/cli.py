@@ -12,7 +12,7 @@ import click
 
 from harness.cli_types import NUMBER, SIZES, NameList, Percent
 from harness.errors import RnnbenchError, UsageError
-from harness.names import (BACKENDS, DEVICE_CHOICES, IMPLEMENTATIONS, MEASUREMENTS, REPORT_FORMAT_ALIASES,
+from harness.names import (ALL, AUTO, BACKENDS, DEVICE_CHOICES, IMPLEMENTATIONS, MEASUREMENTS, REPORT_FORMAT_ALIASES,
                            RUN_REPORT_FORMAT, TORCH, split_list)
 
 plugin_option = click.option(
@@ -51,9 +51,9 @@ def cli():
 
 
 @cli.command()
-@click.option("--cells", type=NameList(), default=("all",), show_default="all", help="Cells to compare, comma-separated, or 'all' (every registered cell).")
-@click.option("--tasks", type=NameList(), default=("all",), show_default="all", help="Tasks, comma-separated, or 'all'.")
-@click.option("--device", "devices", type=NameList(DEVICE_CHOICES), default=("auto",), show_default="auto", help="cpu, cuda or auto (cpu, plus cuda when present).")
+@click.option("--cells", type=NameList(), default=(ALL,), show_default="all", help="Cells to compare, comma-separated, or 'all' (every registered cell).")
+@click.option("--tasks", type=NameList(), default=(ALL,), show_default="all", help="Tasks, comma-separated, or 'all'.")
+@click.option("--device", "devices", type=NameList(DEVICE_CHOICES), default=(AUTO,), show_default="auto", help="cpu, cuda or auto (cpu, plus cuda when present).")
 @click.option("--measure", "measures", type=NameList(MEASUREMENTS), default=MEASUREMENTS, show_default="speed,accuracy,gradients", help="Measurements to run.")
 @click.option("--profile", "profile_name", default="default", show_default=True, help="Sizes and budgets: smoke (<30 s, for tests), default (~3 min on 2 CPU cores), paper (literature settings, for a GPU).")
 @click.option("--seq-len", type=SIZES, help="Sequence length(s) T for speed and for every task (overrides the profile).")

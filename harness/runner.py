@@ -19,7 +19,8 @@ from harness.config import RunConfig
 from harness.contract import check_contract
 from harness.errors import UsageError
 from harness.gradients import GradientProfile, measure_profile, probe_steps
-from harness.names import ACCURACY, AUTO, CPU, CUDA, DEVICE_CHOICES, GRADIENTS, GRAPHED, NUMPY, NUMPY_BACKEND, SPEED, TRAIN_MEASUREMENTS
+from harness.names import (ACCURACY, AUTO, CPU, CUDA, DEVICE_CHOICES, GRADIENTS, GRAPHED, NUMPY, NUMPY_BACKEND, SPEED,
+                           TRAIN_MEASUREMENTS)
 from harness.plugins import CellSpec, Registry, TaskSpec
 from harness.results import ResultRow
 from harness.speed import SPEED_METHOD, measure_speed

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import replace
 
 from harness.cells import available_impls
-from harness.errors import UsageError
-from harness.profiles import get_profile
 from harness.config import RunConfig
+from harness.errors import UsageError
 from harness.names import SPEED
+from harness.profiles import get_profile
 
 
 def build_config(registry, *, cells, tasks, devices, measures, profile_name="default", seq_len=None, hidden_size=None,

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from harness.compare import Comparison, ratio_text
-from harness.stats import smallest_p_value
 from harness.names import ACCURACY, GRADIENTS
+from harness.stats import smallest_p_value
 from reports.tables import fmt_seconds
 
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import pandas as pd
 
 from harness import hookimpl
-from harness.results import Results
 from harness.names import ACCURACY, GRADIENTS, SPEED
+from harness.results import Results
 from reports.plots import Plot, build_plots
 from reports.tables import TABLES, drop_empty_note
 from reports.text import COLUMN_LABELS, TABLE_CAPTIONS, environment_items, labelled, table_notes

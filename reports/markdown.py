@@ -11,8 +11,8 @@ from pathlib import Path
 from tabulate import tabulate
 
 from harness import hookimpl
-from harness.results import Results, StoredRun
 from harness.names import ACCURACY, GRADIENTS, SPEED
+from harness.results import Results, StoredRun
 from reports.plots import build_plots
 from reports.tables import TABLES, drop_empty_note
 from reports.text import TABLE_CAPTIONS, table_notes

@@ -24,9 +24,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
+from harness.names import ACCURACY, GRADIENTS, SPEED
 from harness.names import FUSED, GRAPHED, LOOPED_IMPLEMENTATIONS, MODULE, NUMPY, UNROLLED
 from harness.results import TASK_CONDITION, Results, ok_values
-from harness.names import ACCURACY, GRADIENTS, SPEED
 
 IMPL_STYLES = {FUSED: "-", MODULE: "-", NUMPY: "-", UNROLLED: "--", GRAPHED: ":"}
 IMPL_MARKERS = {FUSED: "o", MODULE: "o", NUMPY: "o", UNROLLED: "s", GRAPHED: "^"}

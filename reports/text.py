@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from harness.results import StoredRun
 from harness.names import ACCURACY, GRADIENTS, SPEED
+from harness.results import StoredRun
 
 TABLE_CAPTIONS = {
     "speed": "Time to run a batch of B sequences of length T (input size I, hidden size H) forward, and forward "
