@@ -30,7 +30,8 @@ def load_results(db=None, run=None):
     # Imported here so that ``import harness`` (every plugin does it) stays light.
     import pandas as pd
 
-    from harness.store import ROW_COLUMNS, ResultStore
+    from harness.results import ROW_COLUMNS
+    from harness.store import ResultStore
 
     with ResultStore(db, create=False) as store:
         rows = store.rows(store.resolve_run(run))

@@ -1,4 +1,4 @@
-"""Cell contracts, the NumPy adapter, step unrolling and the contract check.
+"""Cell contracts: the state helpers, the NumPy adapter, step unrolling and building a cell.
 
 A *cell* maps an input sequence and a recurrent state to outputs and the next state,
 time-major like ``torch.nn.RNN``::
@@ -26,39 +26,40 @@ import torch
 from torch import nn
 
 from harness.errors import CellContractError, NotSupportedError
+from harness.names import (CUDA, FUSED, GRAPHED, LOOPED_IMPLEMENTATIONS, MODULE, NUMPY_BACKEND, SEQUENCE, STEP, TORCH,
+                           UNROLLED)
 
 State = Union[torch.Tensor, tuple]
 
 
-def flatten_state(state: State | None) -> tuple[torch.Tensor, ...]:
-    """The tensors of a state, in order (``()`` for ``None``)."""
-    if state is None:
-        return ()
-    if isinstance(state, torch.Tensor):
-        return (state,)
+def map_state(fn, state: State, *, leaf_type: type | tuple = torch.Tensor, path: str = "state"):
+    """``fn`` applied to every tensor of a state, nesting kept (tuples stay tuples, lists lists):
+    the one walk over a state's structure that every helper below and the contract check use.
+
+    ``leaf_type`` is what counts as a tensor (``numpy.ndarray`` for a NumPy cell's raw state).
+    Raises :class:`CellContractError` naming the part (``state[1]``) that is neither a leaf nor
+    a tuple or list: a dict or a str would otherwise be walked wrongly or without end.
+    """
+    if isinstance(state, leaf_type):
+        return fn(state)
     if isinstance(state, (tuple, list)):
-        out: list[torch.Tensor] = []
-        for part in state:
-            out.extend(flatten_state(part))
-        return tuple(out)
-    raise CellContractError(f"state must be a tensor or a tuple of tensors, got {type(state).__name__}")
+        parts = [map_state(fn, part, leaf_type=leaf_type, path=f"{path}[{i}]") for i, part in enumerate(state)]
+        return tuple(parts) if isinstance(state, tuple) else parts
+    raise CellContractError(f"{path} is a {type(state).__name__}; a state is a tensor or a tuple of tensors, e.g. (h, c)")
+
+
+def flatten_state(state: State | None, *, leaf_type: type | tuple = torch.Tensor) -> tuple:
+    """The tensors of a state, in order (``()`` for ``None``)."""
+    leaves: list = []
+    if state is not None:
+        map_state(leaves.append, state, leaf_type=leaf_type)
+    return tuple(leaves)
 
 
 def state_structure(state: State | None) -> Any:
-    """A hashable description of a state's nesting and shapes, for contract checks."""
-    if state is None:
-        return None
-    if isinstance(state, torch.Tensor):
-        return tuple(state.shape)
-    if not isinstance(state, (tuple, list)):  # a dict or a str would otherwise recurse without end
-        raise CellContractError(f"state must be a tensor or a tuple of tensors, got {type(state).__name__}")
-    return tuple(state_structure(s) for s in state)
-
-
-def map_state(fn, state: State) -> State:
-    if isinstance(state, torch.Tensor):
-        return fn(state)
-    return type(state)(map_state(fn, s) for s in state) if isinstance(state, tuple) else [map_state(fn, s) for s in state]
+    """A state's nesting and shapes, e.g. ``((1, 2, 5), (1, 2, 5))`` for an LSTM: what the contract
+    check compares before and after a state is fed back."""
+    return None if state is None else map_state(lambda tensor: tuple(tensor.shape), state)
 
 
 class Unrolled(nn.Module):
@@ -177,84 +178,34 @@ class NumpyCell(nn.Module):
 def build_cell(spec, input_size: int, hidden_size: int) -> nn.Module:
     """Build a cell from its registration as a sequence-form ``nn.Module``."""
     obj = spec.factory(input_size, hidden_size)
-    if spec.backend == "numpy":
+    if spec.backend == NUMPY_BACKEND:
         return NumpyCell(obj)
     if not isinstance(obj, nn.Module):
         raise CellContractError(f"cell {spec.name!r}: factory returned {type(obj).__name__}, expected a torch.nn.Module")
-    return Unrolled(obj) if spec.form == "step" else obj
-
-
-def primary_impl(spec, module: nn.Module | None = None) -> str:
-    """The name of the implementation a cell runs by default.
-
-    ``numpy`` for NumPy cells, ``unrolled`` for step cells, ``fused`` for torch's own
-    RNN/LSTM/GRU kernels (cuDNN, oneDNN) and ``module`` for any other sequence module.
-    Pass the built ``module`` when there is one; otherwise a small one is built with the
-    random generator's state saved and restored, so labelling never changes a seeded run.
-    """
-    if spec.backend == "numpy":
-        return "numpy"
-    if spec.form == "step":
-        return "unrolled"
-    if module is None:
-        with torch.random.fork_rng(devices=[]):
-            try:
-                module = spec.factory(4, 4)
-            except Exception:
-                return "module"
-    return "fused" if isinstance(module, nn.RNNBase) else "module"
+    return Unrolled(obj) if spec.form == STEP else obj
 
 
 def available_impls(spec, device: str) -> list[str]:
-    """Implementations the speed table compares for this cell on this device."""
-    primary = primary_impl(spec)
+    """Implementations the speed table compares for this cell on this device: its primary one
+    (:attr:`harness.plugins.CellSpec.primary_impl`), ``unrolled`` when a sequence module
+    registers a step form, and ``graphed`` on CUDA wherever there is an unrolled loop."""
+    primary = spec.primary_impl
     impls = [primary]
-    if primary in ("fused", "module") and spec.unroll is not None:
-        impls.append("unrolled")
-    if "unrolled" in impls and torch.device(device).type == "cuda":
-        impls.append("graphed")
+    if primary in (FUSED, MODULE) and spec.unroll is not None:
+        impls.append(UNROLLED)
+    if UNROLLED in impls and torch.device(device).type == CUDA:
+        impls.append(GRAPHED)
     return impls
 
 
 def build_impl(spec, impl: str, input_size: int, hidden_size: int) -> nn.Module:
     """Build the cell as ``impl`` runs it. ``graphed`` builds the unrolled module that the
     speed measurement captures in a CUDA graph."""
-    if impl in ("unrolled", "graphed") and spec.form == "sequence" and spec.backend == "torch":
+    if impl in LOOPED_IMPLEMENTATIONS and spec.form == SEQUENCE and spec.backend == TORCH:
         if spec.unroll is None:
             raise NotSupportedError(f"cell {spec.name!r} registers no step form, so it has no {impl!r} implementation")
         return Unrolled(spec.unroll(spec.factory(input_size, hidden_size)))
     return build_cell(spec, input_size, hidden_size)
-
-
-def check_contract(cell: nn.Module, input_size: int, hidden_size: int, device: torch.device, dtype=torch.float32, name: str = "cell") -> None:
-    """Run a tiny sequence and raise :class:`CellContractError` naming expected vs actual shapes.
-
-    Checks: output shape (T, B, H); the returned state is tensors; feeding the state back
-    works and keeps its structure; an explicit all-zero state equals ``None``.
-    """
-    seq_len, batch = 3, 2
-    gen = torch.Generator().manual_seed(0)
-    x = torch.randn(seq_len, batch, input_size, generator=gen, dtype=dtype).to(device)
-    with torch.no_grad():
-        out = cell(x, None)
-        if not (isinstance(out, tuple) and len(out) == 2):
-            raise CellContractError(f"cell {name!r}: forward must return (y, state), got {type(out).__name__}")
-        y, state = out
-        if not isinstance(y, torch.Tensor) or tuple(y.shape) != (seq_len, batch, hidden_size):
-            got = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
-            raise CellContractError(f"cell {name!r}: output y has shape {got}, expected (T, B, H) = {(seq_len, batch, hidden_size)}")
-        if not torch.isfinite(y).all():
-            raise CellContractError(f"cell {name!r}: outputs contain NaN or inf on a small random input (T={seq_len}, B={batch})")
-        structure = state_structure(state)
-        if not flatten_state(state):
-            raise CellContractError(f"cell {name!r}: returned no state tensors")
-        y2, state2 = cell(x, state)
-        if state_structure(state2) != structure:
-            raise CellContractError(f"cell {name!r}: state structure changed when fed back: {structure} -> {state_structure(state2)}")
-        zeros = map_state(torch.zeros_like, state)
-        y_zero, _ = cell(x, zeros)
-        if not torch.allclose(y_zero, y, rtol=1e-4, atol=1e-5):
-            raise CellContractError(f"cell {name!r}: an all-zero initial state gives different outputs from state=None")
 
 
 class SequenceModel(nn.Module):

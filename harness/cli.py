@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import signal
 import sys
 import time
@@ -11,70 +10,11 @@ from pathlib import Path
 
 import click
 
+from harness.cli_types import NUMBER, SIZES, NameList, Percent
 from harness.errors import RnnbenchError, UsageError
+from harness.names import (ALL, AUTO, BACKENDS, DEVICE_CHOICES, IMPLEMENTATIONS, MEASUREMENTS, REPORT_FORMAT_ALIASES,
+                           RUN_REPORT_FORMAT, TORCH, split_list)
 
-# Names only: the modules that define them are light, and the CLI validates with them.
-MEASURES = ("speed", "accuracy", "gradients")
-IMPLS = ("fused", "module", "numpy", "unrolled", "graphed")
-
-
-
-class PositiveIntList(click.ParamType):
-    """A comma-separated list of positive integers, e.g. ``100,1000``."""
-
-    name = "N[,N...]"
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, tuple):
-            return value
-        parts = [p.strip() for p in str(value).split(",")]
-        out = []
-        for part in parts:
-            try:
-                number = int(part)
-            except ValueError:
-                self.fail(f"{part!r} is not a positive integer (sizes are whole numbers > 0, e.g. 64 or 100,1000)", param, ctx)
-            if number <= 0:
-                self.fail(f"{part!r} is not a positive integer (sizes must be > 0)", param, ctx)
-            out.append(number)
-        return tuple(dict.fromkeys(out))
-
-
-class NameList(click.ParamType):
-    name = "NAME[,NAME...]"
-
-    def __init__(self, choices: tuple[str, ...] | None = None):
-        self.choices = choices
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, tuple):
-            return value
-        names = tuple(dict.fromkeys(n.strip() for n in str(value).split(",") if n.strip()))
-        if not names:
-            self.fail("expected at least one name", param, ctx)
-        if self.choices:
-            for n in names:
-                if n not in self.choices:
-                    self.fail(f"{n!r} is not one of {', '.join(self.choices)}", param, ctx)
-        return names
-
-
-class PositiveInt(PositiveIntList):
-    """One positive integer (options that a sweep makes no sense for)."""
-
-    name = "N"
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, int):
-            return value
-        values = super().convert(value, param, ctx)
-        if len(values) != 1:
-            self.fail(f"{value!r}: give one number here, not a list", param, ctx)
-        return values[0]
-
-
-SIZES = PositiveIntList()
-NUMBER = PositiveInt()
 plugin_option = click.option(
     "--plugin", "plugin_files", multiple=True, type=click.Path(dir_okay=False), metavar="PATH.py",
     help="Load a plugin from a Python file (repeatable).",
@@ -94,6 +34,16 @@ def _load(plugin_files):
     return registry
 
 
+def _open_store(db_path, *, create: bool = True):
+    """The results database, brought up to date; what the upgrade could not fill in is warned about."""
+    from harness.store import ResultStore
+
+    store = ResultStore(db_path, create=create)
+    for note in store.notes:
+        _warn(note)
+    return store
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="rnnbench", prog_name="rnnbench")
 def cli():
@@ -101,10 +51,10 @@ def cli():
 
 
 @cli.command()
-@click.option("--cells", type=NameList(), default=("all",), show_default="all", help="Cells to compare, comma-separated, or 'all' (every registered cell).")
-@click.option("--tasks", type=NameList(), default=("all",), show_default="all", help="Tasks, comma-separated, or 'all'.")
-@click.option("--device", "devices", type=NameList(("cpu", "cuda", "auto")), default=("auto",), show_default="auto", help="cpu, cuda or auto (cpu, plus cuda when present).")
-@click.option("--measure", "measures", type=NameList(MEASURES), default=MEASURES, show_default="speed,accuracy,gradients", help="Measurements to run.")
+@click.option("--cells", type=NameList(), default=(ALL,), show_default="all", help="Cells to compare, comma-separated, or 'all' (every registered cell).")
+@click.option("--tasks", type=NameList(), default=(ALL,), show_default="all", help="Tasks, comma-separated, or 'all'.")
+@click.option("--device", "devices", type=NameList(DEVICE_CHOICES), default=(AUTO,), show_default="auto", help="cpu, cuda or auto (cpu, plus cuda when present).")
+@click.option("--measure", "measures", type=NameList(MEASUREMENTS), default=MEASUREMENTS, show_default="speed,accuracy,gradients", help="Measurements to run.")
 @click.option("--profile", "profile_name", default="default", show_default=True, help="Sizes and budgets: smoke (<30 s, for tests), default (~3 min on 2 CPU cores), paper (literature settings, for a GPU).")
 @click.option("--seq-len", type=SIZES, help="Sequence length(s) T for speed and for every task (overrides the profile).")
 @click.option("--hidden-size", type=SIZES, help="Hidden size(s) H for speed and training.")
@@ -113,7 +63,7 @@ def cli():
 @click.option("--steps", type=NUMBER, help="Training step budget per cell and task.")
 @click.option("--seeds", type=NUMBER, help="Number of seeds (0..N-1) for training.")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Learning rate of the shared recipe.")
-@click.option("--impl", "impls", type=NameList(IMPLS), help="Speed implementations to time [default: all a cell has: fused/module/numpy, unrolled, graphed on cuda].")
+@click.option("--impl", "impls", type=NameList(IMPLEMENTATIONS), help="Speed implementations to time [default: all a cell has: fused/module/numpy, unrolled, graphed on cuda].")
 @click.option("--threads", type=NUMBER, default=1, show_default=True, help="CPU threads for torch and NumPy's BLAS, recorded in every row.")
 @click.option("--db", "db_path", type=click.Path(dir_okay=False), help="Results database [default: $RNNBENCH_DB or rnnbench-results/results.sqlite].")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Report folder [default: rnnbench-results/run-<ID>/].")
@@ -124,23 +74,22 @@ def cli():
 def run(ctx, cells, tasks, devices, measures, profile_name, seq_len, hidden_size, batch_size, input_size, steps, seeds, lr,
         impls, threads, db_path, out_dir, as_json, resume_run, plugin_files):
     """Train, time and probe every selected cell on every selected task and device."""
+    from harness.results import Results
     from harness.runner import RunInterrupted, execute, resolve_devices
-    from harness.settings import build_config, config_from_dict
-    from harness.store import ResultStore
+    from harness.settings import build_config
+    from reports.terminal import rows_json, run_tables
 
     started = time.perf_counter()
     if resume_run is not None:
-        store = ResultStore(db_path, create=False)
+        store = _open_store(db_path, create=False)
         stored = store.run(resume_run)
-        config = config_from_dict(stored["config"])
-        argv = stored["argv"]
-        original = _stored_run_options(argv)
+        config, argv = stored.config, list(stored.argv)
         ignored = [f"--{name.replace('_', '-')}" for name in ctx.params
                    if name not in RESUME_OPTIONS and ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE]
         if ignored:
             _warn(f"--resume continues run {resume_run} with its stored settings; ignored: {', '.join(ignored)}")
-        plugin_files = tuple(dict.fromkeys([*original.get("plugin_files", ()), *plugin_files]))
-        out_dir = out_dir or original.get("out_dir")
+        plugin_files = tuple(dict.fromkeys([*stored.plugin_files, *plugin_files]))
+        out_dir = out_dir or stored.out_dir
         registry = _load(plugin_files)
     else:
         registry = _load(plugin_files)
@@ -151,12 +100,13 @@ def run(ctx, cells, tasks, devices, measures, profile_name, seq_len, hidden_size
             input_size=input_size, steps=steps, seeds=seeds, lr=lr, threads=threads, impls=impls,
         )
         argv = ["rnnbench", *sys.argv[1:]] if ctx.obj is None else ctx.obj
-        store = ResultStore(db_path)
+        store = _open_store(db_path)
     ctx.call_on_close(store.close)
-    progress = _progress()
+    progress = _Progress()
     try:
         with _sigterm_as_interrupt():
-            outcome = execute(config, registry, store, argv, on_item=progress, resume_run=resume_run)
+            outcome = execute(config, registry, store, argv, on_item=progress, resume_run=resume_run,
+                              plugin_files=plugin_files, out_dir=out_dir)
         exit_code = 1 if outcome.counts["failed"] else 0
     except RunInterrupted as interrupted:
         outcome = interrupted.outcome
@@ -165,7 +115,10 @@ def run(ctx, cells, tasks, devices, measures, profile_name, seq_len, hidden_size
         _warn(f"interrupted: run {outcome.run_id} keeps every item finished so far; continue it with '{resume}'")
     finally:
         progress.close()
-    _show_run(store, outcome.run_id, as_json, out_dir, registry)
+    results = Results.from_store(store, outcome.run_id)
+    click.echo(rows_json(results) if as_json else run_tables(results))
+    target = Path(out_dir) if out_dir else store.path.parent / f"run-{outcome.run_id}"
+    click.echo(f"report: {registry.reporter(RUN_REPORT_FORMAT).render(results, target)}", err=True)
     minutes, seconds = divmod(time.perf_counter() - started, 60)
     click.echo(
         f"run {outcome.run_id}: {outcome.counts['ok']} ok, {outcome.counts['failed']} failed, "
@@ -175,20 +128,8 @@ def run(ctx, cells, tasks, devices, measures, profile_name, seq_len, hidden_size
     return exit_code
 
 
+# What --resume takes from the command line; everything else comes from the stored run.
 RESUME_OPTIONS = ("resume_run", "db_path", "plugin_files", "out_dir", "as_json")
-
-
-def _stored_run_options(argv: list[str]) -> dict:
-    """The options a stored run was started with, parsed from its argv (for --resume)."""
-    args = list(argv[1:])
-    if "run" not in args:
-        return {}
-    args = args[args.index("run") + 1:]
-    try:
-        with run.make_context("run", args, resilient_parsing=True) as ctx:
-            return dict(ctx.params)
-    except click.exceptions.ClickException:
-        return {}
 
 
 @contextlib.contextmanager
@@ -209,30 +150,6 @@ def _sigterm_as_interrupt():
         signal.signal(signal.SIGTERM, previous)
 
 
-def _show_run(store, run_id: int, as_json: bool, out_dir, registry) -> None:
-    from tabulate import tabulate
-
-    from reports.tables import TABLES, Results, drop_empty_note
-    from reports.text import table_notes
-
-    results = Results.from_store(store, run_id)
-    if as_json:
-        # Missing values become null: bare NaN is not JSON (jq and JSON.parse reject it).
-        rows = results.rows.astype(object).where(results.rows.notna(), None)
-        click.echo(json.dumps(rows.to_dict(orient="records"), default=str, indent=1, allow_nan=False))
-    else:
-        for key, (title, build) in TABLES.items():
-            table = drop_empty_note(build(results))
-            if not table.empty:
-                click.echo(f"\n{title}\n" + tabulate(table, headers="keys", tablefmt="simple", showindex=False, disable_numparse=True))
-                for note in table_notes(key, results.rows):
-                    click.echo(f"Note: {note}")
-        click.echo()
-    target = Path(out_dir) if out_dir else store.path.parent / f"run-{run_id}"
-    report = registry.reporter("markdown").render(results, target)
-    click.echo(f"report: {report}", err=True)
-
-
 class _Progress:
     """A tqdm bar on stderr for a terminal; one plain line per finished item otherwise."""
 
@@ -240,7 +157,7 @@ class _Progress:
         self.bar = None
         self.tty = sys.stderr.isatty()
 
-    def __call__(self, index, total, item, status, seconds):
+    def __call__(self, index, total, item, status, elapsed_s):
         if self.tty:
             if self.bar is None:
                 from tqdm import tqdm
@@ -251,21 +168,17 @@ class _Progress:
             if status not in ("ok", "already stored"):
                 self.bar.write(f"[{index}/{total}] {item.label()}: {status}", file=sys.stderr)
         else:
-            click.echo(f"[{index}/{total}] {item.label()}: {status} ({seconds:.1f} s)", err=True)
+            click.echo(f"[{index}/{total}] {item.label()}: {status} ({elapsed_s:.1f} s)", err=True)
 
     def close(self):
         if self.bar is not None:
             self.bar.close()
 
 
-def _progress() -> _Progress:
-    return _Progress()
-
-
 def _print_table(rows: list[dict]) -> None:
-    from tabulate import tabulate
+    from reports.terminal import listing
 
-    click.echo(tabulate(rows, headers="keys", tablefmt="simple") if rows else "(none)")
+    click.echo(listing(rows))
 
 
 @cli.command()
@@ -313,7 +226,6 @@ db_option = click.option(
     "--db", "db_path", type=click.Path(dir_okay=False),
     help="Results database to read [default: $RNNBENCH_DB or rnnbench-results/results.sqlite].",
 )
-REPORT_FORMAT_ALIASES = {"md": "markdown"}
 
 
 @cli.command()
@@ -325,12 +237,11 @@ REPORT_FORMAT_ALIASES = {"md": "markdown"}
 @plugin_option
 def report(run_ref, formats, out_dir, db_path, plugin_files):
     """Render a stored run as HTML (with plots), Markdown, CSV or JSON, from the results database alone."""
-    from harness.store import ResultStore
-    from reports.tables import Results
+    from harness.results import Results
 
     registry = _load(plugin_files)
     reporters = [registry.reporter(REPORT_FORMAT_ALIASES.get(name, name)) for name in formats]
-    with ResultStore(db_path, create=False) as store:
+    with _open_store(db_path, create=False) as store:
         run_id = store.resolve_run(run_ref)
         results = Results.from_store(store, run_id)
         target = Path(out_dir) if out_dir else store.path.parent / f"run-{run_id}"
@@ -347,42 +258,11 @@ def report(run_ref, formats, out_dir, db_path, plugin_files):
 @db_option
 def runs(db_path):
     """List stored runs: id, start time, status, what was measured and on which machine."""
-    from harness.store import ResultStore
+    from reports.terminal import runs_table
 
-    with ResultStore(db_path, create=False) as store:
-        stored = store.runs()
-    rows = []
-    for run_record in stored:
-        config, environment = run_record["config"], run_record["environment"]
-        gpu = environment.get("gpu_name")
-        rows.append({
-            "id": run_record["run_id"], "started (UTC)": run_record["started_at"].replace("+00:00", ""),
-            "status": run_record["status"], "profile": config.get("profile", "—"),
-            "cells": ",".join(config.get("cells", [])), "tasks": ",".join(config.get("tasks", [])),
-            "devices": ",".join(config.get("devices", [])),
-            "machine": f"{environment.get('hostname')}: {environment.get('cpu_model')} x{environment.get('cpu_count')}"
-                       + (f", {gpu}" if gpu else ""),
-        })
-    _print_table(rows)
+    with _open_store(db_path, create=False) as store:
+        click.echo(runs_table(store.runs()))
     return 0
-
-
-class Percent(click.ParamType):
-    """A percentage such as ``5%`` or ``5`` (both mean 0.05)."""
-
-    name = "PCT"
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, float):
-            return value
-        text = str(value).strip()
-        try:
-            number = float(text[:-1] if text.endswith("%") else text)
-        except ValueError:
-            self.fail(f"{value!r} is not a percentage (e.g. 5% or 2.5)", param, ctx)
-        if not number >= 0:
-            self.fail(f"{value!r} must be a percentage >= 0", param, ctx)
-        return number / 100
 
 
 @cli.command()
@@ -393,23 +273,18 @@ class Percent(click.ParamType):
 @db_option
 def compare(run_a, run_b, fail_above, db_path):
     """Compare two stored runs (ids or 'latest'): speed ratios B/A with noise-aware verdicts, accuracy and gradient differences."""
-    from harness.compare import compare_runs, min_change_for_gate, ratio_text
-    from reports.compare_text import format_comparison
-    from harness.store import ResultStore
+    from harness.compare import compare_runs, min_change_for_gate
+    from reports.compare_text import format_comparison, regression_lines
 
-    with ResultStore(db_path, create=False) as store:
+    with _open_store(db_path, create=False) as store:
         comparison = compare_runs(store, run_a, run_b, min_change=min_change_for_gate(fail_above))
     click.echo(format_comparison(comparison))
     if fail_above is None:
         return 0
-    regressions = comparison.regressions(fail_above)
-    for s in regressions:
-        click.echo(f"rnnbench: regression: {s.cell} {s.impl} {s.device} B={s.batch_size} T={s.seq_len} I={s.input_size} "
-                   f"H={s.hidden_size} {s.timing}: {ratio_text(s.ratio)} (p = {s.p_value:.2g})", err=True)
-    if regressions:
-        click.echo(f"rnnbench: {len(regressions)} timing(s) significantly slower by more than {fail_above:.1%}", err=True)
-        return 1
-    return 0
+    lines = regression_lines(comparison, fail_above)
+    for line in lines:
+        click.echo(f"rnnbench: {line}", err=True)
+    return 1 if lines else 0
 
 
 @cli.command()
@@ -425,8 +300,7 @@ def check(names, plugin_files):
     from harness.testing import FAIL, iter_checks, summary
 
     registry = _load(plugin_files)
-    requested = [n.strip() for name in names for n in name.split(",") if n.strip()]
-    specs = registry.select_cells(requested)
+    specs = registry.select_cells(list(split_list(names)))
     any_failed = False
     for spec in specs:
         click.echo(f"{spec.name} ({spec.backend} backend, {spec.form} form) from {describe(spec.plugin)}")
@@ -441,7 +315,7 @@ def check(names, plugin_files):
 
 @cli.command("new-cell")
 @click.argument("name")
-@click.option("--backend", type=click.Choice(["torch", "numpy"]), default="torch", show_default=True,
+@click.option("--backend", type=click.Choice(BACKENDS), default=TORCH, show_default=True,
               help="torch: a step-form nn.Module; numpy: params, forward and a hand-written backward.")
 @click.option("--dir", "parent", type=click.Path(file_okay=False), default=".", show_default=True,
               help="Folder in which to create rnnbench-NAME/.")

@@ -45,78 +45,20 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from harness.stats import Summary
+from harness.names import ACCURACY, GRADIENTS, MEASUREMENTS, SPEED, TIMINGS
+from harness.results import SPEED_CONDITION, TRAIN_CONDITION, as_int, conditions, problem, rows_frame, samples, seed_values
+from harness.stats import Summary, mann_whitney_u
 
 ALPHA = 0.05
 MIN_CHANGE = 0.05
-TIMINGS = {"forward_s": "forward", "forward_backward_s": "forward+backward"}
-SPEED_KEY = ("cell", "impl", "device", "batch_size", "seq_len", "input_size", "hidden_size")
-TRAIN_KEY = ("cell", "task", "seq_len", "hidden_size", "device")
 # (measurement, metric, phase) -> the label shown beside its values
 TRAIN_METRICS = {
-    ("accuracy", "loss_ratio", None): "loss/baseline",
-    ("accuracy", "accuracy", None): "accuracy",
-    ("accuracy", "solved", None): "seeds solved",
-    ("gradients", "decay_rate", "init"): "decay/step at init",
-    ("gradients", "decay_rate", "trained"): "decay/step trained",
+    (ACCURACY, "loss_ratio", None): "loss/baseline",
+    (ACCURACY, "accuracy", None): "accuracy",
+    (ACCURACY, "solved", None): "seeds solved",
+    (GRADIENTS, "decay_rate", "init"): "decay/step at init",
+    (GRADIENTS, "decay_rate", "trained"): "decay/step trained",
 }
-
-
-@dataclass(frozen=True)
-class MannWhitney:
-    """A two-sided Mann-Whitney U test of sample B against sample A.
-
-    ``u``: the number of (a, b) pairs with b > a, ties counting one half (U of sample B);
-    ``z``: its standardised distance from n_a·n_b/2 after the continuity correction;
-    ``p_value``: two-sided, from the normal approximation (1.0 when every value is tied).
-    """
-
-    u: float
-    z: float
-    p_value: float
-
-
-def _ranks(values: list[float]) -> list[float]:
-    """1-based ranks, tied values sharing the mean of the ranks they span."""
-    order = sorted(range(len(values)), key=values.__getitem__)
-    ranks = [0.0] * len(values)
-    start = 0
-    while start < len(order):
-        end = start
-        while end + 1 < len(order) and values[order[end + 1]] == values[order[start]]:
-            end += 1
-        for position in range(start, end + 1):
-            ranks[order[position]] = (start + end) / 2 + 1
-        start = end + 1
-    return ranks
-
-
-def mann_whitney_u(a, b) -> MannWhitney:
-    """Mann-Whitney U test of ``b`` against ``a`` (normal approximation, tie and continuity corrected).
-
-    ``U_b = R_b - n_b(n_b+1)/2`` where ``R_b`` is the rank sum of ``b`` in the pooled sample;
-    under the null hypothesis it has mean ``n_a n_b / 2`` and variance
-    ``n_a n_b / 12 · ((n + 1) - Σ(t³ - t) / (n (n - 1)))`` over the groups of t tied values.
-    """
-    a, b = [float(v) for v in a], [float(v) for v in b]
-    if not a or not b:
-        raise ValueError(f"both samples need values, got {len(a)} and {len(b)}")
-    n_a, n_b = len(a), len(b)
-    n = n_a + n_b
-    pooled = a + b
-    ranks = _ranks(pooled)
-    u_b = sum(ranks[n_a:]) - n_b * (n_b + 1) / 2
-    mean = n_a * n_b / 2
-    ties = {}
-    for value in pooled:
-        ties[value] = ties.get(value, 0) + 1
-    tie_term = sum(t**3 - t for t in ties.values()) / (n * (n - 1)) if n > 1 else 0.0
-    variance = n_a * n_b / 12 * ((n + 1) - tie_term)
-    if variance <= 0:
-        return MannWhitney(u_b, 0.0, 1.0)
-    distance = max(abs(u_b - mean) - 0.5, 0.0)
-    z = math.copysign(distance / math.sqrt(variance), u_b - mean)
-    return MannWhitney(u_b, z, math.erfc(abs(z) / math.sqrt(2)))
 
 
 def ratio_text(ratio: float) -> str:
@@ -238,65 +180,31 @@ class Comparison:
                 f"{len(compared) - slower - faster} not significant")
 
 
-def _int(value):
-    return None if value is None or (isinstance(value, float) and math.isnan(value)) else int(value)
-
-
-def _frame(rows) -> pd.DataFrame:
-    frame = pd.DataFrame(rows)
-    if frame.empty:
-        return pd.DataFrame(columns=["measurement", "status", "metric", "value", "stats", "error", "phase", "seed",
-                                     *SPEED_KEY, "task"])
-    return frame
-
-
 def _describe(measurement: str, key: tuple, names: tuple[str, ...]) -> str:
     short = {"batch_size": "B", "seq_len": "T", "input_size": "I", "hidden_size": "H"}
-    parts = [f"{short[n]}={_int(v)}" if n in short else str(v) for n, v in zip(names, key)]
+    parts = [f"{short[n]}={as_int(v)}" if n in short else str(v) for n, v in zip(names, key)]
     return f"{measurement} " + " ".join(parts)
-
-
-def _groups(frame: pd.DataFrame, measurement: str, names: tuple[str, ...]) -> dict[tuple, pd.DataFrame]:
-    rows = frame[frame["measurement"] == measurement]
-    if rows.empty:
-        return {}
-    rows = rows.assign(**{n: rows[n].astype(object).where(rows[n].notna(), None) for n in names})
-    return {key: group for key, group in rows.groupby(list(names), sort=False, dropna=False)}
 
 
 def _failure(group: pd.DataFrame, side: str) -> str | None:
     """"failed in B: RuntimeError: ..." for a condition that one run did not measure."""
-    bad = group[group["status"] != "ok"]
-    if bad.empty:
-        return None
-    row = bad.iloc[0]
-    return f"{row['status']} in {side}: {row['error']}"
-
-
-def _samples(group: pd.DataFrame, metric: str) -> list[float]:
-    sel = group[group["metric"] == metric]
-    if sel.empty:
-        return []
-    stats = sel.iloc[0]["stats"]
-    if isinstance(stats, dict) and stats.get("samples"):
-        return [float(s) for s in stats["samples"]]
-    value = sel.iloc[0]["value"]
-    return [] if value is None or pd.isna(value) else [float(value)]
+    found = problem(group)
+    return None if found is None else f"{found[0]} in {side}: {found[1]}"
 
 
 def compare_speed(key: tuple, group_a: pd.DataFrame, group_b: pd.DataFrame, alpha: float = ALPHA,
                   min_change: float = MIN_CHANGE) -> list[SpeedComparison]:
     """The two timings of one speed condition, A against B (see the module docstring for the verdict)."""
-    base = dict(zip(SPEED_KEY, key))
+    base = dict(zip(SPEED_CONDITION, key))
     for name in ("batch_size", "seq_len", "input_size", "hidden_size"):
-        base[name] = _int(base[name])
+        base[name] = as_int(base[name])
     base["impl"] = base["impl"] or "—"
     failures = [f for side, g in (("A", group_a), ("B", group_b)) if (f := _failure(g, side))]
     if failures:
         return [SpeedComparison(**base, timing="—", verdict="; ".join(failures))]
     out = []
     for metric, timing in TIMINGS.items():
-        a, b = _samples(group_a, metric), _samples(group_b, metric)
+        a, b = samples(group_a, metric), samples(group_b, metric)
         if not a or not b:
             out.append(SpeedComparison(**base, timing=timing, verdict="no samples in " + ("A" if not a else "B")))
             continue
@@ -315,22 +223,15 @@ def compare_speed(key: tuple, group_a: pd.DataFrame, group_b: pd.DataFrame, alph
     return out
 
 
-def _seed_values(group: pd.DataFrame, metric: str, phase) -> tuple[list[float], int]:
-    """Per-seed values of one metric (ok rows only) and the number of seeds the condition had."""
-    seeds = group["seed"].nunique(dropna=False)
-    sel = group[(group["metric"] == metric) & (group["status"] == "ok")]
-    sel = sel[sel["phase"].isna()] if phase is None else sel[sel["phase"] == phase]
-    return [float(v) for v in sel["value"] if v is not None and not pd.isna(v)], int(seeds)
-
-
 def compare_train(measurement: str, key: tuple, group_a: pd.DataFrame, group_b: pd.DataFrame) -> list[MetricComparison]:
-    base = dict(zip(TRAIN_KEY, key))
-    base["seq_len"], base["hidden_size"] = _int(base["seq_len"]), _int(base["hidden_size"])
+    base = dict(zip(TRAIN_CONDITION, key))
+    base["seq_len"], base["hidden_size"] = as_int(base["seq_len"]), as_int(base["hidden_size"])
+    seeds_a, seeds_b = (int(g["seed"].nunique(dropna=False)) for g in (group_a, group_b))
     out = []
     for (which, metric, phase), label in TRAIN_METRICS.items():
         if which != measurement:
             continue
-        (values_a, seeds_a), (values_b, seeds_b) = _seed_values(group_a, metric, phase), _seed_values(group_b, metric, phase)
+        values_a, values_b = seed_values(group_a, metric, phase), seed_values(group_b, metric, phase)
         if metric == "solved":
             a, b = float(sum(values_a)), float(sum(values_b))
         else:
@@ -347,16 +248,17 @@ def compare_rows(rows_a, rows_b, *, run_a: int | None = None, run_b: int | None 
         raise ValueError(f"alpha must be between 0 and 1, got {alpha}")
     if min_change < 0:
         raise ValueError(f"min_change must be >= 0, got {min_change}")
-    frame_a, frame_b = _frame(rows_a), _frame(rows_b)
+    frame_a, frame_b = rows_frame(rows_a), rows_frame(rows_b)
     speed: list[SpeedComparison] = []
     metrics: list[MetricComparison] = []
     unmatched: list[Unmatched] = []
-    for measurement, names in (("speed", SPEED_KEY), ("accuracy", TRAIN_KEY), ("gradients", TRAIN_KEY)):
-        groups_a, groups_b = _groups(frame_a, measurement, names), _groups(frame_b, measurement, names)
+    for measurement in MEASUREMENTS:
+        names = SPEED_CONDITION if measurement == SPEED else TRAIN_CONDITION
+        groups_a, groups_b = conditions(frame_a, measurement, names), conditions(frame_b, measurement, names)
         for key, group_a in groups_a.items():
             if key not in groups_b:
                 unmatched.append(Unmatched("A", measurement, _describe(measurement, key, names)))
-            elif measurement == "speed":
+            elif measurement == SPEED:
                 speed += compare_speed(key, group_a, groups_b[key], alpha, min_change)
             else:
                 metrics += compare_train(measurement, key, group_a, groups_b[key])
@@ -376,15 +278,9 @@ def compare_runs(store, run_a, run_b, *, alpha: float = ALPHA, min_change: float
     """Compare two stored runs (ids or "latest") of one :class:`harness.store.ResultStore`."""
     id_a, id_b = store.resolve_run(run_a), store.resolve_run(run_b)
     comparison = compare_rows(store.rows(id_a), store.rows(id_b), run_a=id_a, run_b=id_b, alpha=alpha, min_change=min_change)
-    # Runs stored before the method was recorded used method 1.
-    method_a, method_b = (store.run(i)["environment"].get("speed_method", 1) for i in (id_a, id_b))
+    method_a, method_b = (store.run(i).speed_method for i in (id_a, id_b))
     if comparison.speed and method_a != method_b:
         note = (f"run {id_a} and run {id_b} measured speed with different harness methods ({method_a} and {method_b}, "
                 f"see harness.speed.SPEED_METHOD): part of a speed difference may come from the harness, not the cells")
         comparison = dataclasses.replace(comparison, notes=comparison.notes + (note,))
     return comparison
-
-
-def smallest_p_value(n_a: int, n_b: int) -> float:
-    """The smallest two-sided p the test can give for these sample sizes (complete separation)."""
-    return mann_whitney_u(range(n_a), range(n_a, n_a + n_b)).p_value

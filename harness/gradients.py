@@ -21,11 +21,11 @@ import numpy as np
 import torch
 
 from harness.cells import flatten_state, map_state
+from harness.config import DEFAULT_MAX_PROBES
 from harness.errors import DivergedError
 from harness.stats import log_slope
 
 HORIZON_FRACTION = 1e-3
-DEFAULT_MAX_PROBES = 1024  # every step for sequences up to 1024 long (the paper profile's copy T=1000 is 1020)
 
 
 @dataclass(frozen=True)

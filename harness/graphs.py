@@ -12,8 +12,6 @@ from dataclasses import dataclass
 
 import torch
 
-from harness.speed import last_step_output_gradient
-
 
 @dataclass
 class CapturedRun:
@@ -28,10 +26,11 @@ class CapturedRun:
     memory_bytes: int
 
 
-def capture(cell: torch.nn.Module, x: torch.Tensor, warmup: int = 3) -> CapturedRun:
+def capture(cell: torch.nn.Module, x: torch.Tensor, grad_y: torch.Tensor, warmup: int = 3) -> CapturedRun:
     """Capture ``cell(x, None)`` (no grad) and ``cell(x, None)`` + ``autograd.grad`` into every
-    parameter for the loss ``y[-1].sum()``, whose output gradient is made once outside the
-    graph, as :func:`harness.speed.measure_speed` does for the eager implementations.
+    parameter with the output gradient ``grad_y`` (shaped like ``y``), made once outside the
+    graph as :func:`harness.speed.measure_speed` makes it for the eager implementations
+    (:func:`harness.speed.last_step_output_gradient`: the loss ``y[-1].sum()``).
 
     Raises whatever capture raises (e.g. a cell that synchronises or allocates on the host
     mid-step); the caller records that as the reason there is no graphed time.
@@ -40,8 +39,7 @@ def capture(cell: torch.nn.Module, x: torch.Tensor, warmup: int = 3) -> Captured
         raise RuntimeError(f"CUDA graphs need a CUDA tensor, got one on {x.device.type}")
     params = [p for p in cell.parameters() if p.requires_grad]
     static_x = x.clone()
-    with torch.no_grad():
-        grad_y = last_step_output_gradient(cell(static_x, None)[0])  # a static input, like x
+    grad_y = grad_y.clone()  # a static input, like x: the replayed backward reads it
     torch.cuda.synchronize()
     before = torch.cuda.memory_allocated()
     side = torch.cuda.Stream()

@@ -24,7 +24,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 def register_cells(register):
     """Register recurrent cells.
 
-    Call ``register(name, factory, *, backend="torch", form="sequence", summary="", unroll=None)``
+    Call ``register(name, factory, *, backend="torch", form="sequence", summary="", unroll=None, impl=None)``
     once per cell.
 
     :param register: the callback. ``name`` is the cell's unique name (lower case,
@@ -38,7 +38,10 @@ def register_cells(register):
         ``unroll`` (optional, sequence-form torch cells): ``unroll(module)`` returns a
         step-form module that shares ``module``'s parameters and computes the same
         function; the speed table then also times it as ``unrolled`` (and, on CUDA,
-        ``graphed``).
+        ``graphed``). ``impl`` (optional, sequence-form torch cells) names what the
+        module runs, as the speed and training rows label it: ``"fused"`` for torch's own
+        RNN/LSTM/GRU kernels; default ``"module"``. NumPy cells are ``"numpy"`` and step
+        cells ``"unrolled"`` whatever it says.
     """
 
 
@@ -61,6 +64,7 @@ def register_reporters(register):
     Call ``register(name, render, *, suffix, summary="")`` once per format.
 
     :param register: the callback. ``render(results, out_dir) -> pathlib.Path`` writes
-        a report for a :class:`reports.tables.Results` into ``out_dir`` and returns the
-        path of the main file. ``suffix`` is its file extension, e.g. ``".md"``.
+        a report for a :class:`harness.results.Results` (a stored run's record and its
+        tidy rows) into ``out_dir`` and returns the path of the main file. ``suffix`` is
+        its file extension, e.g. ``".md"``.
     """

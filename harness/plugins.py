@@ -15,7 +15,6 @@ import importlib
 import importlib.metadata
 import importlib.util
 import os
-import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,8 @@ import pluggy
 
 from harness import hookspecs
 from harness.errors import PluginError, UnknownCellError, UnknownNameError, UnknownTaskError, UsageError
+from harness.names import (ALL, BACKENDS, FORMS, MODULE, NAME_PATTERN, NAME_RULE, NUMPY, NUMPY_BACKEND,
+                           PRIMARY_IMPLEMENTATIONS, STEP, UNROLLED, split_list)
 
 ENTRY_POINT_GROUP = "rnnbench"
 AUTOLOAD_ENV = "RNNBENCH_DISABLE_PLUGIN_AUTOLOAD"
@@ -47,10 +48,6 @@ BUILTIN_MODULES = (
     "reports.tidy",
 )
 
-BACKENDS = ("torch", "numpy")
-NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]*")
-FORMS = ("sequence", "step")
-
 
 @dataclass(frozen=True)
 class PluginInfo:
@@ -64,6 +61,9 @@ class PluginInfo:
 
 @dataclass(frozen=True)
 class CellSpec:
+    """A registered cell. ``impl`` names the implementation the cell runs by default when its
+    plugin said so (``"fused"`` for torch's own RNN/LSTM/GRU kernels); see :attr:`primary_impl`."""
+
     name: str
     factory: Callable[[int, int], Any]
     backend: str
@@ -71,6 +71,18 @@ class CellSpec:
     summary: str
     plugin: PluginInfo
     unroll: Callable[[Any], Any] | None = None
+    impl: str | None = None
+
+    @property
+    def primary_impl(self) -> str:
+        """The implementation the cell runs by default, read from its registration (nothing is
+        built): ``numpy`` for NumPy cells, ``unrolled`` for step cells, else the ``impl`` the
+        plugin registered, ``module`` when it named none."""
+        if self.backend == NUMPY_BACKEND:
+            return NUMPY
+        if self.form == STEP:
+            return UNROLLED
+        return self.impl or MODULE
 
 
 @dataclass(frozen=True)
@@ -131,8 +143,7 @@ class Registry:
         return [self.task(n) for n in _expand(names, self.tasks)]
 
     def _refuse_duplicates(self, kind: str, names: str | list[str]) -> None:
-        listed = [n.strip() for n in names.split(",")] if isinstance(names, str) else list(names)
-        for name in listed:
+        for name in split_list(names):
             owners = self.duplicates.get((kind, name))
             if owners:
                 raise PluginError(f"{kind} {name!r} is registered by more than one plugin: {' and '.join(owners)}; "
@@ -140,13 +151,12 @@ class Registry:
 
 
 def _expand(names: str | list[str], registered: dict) -> list[str]:
-    if isinstance(names, str):
-        names = [n.strip() for n in names.split(",") if n.strip()]
+    names = split_list(names)
     if not names:
-        raise UsageError("no names given; use 'all' or a comma-separated list")
-    if "all" in names:
+        raise UsageError(f"no names given; use '{ALL}' or a comma-separated list")
+    if ALL in names:
         return list(registered)
-    return list(dict.fromkeys(names))
+    return list(names)
 
 
 def _rnnbench_version() -> str:
@@ -269,7 +279,7 @@ def describe(info: PluginInfo) -> str:
 
 def _registrar(registry: Registry, hook_name: str, info: PluginInfo) -> Callable[..., None]:
     def _check_new(table: dict, kind: str, name: str) -> bool:
-        if not isinstance(name, str) or not name or name == "all" or "," in name:
+        if not isinstance(name, str) or not name or name == ALL or "," in name:
             registry.errors.append(f"plugin {info.name!r} registered an invalid {kind} name {name!r}")
             return False
         if name in table:
@@ -281,12 +291,11 @@ def _registrar(registry: Registry, hook_name: str, info: PluginInfo) -> Callable
             owners.append(describe(info))
             return False
         if not NAME_PATTERN.fullmatch(name):
-            registry.errors.append(f"plugin {info.name!r} registered the {kind} name {name!r}; names are lower-case "
-                                   "letters, digits, '-', '_' and '.', starting with a letter or digit")
+            registry.errors.append(f"plugin {info.name!r} registered the {kind} name {name!r}; {NAME_RULE}")
             return False
         return True
 
-    def register_cell(name, factory, *, backend="torch", form="sequence", summary="", unroll=None):
+    def register_cell(name, factory, *, backend="torch", form="sequence", summary="", unroll=None, impl=None):
         if backend not in BACKENDS:
             registry.errors.append(f"plugin {info.name!r}: cell {name!r} has backend {backend!r}; allowed: {', '.join(BACKENDS)}")
             return
@@ -296,8 +305,12 @@ def _registrar(registry: Registry, hook_name: str, info: PluginInfo) -> Callable
         if not callable(factory) or (unroll is not None and not callable(unroll)):
             registry.errors.append(f"plugin {info.name!r}: cell {name!r} factory or unroll is not callable")
             return
+        if impl is not None and impl not in PRIMARY_IMPLEMENTATIONS:
+            registry.errors.append(f"plugin {info.name!r}: cell {name!r} has impl {impl!r}; "
+                                   f"allowed: {', '.join(PRIMARY_IMPLEMENTATIONS)}")
+            return
         if _check_new(registry.cells, "cell", name):
-            registry.cells[name] = CellSpec(name, factory, backend, form, summary, info, unroll)
+            registry.cells[name] = CellSpec(name, factory, backend, form, summary, info, unroll, impl)
 
     def register_task(name, factory, *, summary=""):
         if not callable(factory):

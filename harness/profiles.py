@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from harness.speed import TimingConfig
-from harness.training import Recipe
+from harness.config import Recipe, TimingConfig
 
 
 @dataclass(frozen=True)

@@ -8,46 +8,24 @@ sweep goes on.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
 
 from harness import env
-from harness.cells import SequenceModel, available_impls, build_cell, build_impl, check_contract, primary_impl
+from harness.cells import SequenceModel, available_impls, build_cell, build_impl
+from harness.config import RunConfig
+from harness.contract import check_contract
 from harness.errors import UsageError
-from harness.gradients import DEFAULT_MAX_PROBES, GradientProfile, measure_profile, probe_steps
+from harness.gradients import GradientProfile, measure_profile, probe_steps
+from harness.names import (ACCURACY, AUTO, CPU, CUDA, DEVICE_CHOICES, GRADIENTS, GRAPHED, NUMPY, NUMPY_BACKEND, SPEED,
+                           TRAIN_MEASUREMENTS)
 from harness.plugins import CellSpec, Registry, TaskSpec
-from harness.speed import SPEED_METHOD, TimingConfig, measure_speed
-from harness.store import ResultRow, ResultStore
-from harness.training import Recipe, held_out, train
-
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """Everything that decides what a run measures (stored with the run)."""
-
-    cells: tuple[str, ...]
-    tasks: tuple[str, ...]
-    devices: tuple[str, ...]
-    measures: tuple[str, ...]
-    seeds: tuple[int, ...]
-    task_seq_lens: dict[str, tuple[int, ...]]
-    hidden_sizes: tuple[int, ...]
-    recipe: Recipe
-    speed_batch_sizes: tuple[int, ...]
-    speed_seq_lens: tuple[int, ...]
-    speed_hidden_sizes: tuple[int, ...]
-    speed_input_size: int
-    timing: TimingConfig
-    threads: int = 1
-    impls: tuple[str, ...] | None = None  # speed implementations to time; None: all available
-    max_probes: int = DEFAULT_MAX_PROBES
-    profile: str = "custom"
-
-    def as_dict(self) -> dict:
-        return asdict(self)
+from harness.results import ResultRow
+from harness.speed import SPEED_METHOD, measure_speed
+from harness.store import ResultStore
+from harness.training import held_out, train
 
 
 @dataclass(frozen=True)
@@ -84,7 +62,7 @@ class TrainItem:
         return f"train|{self.cell.name}|{self.task.name}|{self.device}|T{self.seq_len}|H{self.hidden_size}|seed{self.seed}"
 
     def label(self) -> str:
-        what = "+".join(m for m in ("accuracy", "gradients") if m in self.measures)
+        what = "+".join(m for m in TRAIN_MEASUREMENTS if m in self.measures)
         return f"{what} {self.cell.name} {self.task.name} T={self.seq_len} {self.device} seed={self.seed}"
 
 
@@ -107,23 +85,23 @@ def resolve_devices(requested: list[str]) -> tuple[str, ...]:
     """``auto`` -> cpu, plus cuda when present. ``cuda`` without a GPU is a usage error."""
     devices: list[str] = []
     for name in requested:
-        if name == "auto":
-            devices += ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-        elif name == "cpu":
-            devices.append("cpu")
-        elif name == "cuda":
+        if name == AUTO:
+            devices += [CPU] + ([CUDA] if torch.cuda.is_available() else [])
+        elif name == CPU:
+            devices.append(CPU)
+        elif name == CUDA:
             if not torch.cuda.is_available():
                 raise UsageError(f"device 'cuda' requested but no CUDA GPU is available to torch {torch.__version__}; allowed here: cpu, auto")
-            devices.append("cuda")
+            devices.append(CUDA)
         else:
-            raise UsageError(f"unknown device {name!r}; allowed: cpu, cuda, auto")
+            raise UsageError(f"unknown device {name!r}; allowed: {', '.join(DEVICE_CHOICES)}")
     return tuple(dict.fromkeys(devices))
 
 
 def plan(config: RunConfig, registry: Registry) -> list[SpeedItem | TrainItem]:
     cells = registry.select_cells(list(config.cells))
     items: list[SpeedItem | TrainItem] = []
-    if "speed" in config.measures:
+    if SPEED in config.measures:
         for device in config.devices:
             for cell in cells:
                 impls = [i for i in available_impls(cell, device) if config.impls is None or i in config.impls]
@@ -132,7 +110,7 @@ def plan(config: RunConfig, registry: Registry) -> list[SpeedItem | TrainItem]:
                         for seq_len in config.speed_seq_lens:
                             for hidden in config.speed_hidden_sizes:
                                 items.append(SpeedItem(cell, impl, device, batch, seq_len, config.speed_input_size, hidden))
-    train_measures = tuple(m for m in config.measures if m in ("accuracy", "gradients"))
+    train_measures = tuple(m for m in config.measures if m in TRAIN_MEASUREMENTS)
     if train_measures:
         tasks = registry.select_tasks(list(config.tasks))
         for device in config.devices:
@@ -161,22 +139,22 @@ def _base(item, measurement: str, threads: int, **extra) -> dict:
 
 
 def _speed_base(item: SpeedItem, threads: int) -> dict:
-    return _base(item, "speed", threads, impl=item.impl, batch_size=item.batch_size, seq_len=item.seq_len,
-                 input_size=item.input_size, hidden_size=item.hidden_size)
+    return _base(item, SPEED, threads, impl=item.impl, batch_size=item.batch_size, seq_len=item.seq_len,
+                 length=item.seq_len, input_size=item.input_size, hidden_size=item.hidden_size)
 
 
 def _speed_rows(item: SpeedItem, config: RunConfig, threads: int) -> list[ResultRow]:
     base = _speed_base(item, threads)
-    if item.cell.backend == "numpy" and item.device != "cpu":
+    if item.cell.backend == NUMPY_BACKEND and item.device != CPU:
         return [ResultRow(**base, status="skipped", error=f"not supported on {item.device}")]
     torch.manual_seed(0)
     cell = build_impl(item.cell, item.impl, item.input_size, item.hidden_size).to(item.device)
-    check_contract(cell, item.input_size, item.hidden_size, torch.device(item.device), name=item.cell.name)
+    check_contract(cell, item.input_size, item.hidden_size, torch.device(item.device), name=item.cell.name, spec=item.cell)
     try:
         result = measure_speed(cell, item.batch_size, item.seq_len, item.input_size, item.device, config.timing,
-                               graphed=item.impl == "graphed")
+                               graphed=item.impl == GRAPHED)
     except Exception as exc:
-        if item.impl != "graphed":
+        if item.impl != GRAPHED:
             raise
         return [ResultRow(**base, status="skipped", error=f"CUDA graph capture failed: {type(exc).__name__}: {exc}")]
     fwd, fb = result.forward, result.forward_backward
@@ -216,13 +194,13 @@ def _accuracy_rows(base: dict, result) -> list[ResultRow]:
         ResultRow(**base, metric="accuracy", value=result.accuracy, unit="fraction"),
         ResultRow(**base, metric="solved", value=float(result.solved), unit="bool"),
         ResultRow(**base, metric="steps_to_solve", value=result.steps_to_solve, unit="steps"),
-        ResultRow(**base, metric="seconds_to_solve", value=result.seconds_to_solve, unit="s"),
+        ResultRow(**base, metric="time_to_solve_s", value=result.time_to_solve_s, unit="s"),
         ResultRow(**base, metric="steps_run", value=result.steps_run, unit="steps"),
-        ResultRow(**base, metric="train_seconds", value=result.train_seconds, unit="s"),
+        ResultRow(**base, metric="train_time_s", value=result.train_time_s, unit="s"),
     ]
     for point in result.curve:
         rows.append(ResultRow(**base, phase="curve", step=point.step, metric="curve_loss", value=point.loss, unit="loss",
-                              stats={"train_seconds": point.train_seconds}))
+                              stats={"train_time_s": point.train_time_s}))
         rows.append(ResultRow(**base, phase="curve", step=point.step, metric="curve_accuracy", value=point.accuracy, unit="fraction"))
     return rows
 
@@ -231,36 +209,37 @@ def _train_rows(item: TrainItem, config: RunConfig, threads: int) -> list[Result
     """Measure one train item. On failure, the rows measured so far are kept and a failed
     row, with the error, is added for each measurement that did not finish."""
     task = item.task.factory(item.seq_len)
-    sizes = dict(task=item.task.name, batch_size=config.recipe.batch_size, seq_len=item.seq_len,
+    sizes = dict(task=item.task.name, batch_size=config.recipe.batch_size, seq_len=item.seq_len, length=task.length,
                  input_size=task.input_size, hidden_size=item.hidden_size, seed=item.seed)
     bases = {m: _base(item, m, threads, **sizes) for m in item.measures}
-    if item.cell.backend == "numpy" and item.device != "cpu":
-        return [ResultRow(**b, impl="numpy", status="skipped", error=f"not supported on {item.device}") for b in bases.values()]
+    if item.cell.backend == NUMPY_BACKEND and item.device != CPU:
+        return [ResultRow(**b, impl=NUMPY, status="skipped", error=f"not supported on {item.device}") for b in bases.values()]
     rows: list[ResultRow] = []
     pending = list(item.measures)
     try:
         torch.manual_seed(item.seed)
         cell = build_cell(item.cell, task.input_size, item.hidden_size)
         for b in bases.values():
-            b["impl"] = primary_impl(item.cell, cell)
+            b["impl"] = item.cell.primary_impl
         model = SequenceModel(cell, item.hidden_size, task.output_size).to(item.device)
-        check_contract(model.cell, task.input_size, item.hidden_size, torch.device(item.device), name=item.cell.name)
+        check_contract(model.cell, task.input_size, item.hidden_size, torch.device(item.device), name=item.cell.name,
+                       spec=item.cell)
         eval_x, eval_target = held_out(task, config.recipe, item.seed, item.device, torch.float32)
         # The probe batch: the first B held-out sequences, the same for every cell.
         probe_x, probe_target = eval_x[:, : config.recipe.batch_size], eval_target[..., : config.recipe.batch_size]
         probes = probe_steps(task.length, config.max_probes)
-        if "gradients" in item.measures:
+        if GRADIENTS in item.measures:
             # Kept even if training fails later: the rows say phase "init".
             init_profile = measure_profile(model, task, probe_x, probe_target, probes)
-            rows += _gradient_rows(bases["gradients"], "init", init_profile, task.length)
+            rows += _gradient_rows(bases[GRADIENTS], "init", init_profile, task.length)
         result = train(model, task, config.recipe, item.seed, item.device, eval_data=(eval_x, eval_target))
-        if "accuracy" in item.measures:
-            rows += _accuracy_rows(bases["accuracy"], result)
-            pending.remove("accuracy")
-        if "gradients" in item.measures:
+        if ACCURACY in item.measures:
+            rows += _accuracy_rows(bases[ACCURACY], result)
+            pending.remove(ACCURACY)
+        if GRADIENTS in item.measures:
             trained_profile = measure_profile(model, task, probe_x, probe_target, probes)
-            rows += _gradient_rows(bases["gradients"], "trained", trained_profile, task.length)
-            pending.remove("gradients")
+            rows += _gradient_rows(bases[GRADIENTS], "trained", trained_profile, task.length)
+            pending.remove(GRADIENTS)
     except (KeyboardInterrupt, UsageError):
         raise
     except Exception as exc:
@@ -277,17 +256,22 @@ def execute(
     *,
     on_item: Callable[[int, int, object, str, float], None] | None = None,
     resume_run: int | None = None,
+    plugin_files: tuple[str, ...] = (),
+    out_dir: str | None = None,
 ) -> RunOutcome:
-    """Run every planned item, committing each item's rows as it finishes."""
+    """Run every planned item, committing each item's rows as it finishes.
+
+    ``plugin_files`` and ``out_dir`` are stored with a new run, for ``--resume``.
+    """
     items = plan(config, registry)
     threads = env.set_threads(config.threads)
-    if "cuda" in config.devices:
+    if CUDA in config.devices:
         # float32 means float32: no silent TF32 in cuBLAS or cuDNN.
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
     if resume_run is None:
         environment = {**env.fingerprint(), **threads, "devices": list(config.devices), "speed_method": SPEED_METHOD}
-        run_id = store.start_run(argv, config.as_dict(), environment)
+        run_id = store.start_run(argv, config, environment, plugin_files=plugin_files, out_dir=out_dir)
         done: set[str] = set()
     else:
         run_id = resume_run

@@ -8,15 +8,12 @@ conformance checks on the installed cell.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 
 from harness.errors import UsageError
-
-NAME_PATTERN = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
-SCAFFOLD_BACKENDS = ("torch", "numpy")
+from harness.names import BACKENDS, SCAFFOLD_NAME_PATTERN, TORCH
 
 
 @dataclass(frozen=True)
@@ -44,7 +41,7 @@ class Scaffold:
             name=self.name, distribution=self.distribution, module=self.module, class_name=self.class_name,
             backend=self.backend, test_name=self.module.removeprefix("rnnbench_"),
         )
-        cell = _TORCH_CELL if self.backend == "torch" else _NUMPY_CELL
+        cell = _TORCH_CELL if self.backend == TORCH else _NUMPY_CELL
         return {
             "pyproject.toml": Template(_PYPROJECT).substitute(values),
             "README.md": Template(_README).substitute(values),
@@ -54,21 +51,21 @@ class Scaffold:
 
 
 def validate_name(name: str) -> str:
-    if not NAME_PATTERN.match(name):
+    if not SCAFFOLD_NAME_PATTERN.match(name):
         raise UsageError(f"invalid cell name {name!r}: use lower-case letters, digits and single hyphens, "
                          "starting with a letter (e.g. mycell or leaky-rnn)")
     return name
 
 
-def write_scaffold(name: str, backend: str = "torch", parent: str | Path = ".") -> Path:
+def write_scaffold(name: str, backend: str = TORCH, parent: str | Path = ".") -> Path:
     """Write the package into ``parent/rnnbench-NAME/`` and return that folder.
 
     Raises :class:`UsageError` for an invalid name or backend, or when the folder exists
     and is not empty (nothing is overwritten).
     """
     validate_name(name)
-    if backend not in SCAFFOLD_BACKENDS:
-        raise UsageError(f"unknown backend {backend!r}; allowed: {', '.join(SCAFFOLD_BACKENDS)}")
+    if backend not in BACKENDS:
+        raise UsageError(f"unknown backend {backend!r}; allowed: {', '.join(BACKENDS)}")
     scaffold = Scaffold(name, backend)
     root = Path(parent) / scaffold.distribution
     if root.exists() and (not root.is_dir() or any(root.iterdir())):

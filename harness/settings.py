@@ -1,15 +1,14 @@
-"""Turn a profile plus command-line overrides into a :class:`RunConfig` (and back from storage)."""
+"""Turn a profile plus command-line overrides into a :class:`harness.config.RunConfig`."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 
 from harness.cells import available_impls
+from harness.config import RunConfig
 from harness.errors import UsageError
+from harness.names import SPEED
 from harness.profiles import get_profile
-from harness.runner import RunConfig
-from harness.speed import TimingConfig
-from harness.training import Recipe
 
 
 def build_config(registry, *, cells, tasks, devices, measures, profile_name="default", seq_len=None, hidden_size=None,
@@ -32,7 +31,7 @@ def build_config(registry, *, cells, tasks, devices, measures, profile_name="def
                 registry.task(name).factory(length)
             except ValueError as exc:  # e.g. adding needs T >= 2
                 raise UsageError(f"--seq-len {length} does not suit task {name!r}: {exc}") from None
-    if impls and "speed" in measures:
+    if impls and SPEED in measures:
         offered = {i for c in cell_names for d in devices for i in available_impls(registry.cell(c), d)}
         if not offered & set(impls):
             raise UsageError(f"--impl {','.join(impls)}: none of these runs for the selected cells on "
@@ -55,15 +54,3 @@ def build_config(registry, *, cells, tasks, devices, measures, profile_name="def
         impls=tuple(impls) if impls else None,
         profile=profile.name,
     )
-
-
-def config_from_dict(data: dict) -> RunConfig:
-    """Rebuild a stored run's configuration (JSON turned tuples into lists)."""
-    fields = dict(data)
-    fields["recipe"] = Recipe(**fields["recipe"])
-    fields["timing"] = TimingConfig(**fields["timing"])
-    fields["task_seq_lens"] = {k: tuple(v) for k, v in fields["task_seq_lens"].items()}
-    for key, value in list(fields.items()):
-        if isinstance(value, list):
-            fields[key] = tuple(value)
-    return RunConfig(**fields)

@@ -16,7 +16,9 @@ from typing import Callable
 
 import torch
 
+from harness.config import TimingConfig
 from harness.errors import CellContractError
+from harness.graphs import capture
 from harness.stats import Summary
 
 
@@ -24,14 +26,6 @@ from harness.stats import Summary
 # compared as if the cells had changed. 2: the loss's output gradient is made once outside
 # the timed calls, and buffers a cell keeps between calls count in its peak memory.
 SPEED_METHOD = 2
-
-
-@dataclass(frozen=True)
-class TimingConfig:
-    warmup: int = 2
-    min_repeats: int = 5
-    max_repeats: int = 200
-    min_time_s: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -180,18 +174,16 @@ def measure_speed(cell: torch.nn.Module, batch_size: int, seq_len: int, input_si
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(seq_len, batch_size, input_size, generator=gen, dtype=dtype).to(device)
     sync = synchronizer(device)
+    with torch.no_grad():
+        grad_y = last_step_output_gradient(cell(x, None)[0])
     if graphed:
-        from harness.graphs import capture
-
-        run = capture(cell, x)
+        run = capture(cell, x, grad_y)
         forward_stats = time_calls(run.forward.replay, config, sync)
         fb_stats = time_calls(run.forward_backward.replay, config, sync)
         check_output_gradient_intact(run.grad_y)
         return SpeedResult(forward_stats, fb_stats, float(run.memory_bytes), "cuda graph pool (memory_allocated after capture)",
                            batch_size * seq_len)
     params = [p for p in cell.parameters() if p.requires_grad]
-    with torch.no_grad():
-        grad_y = last_step_output_gradient(cell(x, None)[0])
 
     def forward():
         with torch.no_grad():

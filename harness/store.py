@@ -1,7 +1,8 @@
 """The results store: one SQLite file with runs and tidy result rows.
 
 Rows are committed as they are measured (one transaction per finished item), so an
-interrupted run keeps everything it measured and can be resumed.
+interrupted run keeps everything it measured and can be resumed. The tables and their
+versions are in :mod:`harness.migrations`; opening a database brings it up to date.
 """
 
 from __future__ import annotations
@@ -10,100 +11,17 @@ import json
 import math
 import os
 import sqlite3
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 
+from harness.config import RunConfig
 from harness.errors import UsageError
+from harness.migrations import SCHEMA_VERSION, migrate
+from harness.results import ROW_COLUMNS, ResultRow, StoredRun
 
 DEFAULT_DB = Path("rnnbench-results") / "results.sqlite"
 DB_ENV = "RNNBENCH_DB"
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    run_id INTEGER PRIMARY KEY AUTOINCREMENT,
-    started_at TEXT NOT NULL,
-    finished_at TEXT,
-    status TEXT NOT NULL,
-    argv TEXT NOT NULL,
-    config TEXT NOT NULL,
-    environment TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS results (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    run_id INTEGER NOT NULL REFERENCES runs(run_id),
-    item TEXT NOT NULL,
-    measurement TEXT NOT NULL,
-    cell TEXT NOT NULL,
-    plugin TEXT,
-    plugin_version TEXT,
-    backend TEXT,
-    impl TEXT,
-    device TEXT NOT NULL,
-    task TEXT,
-    batch_size INTEGER,
-    seq_len INTEGER,
-    input_size INTEGER,
-    hidden_size INTEGER,
-    seed INTEGER,
-    threads INTEGER,
-    phase TEXT,
-    step INTEGER,
-    metric TEXT,
-    value REAL,
-    unit TEXT,
-    status TEXT NOT NULL,
-    error TEXT,
-    stats TEXT,
-    created_at TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS results_run ON results(run_id, measurement);
-"""
-
-STATUSES = ("ok", "failed", "skipped")
-
-
-@dataclass(frozen=True)
-class ResultRow:
-    """One tidy measurement: a single metric of one (cell, device, task, sizes, seed) item.
-
-    ``status`` is "ok", "failed" (``error`` says why) or "skipped" (``error`` says why).
-    ``stats`` holds the summary statistics and raw samples behind ``value`` where there are any.
-    """
-
-    item: str
-    measurement: str
-    cell: str
-    device: str
-    status: str = "ok"
-    plugin: str | None = None
-    plugin_version: str | None = None
-    backend: str | None = None
-    impl: str | None = None
-    task: str | None = None
-    batch_size: int | None = None
-    seq_len: int | None = None
-    input_size: int | None = None
-    hidden_size: int | None = None
-    seed: int | None = None
-    threads: int | None = None
-    phase: str | None = None
-    step: int | None = None
-    metric: str | None = None
-    value: float | None = None
-    unit: str | None = None
-    error: str | None = None
-    stats: dict | None = None
-
-    def __post_init__(self):
-        if self.status not in STATUSES:
-            raise ValueError(f"status must be one of {STATUSES}, got {self.status!r}")
-        if self.value is not None and not isinstance(self.value, (int, float)):
-            raise ValueError(f"value must be a number, got {self.value!r}")
-
-
-ROW_COLUMNS = tuple(f.name for f in fields(ResultRow))
-
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -135,10 +53,15 @@ class ResultStore:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.conn = sqlite3.connect(str(self.path))
-            self.conn.executescript(SCHEMA)
+            # Notes from bringing an older database up to date (what could not be filled in).
+            self.notes: list[str] = migrate(self.conn, self._newer_error)
         except (OSError, sqlite3.DatabaseError) as exc:
             raise UsageError(f"cannot use results database {str(self.path)!r}: {exc}") from None
         self.conn.row_factory = sqlite3.Row
+
+    def _newer_error(self, version: int) -> UsageError:
+        return UsageError(f"results database {str(self.path)!r} has schema version {version}, newer than this "
+                          f"rnnbench reads (up to {SCHEMA_VERSION}); upgrade rnnbench to read it")
 
     def close(self) -> None:
         self.conn.close()
@@ -150,11 +73,16 @@ class ResultStore:
         self.close()
 
     # --- runs --------------------------------------------------------------------------
-    def start_run(self, argv: list[str], config: dict, environment: dict) -> int:
+    def start_run(self, argv: list[str], config: RunConfig, environment: dict, *, plugin_files=(),
+                  out_dir: str | None = None) -> int:
+        """Record a new run as running; ``plugin_files`` and ``out_dir`` are kept for ``--resume``."""
         with self.conn:
             cur = self.conn.execute(
-                "INSERT INTO runs (started_at, status, argv, config, environment) VALUES (?, 'running', ?, ?, ?)",
-                (_now(), json.dumps(argv), json.dumps(config, default=_json_default), json.dumps(environment, default=_json_default)),
+                "INSERT INTO runs (started_at, status, argv, config, environment, plugin_files, out_dir) "
+                "VALUES (?, 'running', ?, ?, ?, ?, ?)",
+                (_now(), json.dumps(argv), json.dumps(asdict(config), default=_json_default),
+                 json.dumps(environment, default=_json_default), json.dumps([str(p) for p in plugin_files]),
+                 None if out_dir is None else str(out_dir)),
             )
         return int(cur.lastrowid)
 
@@ -166,17 +94,19 @@ class ResultStore:
         with self.conn:
             self.conn.execute("UPDATE runs SET status = 'running', finished_at = NULL WHERE run_id = ?", (run_id,))
 
-    def run(self, run_id: int) -> dict:
+    def run(self, run_id: int) -> StoredRun:
         row = self.conn.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
         if row is None:
             known = [r["run_id"] for r in self.conn.execute("SELECT run_id FROM runs ORDER BY run_id")]
             raise UsageError(f"no run {run_id} in {str(self.path)!r}; runs stored: {known[-10:] or 'none'}")
-        out = dict(row)
-        for key in ("argv", "config", "environment"):
-            out[key] = json.loads(out[key])
-        return out
+        return StoredRun(
+            run_id=int(row["run_id"]), started_at=row["started_at"], finished_at=row["finished_at"], status=row["status"],
+            argv=tuple(json.loads(row["argv"])), config=RunConfig.from_dict(json.loads(row["config"])),
+            environment=json.loads(row["environment"]), plugin_files=tuple(json.loads(row["plugin_files"])),
+            out_dir=row["out_dir"],
+        )
 
-    def runs(self) -> list[dict]:
+    def runs(self) -> list[StoredRun]:
         return [self.run(r["run_id"]) for r in self.conn.execute("SELECT run_id FROM runs ORDER BY run_id")]
 
     def latest_run_id(self) -> int:

@@ -9,29 +9,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from harness.config import Recipe
 from harness.errors import DivergedError
 
 TRAIN_STREAM, EVAL_STREAM = 1, 2
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """The training recipe shared by every cell (stated in every report)."""
-
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    clip_norm: float = 1.0
-    batch_size: int = 64
-    steps: int = 1000
-    eval_every: int = 100
-    eval_size: int = 512
-
-    def describe(self) -> str:
-        return (
-            f"{self.optimizer.capitalize()} lr {self.lr:g}, gradient-norm clip {self.clip_norm:g}, "
-            f"batch {self.batch_size}, up to {self.steps} steps, held-out set of {self.eval_size} "
-            f"sequences evaluated every {self.eval_every} steps (training stops once solved)"
-        )
 
 
 @dataclass(frozen=True)
@@ -39,7 +20,7 @@ class CurvePoint:
     step: int
     loss: float
     accuracy: float
-    train_seconds: float
+    train_time_s: float
 
 
 @dataclass(frozen=True)
@@ -49,9 +30,9 @@ class TrainingResult:
     baseline: float
     solved: bool
     steps_to_solve: int | None
-    seconds_to_solve: float | None
+    time_to_solve_s: float | None
     steps_run: int
-    train_seconds: float
+    train_time_s: float
     curve: tuple[CurvePoint, ...]
 
     @property
@@ -99,8 +80,8 @@ def train(model, task, recipe: Recipe, seed: int, device, dtype=torch.float32, e
     curve: list[CurvePoint] = []
     loss, accuracy = evaluate(model, task, eval_x, eval_target)
     curve.append(CurvePoint(0, loss, accuracy, 0.0))
-    train_seconds = 0.0
-    steps_to_solve = seconds_to_solve = None
+    train_time_s = 0.0
+    steps_to_solve = time_to_solve_s = None
     step = 0
     model.train()
     while step < recipe.steps:
@@ -114,7 +95,7 @@ def train(model, task, recipe: Recipe, seed: int, device, dtype=torch.float32, e
         torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.clip_norm)
         optimizer.step()
         value = train_loss.detach().item()  # also synchronises CUDA, so the step's time is real
-        train_seconds += time.perf_counter() - started
+        train_time_s += time.perf_counter() - started
         step += 1
         if not math.isfinite(value):
             raise DivergedError(f"training loss became {value} at step {step}")
@@ -122,9 +103,9 @@ def train(model, task, recipe: Recipe, seed: int, device, dtype=torch.float32, e
             loss, accuracy = evaluate(model, task, eval_x, eval_target)
             if not math.isfinite(loss):
                 raise DivergedError(f"held-out loss became {loss} at step {step}")
-            curve.append(CurvePoint(step, loss, accuracy, train_seconds))
+            curve.append(CurvePoint(step, loss, accuracy, train_time_s))
             if task.solved(loss, accuracy):
-                steps_to_solve, seconds_to_solve = step, train_seconds
+                steps_to_solve, time_to_solve_s = step, train_time_s
                 break
     return TrainingResult(
         loss=curve[-1].loss,
@@ -132,8 +113,8 @@ def train(model, task, recipe: Recipe, seed: int, device, dtype=torch.float32, e
         baseline=task.baseline,
         solved=steps_to_solve is not None,
         steps_to_solve=steps_to_solve,
-        seconds_to_solve=seconds_to_solve,
+        time_to_solve_s=time_to_solve_s,
         steps_run=step,
-        train_seconds=train_seconds,
+        train_time_s=train_time_s,
         curve=tuple(curve),
     )

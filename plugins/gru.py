@@ -1,17 +1,7 @@
 """Built-in cell ``gru``: ``torch.nn.GRU``, one layer, time-major (fused cuDNN / oneDNN kernel)."""
 
-from __future__ import annotations
-
 from torch import nn
 
-from harness.hookspecs import hookimpl
-from plugins.torch_steps import GRUStep
+from plugins.torch_steps import GRUStep, fused_cell
 
-
-def build(input_size: int, hidden_size: int) -> nn.Module:
-    return nn.GRU(input_size, hidden_size)
-
-
-@hookimpl
-def register_cells(register):
-    register("gru", build, backend="torch", summary="torch.nn.GRU (cuDNN on GPU)", unroll=GRUStep)
+build, register_cells = fused_cell("gru", nn.GRU, GRUStep, summary="torch.nn.GRU (cuDNN on GPU)")

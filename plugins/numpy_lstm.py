@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.hookspecs import hookimpl
+from harness import hookimpl
 from plugins.numpy_common import check_sizes, uniform_params, with_ones_column
 
 

@@ -21,7 +21,7 @@ import sys
 
 import numpy as np
 
-from harness.hookspecs import hookimpl
+from harness import hookimpl
 from plugins.numpy_common import check_sizes, uniform_params, with_ones_column
 
 BLOCK = 32  # time steps per cache block: 32 x (B=32 x H=128) float32 = 512 KiB

@@ -103,3 +103,23 @@ class GRUStep(_Step):
         new_gate = torch.tanh(i_n + reset_gate * h_n)
         h_next = new_gate + update_gate * (h[0] - new_gate)  # (1 - z) n + z h, one kernel fewer
         return h_next, h_next.unsqueeze(0)
+
+
+def fused_cell(name: str, module_class: type[nn.RNNBase], step_class: type[_Step], summary: str, **options):
+    """The factory and the ``register_cells`` hook of a built-in cell that is one of torch's own
+    recurrent modules: ``module_class(input_size, hidden_size, **options)``, one layer,
+    time-major, registered as the ``fused`` implementation with ``step_class`` as its step form.
+
+    Returns ``(build, register_cells)``; a plugin module binds both at module level.
+    """
+    from harness import hookimpl
+    from harness.names import FUSED, TORCH
+
+    def build(input_size: int, hidden_size: int) -> nn.Module:
+        return module_class(input_size, hidden_size, **options)
+
+    @hookimpl
+    def register_cells(register):
+        register(name, build, backend=TORCH, summary=summary, unroll=step_class, impl=FUSED)
+
+    return build, register_cells

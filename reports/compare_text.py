@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from harness.compare import Comparison, smallest_p_value
+from harness.compare import Comparison, ratio_text
+from harness.names import ACCURACY, GRADIENTS
+from harness.stats import smallest_p_value
 from reports.tables import fmt_seconds
 
 
@@ -58,8 +60,8 @@ def format_comparison(comparison: Comparison) -> str:
         if comparison.compared() and smallest_p_value(comparison.min_repeats, comparison.min_repeats) >= comparison.alpha:
             parts.append(f"note: some timings have only {comparison.min_repeats} repeats in a run; with so few no "
                          f"difference can be significant (more repeats: e.g. --profile default)")
-    for measurement, title in (("accuracy", "Accuracy: held-out results, mean over seeds"),
-                               ("gradients", "Gradient decay: slope of ln-norm per step, mean over seeds")):
+    for measurement, title in ((ACCURACY, "Accuracy: held-out results, mean over seeds"),
+                               (GRADIENTS, "Gradient decay: slope of ln-norm per step, mean over seeds")):
         rows = metric_rows(comparison, measurement)
         if rows:
             parts += ["", title, table(rows)]
@@ -70,3 +72,13 @@ def format_comparison(comparison: Comparison) -> str:
     if not comparison.speed and not comparison.metrics:
         parts += ["", "no rows match between the two runs"]
     return "\n".join(parts)
+
+
+def regression_lines(comparison: Comparison, threshold: float) -> list[str]:
+    """One line per timing of B significantly slower than A's by more than ``threshold``, then a count."""
+    regressions = comparison.regressions(threshold)
+    lines = [f"regression: {s.cell} {s.impl} {s.device} B={s.batch_size} T={s.seq_len} I={s.input_size} "
+             f"H={s.hidden_size} {s.timing}: {ratio_text(s.ratio)} (p = {s.p_value:.2g})" for s in regressions]
+    if regressions:
+        lines.append(f"{len(regressions)} timing(s) significantly slower by more than {threshold:.1%}")
+    return lines

@@ -16,12 +16,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.hookspecs import hookimpl
+from harness import hookimpl
+from harness.names import ACCURACY, GRADIENTS, SPEED
+from harness.results import Results
 from reports.plots import Plot, build_plots
-from reports.tables import TABLES, Results, drop_empty_note
+from reports.tables import TABLES, drop_empty_note
 from reports.text import COLUMN_LABELS, TABLE_CAPTIONS, environment_items, labelled, table_notes
 
-SECTION_HEADINGS = {"speed": "Speed", "accuracy": "Accuracy on long-dependency tasks", "gradients": "Gradient decay"}
+SECTION_HEADINGS = {SPEED: "Speed", ACCURACY: "Accuracy on long-dependency tasks", GRADIENTS: "Gradient decay"}
 
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif;
@@ -106,7 +108,7 @@ def _glance(results: Results) -> list[str]:
         return []
     ok = rows[(rows["status"] == "ok") & rows["value"].notna()]
     lines = []
-    speed = ok[(ok["measurement"] == "speed") & (ok["metric"] == "forward_backward_s")]
+    speed = ok[(ok["measurement"] == SPEED) & (ok["metric"] == "forward_backward_s")]
     for (device, batch, seq_len, hidden), group in speed.groupby(["device", "batch_size", "seq_len", "hidden_size"], sort=False):
         if len(group) < 2:
             continue
@@ -115,7 +117,7 @@ def _glance(results: Results) -> list[str]:
         lines.append(f"Fastest forward+backward on {device} (B = {int(batch)}, T = {int(seq_len)}, H = {int(hidden)}): "
                      f"{best['cell']} ({best['impl']}), {best['value']:.3e} s per batch, "
                      f"{worst['value'] / best['value']:.1f}x faster than the slowest, {worst['cell']} ({worst['impl']}).")
-    accuracy = ok[(ok["measurement"] == "accuracy") & ok["metric"].isin(["loss_ratio", "solved"])]
+    accuracy = ok[(ok["measurement"] == ACCURACY) & ok["metric"].isin(["loss_ratio", "solved"])]
     for (task, seq_len, device), group in accuracy.groupby(["task", "seq_len", "device"], sort=False):
         ratios = group[group["metric"] == "loss_ratio"].groupby("cell", sort=False)["value"].mean()
         if ratios.empty:
@@ -125,7 +127,7 @@ def _glance(results: Results) -> list[str]:
         solved_text = f", solved {int(solved.sum()[best])}/{int(solved.count()[best])} seeds" if best in solved.count() else ""
         lines.append(f"Best on {task} (T = {int(seq_len)}, {device}): {best}, held-out loss {ratios[best]:.3g}x the "
                      f"memoryless baseline{solved_text}.")
-    decay = ok[(ok["measurement"] == "gradients") & (ok["metric"] == "decay_rate") & (ok["phase"] == "trained")]
+    decay = ok[(ok["measurement"] == GRADIENTS) & (ok["metric"] == "decay_rate") & (ok["phase"] == "trained")]
     for (task, seq_len, device), group in decay.groupby(["task", "seq_len", "device"], sort=False):
         rates = group.groupby("cell", sort=False)["value"].mean()
         if len(rates) < 2:
@@ -142,7 +144,7 @@ def render_html(results: Results, out_dir: Path) -> Path:
     run = results.run
     cells = list(dict.fromkeys(results.rows["cell"])) if not results.rows.empty else []
     plots = build_plots(results)
-    title = f"rnnbench report — run {run['run_id']}"
+    title = f"rnnbench report — run {run.run_id}"
     parts = [
         "<!DOCTYPE html>",
         "<html lang=\"en\"><head><meta charset=\"utf-8\">",
@@ -181,8 +183,8 @@ def render_html(results: Results, out_dir: Path) -> Path:
             "</section>",
         ]
     generated = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    parts.append(f"<footer>Generated {generated} by rnnbench {_e(run['environment'].get('rnnbench'))} from the results "
-                 f"database alone; every number above is a stored measurement of run {run['run_id']}.</footer>")
+    parts.append(f"<footer>Generated {generated} by rnnbench {_e(run.environment.get('rnnbench'))} from the results "
+                 f"database alone; every number above is a stored measurement of run {run.run_id}.</footer>")
     parts.append("</body></html>")
     path = out_dir / "report.html"
     path.write_text("\n".join(parts), encoding="utf-8")

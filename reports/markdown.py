@@ -10,9 +10,11 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from harness.hookspecs import hookimpl
+from harness import hookimpl
+from harness.names import ACCURACY, GRADIENTS, SPEED
+from harness.results import Results, StoredRun
 from reports.plots import build_plots
-from reports.tables import TABLES, Results, drop_empty_note
+from reports.tables import TABLES, drop_empty_note
 from reports.text import TABLE_CAPTIONS, table_notes
 
 GLOSSARY = {
@@ -27,12 +29,12 @@ GLOSSARY = {
 }
 
 
-def environment_lines(run: dict) -> list[str]:
-    environment = run["environment"]
+def environment_lines(run: StoredRun) -> list[str]:
+    environment = run.environment
     gpu = environment.get("gpu_name")
     lines = [
-        f"- run {run['run_id']}, started {run['started_at']}, status **{run['status']}**",
-        f"- command: `{' '.join(run['argv'])}`",
+        f"- run {run.run_id}, started {run.started_at}, status **{run.status}**",
+        f"- command: `{' '.join(run.argv)}`",
         f"- machine: {environment.get('cpu_model')} ({environment.get('cpu_count')} cores), {environment.get('platform')}"
         + (f"; GPU {gpu}, driver {environment.get('gpu_driver', '?')}, CUDA {environment.get('cuda_version')}, "
            f"cuDNN {environment.get('cudnn_version')}" if gpu else ""),
@@ -41,13 +43,7 @@ def environment_lines(run: dict) -> list[str]:
         f"Python {environment.get('python')}",
         f"- threads: torch {environment.get('torch_threads')}, BLAS {environment.get('blas_threads')}",
     ]
-    recipe = run["config"].get("recipe")
-    if recipe:
-        lines.append(
-            f"- training recipe (every cell): {recipe['optimizer']} lr {recipe['lr']}, gradient-norm clip {recipe['clip_norm']}, "
-            f"batch {recipe['batch_size']}, up to {recipe['steps']} steps, {recipe['eval_size']} held-out sequences "
-            f"every {recipe['eval_every']} steps, stop when solved"
-        )
+    lines.append(f"- training recipe (every cell): {run.recipe.describe()}")
     return lines
 
 
@@ -57,7 +53,7 @@ def render_markdown(results: Results, out_dir: Path) -> Path:
     plots = build_plots(results)
     if plots:
         (out_dir / "plots").mkdir(exist_ok=True)
-    parts = [f"# rnnbench report — run {results.run['run_id']}", "", *environment_lines(results.run), ""]
+    parts = [f"# rnnbench report — run {results.run.run_id}", "", *environment_lines(results.run), ""]
     for key, (title, build) in TABLES.items():
         table = drop_empty_note(build(results))
         if table.empty:

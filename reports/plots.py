@@ -24,11 +24,12 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
-from reports.tables import Results
+from harness.names import ACCURACY, GRADIENTS, SPEED
+from harness.names import FUSED, GRAPHED, LOOPED_IMPLEMENTATIONS, MODULE, NUMPY, UNROLLED
+from harness.results import TASK_CONDITION, Results, ok_values
 
-SECTIONS = ("speed", "accuracy", "gradients")
-IMPL_STYLES = {"fused": "-", "module": "-", "numpy": "-", "unrolled": "--", "graphed": ":"}
-IMPL_MARKERS = {"fused": "o", "module": "o", "numpy": "o", "unrolled": "s", "graphed": "^"}
+IMPL_STYLES = {FUSED: "-", MODULE: "-", NUMPY: "-", UNROLLED: "--", GRAPHED: ":"}
+IMPL_MARKERS = {FUSED: "o", MODULE: "o", NUMPY: "o", UNROLLED: "s", GRAPHED: "^"}
 DPI = 100
 
 
@@ -44,13 +45,6 @@ class Plot:
 
 
 # --- data ---------------------------------------------------------------------------------
-
-
-def _ok(rows: pd.DataFrame, measurement: str, metrics) -> pd.DataFrame:
-    if rows.empty:
-        return rows
-    sel = rows[(rows["measurement"] == measurement) & (rows["status"] == "ok") & rows["metric"].isin(metrics)]
-    return sel[sel["value"].notna()]
 
 
 def _spread(table: pd.DataFrame, geometric: bool = False) -> pd.DataFrame:
@@ -70,7 +64,7 @@ def _spread(table: pd.DataFrame, geometric: bool = False) -> pd.DataFrame:
                         index=table.index)
 
 
-TRAIN_CONDITION = ["task", "seq_len", "hidden_size", "device"]
+TRAIN_CONDITION = list(TASK_CONDITION)
 
 
 def gradient_series(results: Results) -> pd.DataFrame:
@@ -79,7 +73,7 @@ def gradient_series(results: Results) -> pd.DataFrame:
     Columns: the condition, ``phase`` ("init"/"trained"), ``cell``, ``distance`` (steps from
     the loss), ``mean`` (geometric mean over seeds: the norms span decades), ``low``, ``high``, ``seeds``.
     """
-    rows = _ok(results.rows, "gradients", ["grad_norm"])
+    rows = ok_values(results.rows, GRADIENTS, ["grad_norm"])
     parts = []
     for key, group in rows.groupby(TRAIN_CONDITION + ["phase", "cell"], sort=False, dropna=False):
         table = group.pivot_table(index="step", columns="seed", values="value", aggfunc="first", dropna=False)
@@ -99,9 +93,9 @@ def learning_series(results: Results, metric: str = "loss_ratio") -> pd.DataFram
     so the mean is over the same seeds at every step.
     """
     rows = results.rows
-    curve = _ok(rows, "accuracy", ["curve_loss" if metric == "loss_ratio" else "curve_accuracy"])
+    curve = ok_values(rows, ACCURACY, ["curve_loss" if metric == "loss_ratio" else "curve_accuracy"])
     if metric == "loss_ratio" and not curve.empty:
-        baselines = _ok(rows, "accuracy", ["baseline"]).set_index("item")["value"]
+        baselines = ok_values(rows, ACCURACY, ["baseline"]).set_index("item")["value"]
         curve = curve.assign(value=curve["value"] / curve["item"].map(baselines))
         curve = curve[curve["value"].notna()]
     parts = []
@@ -117,7 +111,7 @@ def learning_series(results: Results, metric: str = "loss_ratio") -> pd.DataFram
 
 def speed_series(results: Results) -> pd.DataFrame:
     """Median and quartiles of the seconds per batch, one row per speed item and timing metric."""
-    rows = _ok(results.rows, "speed", ["forward_s", "forward_backward_s"])
+    rows = ok_values(results.rows, SPEED, ["forward_s", "forward_backward_s"])
     out = []
     for row in rows.itertuples():
         stats = row.stats if isinstance(row.stats, dict) else {}
@@ -203,7 +197,7 @@ def _gradient_plots(results: Results, colors) -> list[Plot]:
         seeds = int(group["seeds"].max())
         underflow = bool((group["seeds"] < seeds).any())
         plots.append(Plot(
-            name=safe_stem("gradients", task, seq_len, hidden, device), section="gradients", title=title,
+            name=safe_stem("gradients", task, seq_len, hidden, device), section=GRADIENTS, title=title,
             caption=("Norm of the gradient of the last step's loss with respect to the recurrent state t steps "
                      "earlier. A line that falls steeply means the cell cannot learn from that far back; flatter is "
                      "better for long dependencies. Left: untrained weights; right: the same cells after training."
@@ -245,7 +239,7 @@ def _learning_plots(results: Results, colors) -> list[Plot]:
         fig.suptitle(_label(title))
         seeds = int(group["seeds"].max())
         plots.append(Plot(
-            name=safe_stem("learning", task, seq_len, hidden, device), section="accuracy", title=title,
+            name=safe_stem("learning", task, seq_len, hidden, device), section=ACCURACY, title=title,
             caption=("Held-out loss divided by the task's memoryless baseline (left) and accuracy (right) during "
                      "training. Below the dashed line the cell uses what it remembers."
                      + (f" Mean over {seeds} seeds, the band spans min to max; a seed that stopped early because it "
@@ -273,7 +267,7 @@ def _speed_axes(ax, panel: pd.DataFrame, colors, by_length: bool) -> None:
     for pos, (cell, impl) in zip(positions, series_keys):
         s = panel[(panel["cell"] == cell) & (panel["impl"] == impl)].iloc[0]
         ax.barh(pos, s["median"], xerr=[[s["median"] - s["q1"]], [s["q3"] - s["median"]]], color=colors[cell],
-                hatch="//" if impl in ("unrolled", "graphed") else None, edgecolor="white", capsize=3,
+                hatch="//" if impl in LOOPED_IMPLEMENTATIONS else None, edgecolor="white", capsize=3,
                 label=_label(f"{cell} · {impl}"))
     ax.set_yticks(positions, [_label(f"{c} · {i}") for c, i in series_keys])
     ax.invert_yaxis()
@@ -322,7 +316,7 @@ def _speed_plots(results: Results, colors) -> list[Plot]:
         title = f"Speed on {device}" + (" against sequence length" if by_length else "")
         fig.suptitle(_label(title))
         plots.append(Plot(
-            name=safe_stem("speed", device), section="speed", title=title,
+            name=safe_stem("speed", device), section=SPEED, title=title,
             caption=("Seconds per batch, median over the repeated calls; the error bars span the interquartile "
                      "range (25th to 75th percentile). Lower is faster. 'fused' is the library kernel, 'unrolled' "
                      "a Python loop over time steps, 'numpy' hand-written NumPy with backpropagation through time."),

@@ -8,32 +8,12 @@ cell x task x device (x sizes), ready for tabulate.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import pandas as pd
 
+from harness.names import ACCURACY, GRADIENTS, SPEED
+from harness.results import TRAIN_CONDITION, Results, all_ok, per_seed, problem, stats, value
 from harness.stats import UNSTABLE_IQR_RATIO, Summary
-from harness.store import ROW_COLUMNS
-
-
-@dataclass(frozen=True)
-class Results:
-    """One stored run: its metadata and its tidy rows."""
-
-    run: dict
-    rows: pd.DataFrame
-
-    @classmethod
-    def from_store(cls, store, run_id: int) -> "Results":
-        rows = store.rows(run_id)
-        # A run without rows still has the columns, so that every table and plot comes out empty.
-        frame = pd.DataFrame(rows) if rows else pd.DataFrame(columns=["id", "run_id", *ROW_COLUMNS, "created_at"])
-        return cls(store.run(run_id), frame)
-
-    def of(self, measurement: str) -> pd.DataFrame:
-        if self.rows.empty:
-            return self.rows
-        return self.rows[self.rows["measurement"] == measurement]
 
 
 def fmt(value, digits: int = 4) -> str:
@@ -52,29 +32,12 @@ def fmt_seconds(value) -> str:
 
 
 def _status_note(group: pd.DataFrame) -> str | None:
-    bad = group[group["status"] != "ok"]
-    if bad.empty:
+    """What a table's note column says about an item that was not measured."""
+    found = problem(group)
+    if found is None:
         return None
-    row = bad.iloc[0]
-    return str(row["error"]) if row["status"] == "skipped" else f"FAILED: {row['error']}"
-
-
-def _value(group: pd.DataFrame, metric: str, phase=None):
-    sel = group[group["metric"] == metric]
-    if phase is not None:
-        sel = sel[sel["phase"] == phase]
-    if sel.empty:
-        return None
-    value = sel.iloc[0]["value"]
-    return None if value is None or pd.isna(value) else float(value)
-
-
-def _stats(group: pd.DataFrame, metric: str) -> dict | None:
-    sel = group[group["metric"] == metric]
-    if sel.empty:
-        return None
-    stats = sel.iloc[0]["stats"]
-    return stats if isinstance(stats, dict) else None
+    status, error = found
+    return error if status == "skipped" else f"FAILED: {error}"
 
 
 SPEED_COLUMNS = ["cell", "impl", "device", "B", "T", "I", "H", "fwd s", "fwd IQR", "fwd+bwd s", "fwd+bwd IQR", "repeats",
@@ -82,23 +45,23 @@ SPEED_COLUMNS = ["cell", "impl", "device", "B", "T", "I", "H", "fwd s", "fwd IQR
 
 
 def speed_table(results: Results) -> pd.DataFrame:
-    rows = results.of("speed")
+    rows = results.of(SPEED)
     out = []
     for _, group in rows.groupby("item", sort=False):
         first = group.iloc[0]
         note = _status_note(group)
-        fwd, fb = _stats(group, "forward_s"), _stats(group, "forward_backward_s")
+        fwd, fb = stats(group, "forward_s"), stats(group, "forward_backward_s")
         unstable = [name for name, s in (("fwd", fwd), ("fwd+bwd", fb)) if s and Summary(tuple(s["samples"])).unstable]
         if unstable and note is None:
             note = f"unstable: IQR > {UNSTABLE_IQR_RATIO:.0%} of median ({', '.join(unstable)})"
-        peak = _value(group, "peak_memory_bytes")
+        peak = value(group, "peak_memory_bytes")
         out.append({
             "cell": first["cell"], "impl": first["impl"] or "—", "device": first["device"],
             "B": first["batch_size"], "T": first["seq_len"], "I": first["input_size"], "H": first["hidden_size"],
             "fwd s": fmt_seconds(fwd["median"]) if fwd else "—", "fwd IQR": fmt_seconds(fwd["iqr"]) if fwd else "—",
             "fwd+bwd s": fmt_seconds(fb["median"]) if fb else "—", "fwd+bwd IQR": fmt_seconds(fb["iqr"]) if fb else "—",
             "repeats": fb["n"] if fb else "—",
-            "steps/s": fmt(_value(group, "steps_per_s"), 3),
+            "steps/s": fmt(value(group, "steps_per_s"), 3),
             "peak mem MiB": fmt(peak / 2**20, 3) if peak is not None else "—",
             "threads": first["threads"], "note": note or "",
         })
@@ -121,27 +84,26 @@ def _mean_std(values: list[float], digits: int = 3) -> str:
 
 
 def _by_condition(rows: pd.DataFrame):
-    keys = ["cell", "task", "seq_len", "hidden_size", "device"]
-    return rows.groupby(keys, sort=False, dropna=False)
+    return rows.groupby(list(TRAIN_CONDITION), sort=False, dropna=False)
 
 
 def accuracy_table(results: Results) -> pd.DataFrame:
-    rows = results.of("accuracy")
+    rows = results.of(ACCURACY)
     out = []
     for (cell, task, seq_len, hidden, device), group in _by_condition(rows):
-        per_seed = list(group.groupby("seed", sort=True, dropna=False))
-        ok_seeds = [g for _, g in per_seed if (g["status"] == "ok").all()]
-        notes = [n for _, g in per_seed if (n := _status_note(g))]
-        solved = [g for g in ok_seeds if _value(g, "solved")]
+        seeds = per_seed(group)
+        ok_seeds = [g for g in seeds if all_ok(g)]
+        notes = [n for g in seeds if (n := _status_note(g))]
+        solved = [g for g in ok_seeds if value(g, "solved")]
         out.append({
-            "cell": cell, "task": task, "T": seq_len, "H": hidden, "device": device, "seeds": len(per_seed),
-            "loss": _mean_std([_value(g, "loss") for g in ok_seeds]),
-            "loss/baseline": _mean_std([_value(g, "loss_ratio") for g in ok_seeds]),
-            "accuracy": _mean_std([_value(g, "accuracy") for g in ok_seeds]),
-            "solved": f"{len(solved)}/{len(per_seed)}",
-            "steps to solve": _mean_std([_value(g, "steps_to_solve") for g in solved], 4),
-            "s to solve": _mean_std([_value(g, "seconds_to_solve") for g in solved]),
-            "train s": _mean_std([_value(g, "train_seconds") for g in ok_seeds]),
+            "cell": cell, "task": task, "T": seq_len, "H": hidden, "device": device, "seeds": len(seeds),
+            "loss": _mean_std([value(g, "loss") for g in ok_seeds]),
+            "loss/baseline": _mean_std([value(g, "loss_ratio") for g in ok_seeds]),
+            "accuracy": _mean_std([value(g, "accuracy") for g in ok_seeds]),
+            "solved": f"{len(solved)}/{len(seeds)}",
+            "steps to solve": _mean_std([value(g, "steps_to_solve") for g in solved], 4),
+            "s to solve": _mean_std([value(g, "time_to_solve_s") for g in solved]),
+            "train s": _mean_std([value(g, "train_time_s") for g in ok_seeds]),
             "note": "; ".join(dict.fromkeys(notes)),
         })
     return pd.DataFrame(out, columns=ACCURACY_COLUMNS)
@@ -157,11 +119,11 @@ def _horizon(groups: list[pd.DataFrame], phase: str) -> str:
         sel = g[(g["metric"] == "horizon") & (g["phase"] == phase)]
         if sel.empty:
             continue
-        value, stats = sel.iloc[0]["value"], sel.iloc[0]["stats"] or {}
-        if value is None or pd.isna(value):
-            censored_at = stats.get("length")
+        found, found_stats = sel.iloc[0]["value"], sel.iloc[0]["stats"] or {}
+        if found is None or pd.isna(found):
+            censored_at = found_stats.get("length")
         else:
-            values.append(float(value))
+            values.append(float(found))
     if censored_at is not None and not values:
         return f"> {censored_at}"
     text = _mean_std(values, 4)
@@ -169,18 +131,18 @@ def _horizon(groups: list[pd.DataFrame], phase: str) -> str:
 
 
 def gradient_table(results: Results) -> pd.DataFrame:
-    rows = results.of("gradients")
+    rows = results.of(GRADIENTS)
     out = []
     for (cell, task, seq_len, hidden, device), group in _by_condition(rows):
-        per_seed = [g for _, g in group.groupby("seed", sort=True, dropna=False)]
-        ok = [g for g in per_seed if (g["status"] == "ok").all()]
-        notes = [n for g in per_seed if (n := _status_note(g))]
+        seeds = per_seed(group)
+        ok = [g for g in seeds if all_ok(g)]
+        notes = [n for g in seeds if (n := _status_note(g))]
         out.append({
             "cell": cell, "task": task, "T": seq_len, "H": hidden, "device": device,
-            "decay/step init": _mean_std([_value(g, "decay_rate", "init") for g in ok]),
-            "decay/step trained": _mean_std([_value(g, "decay_rate", "trained") for g in ok]),
-            "first/last init": _mean_std([_value(g, "first_last_ratio", "init") for g in ok]),
-            "first/last trained": _mean_std([_value(g, "first_last_ratio", "trained") for g in ok]),
+            "decay/step init": _mean_std([value(g, "decay_rate", "init") for g in ok]),
+            "decay/step trained": _mean_std([value(g, "decay_rate", "trained") for g in ok]),
+            "first/last init": _mean_std([value(g, "first_last_ratio", "init") for g in ok]),
+            "first/last trained": _mean_std([value(g, "first_last_ratio", "trained") for g in ok]),
             "horizon init": _horizon(ok, "init"),
             "horizon trained": _horizon(ok, "trained"),
             "note": "; ".join(dict.fromkeys(notes)),
@@ -189,9 +151,9 @@ def gradient_table(results: Results) -> pd.DataFrame:
 
 
 TABLES = {
-    "speed": ("Speed: seconds per batch (median over repeats, IQR), forward and forward+backward", speed_table),
-    "accuracy": ("Accuracy: held-out metrics after training (mean ± std over seeds)", accuracy_table),
-    "gradients": ("Gradient decay: ||dL/ds_t|| of the last-step loss vs distance from the loss", gradient_table),
+    SPEED: ("Speed: seconds per batch (median over repeats, IQR), forward and forward+backward", speed_table),
+    ACCURACY: ("Accuracy: held-out metrics after training (mean ± std over seeds)", accuracy_table),
+    GRADIENTS: ("Gradient decay: ||dL/ds_t|| of the last-step loss vs distance from the loss", gradient_table),
 }
 
 

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import pandas as pd
 
+from harness.names import ACCURACY, GRADIENTS, SPEED
+from harness.results import StoredRun
+
 TABLE_CAPTIONS = {
     "speed": "Time to run a batch of B sequences of length T (input size I, hidden size H) forward, and forward "
              "plus backward (a loss on the last step, gradients for every parameter), median over the "
@@ -61,14 +64,12 @@ def labelled(table: pd.DataFrame) -> pd.DataFrame:
     return table.rename(columns=COLUMN_LABELS)
 
 
-def environment_items(run: dict, rows: pd.DataFrame | None = None) -> list[tuple[str, str]]:
+def environment_items(run: StoredRun, rows: pd.DataFrame | None = None) -> list[tuple[str, str]]:
     """(label, plain text) pairs describing where and how a run was measured."""
-    environment = run.get("environment") or {}
-    config = run.get("config") or {}
+    environment = run.environment
     items = [
-        ("run", f"{run['run_id']}, started {run['started_at']}, finished {run.get('finished_at') or '—'}, "
-                f"status {run['status']}"),
-        ("command", " ".join(run.get("argv") or [])),
+        ("run", f"{run.run_id}, started {run.started_at}, finished {run.finished_at or '—'}, status {run.status}"),
+        ("command", " ".join(run.argv)),
         ("machine", f"{environment.get('cpu_model')} ({environment.get('cpu_count')} cores), "
                     f"{environment.get('platform')}, host {environment.get('hostname')}"),
     ]
@@ -80,16 +81,10 @@ def environment_items(run: dict, rows: pd.DataFrame | None = None) -> list[tuple
                      f"torch {environment.get('torch')}, NumPy {environment.get('numpy')} ({environment.get('blas')}), "
                      f"Python {environment.get('python')}"),
         ("threads", f"torch {environment.get('torch_threads')}, BLAS {environment.get('blas_threads')}"),
-        ("devices", ", ".join(environment.get("devices") or config.get("devices") or []) or "—"),
+        ("devices", ", ".join(run.devices) or "—"),
+        ("training recipe", f"the same for every cell: {run.recipe.describe()}"),
+        ("seeds", ", ".join(str(s) for s in run.config.seeds)),
     ]
-    recipe = config.get("recipe")
-    if recipe:
-        items.append(("training recipe",
-                      f"the same for every cell: {recipe['optimizer']} lr {recipe['lr']}, gradient-norm clip "
-                      f"{recipe['clip_norm']}, batch {recipe['batch_size']}, up to {recipe['steps']} steps, evaluated "
-                      f"on {recipe['eval_size']} held-out sequences every {recipe['eval_every']} steps, stopped when solved"))
-    if config.get("seeds") is not None:
-        items.append(("seeds", ", ".join(str(s) for s in config["seeds"])))
     if rows is not None and not rows.empty and "plugin" in rows:
         sources = rows.drop_duplicates("cell")[["cell", "plugin", "plugin_version"]]
         items.append(("cells from", "; ".join(f"{r.cell}: {r.plugin} {r.plugin_version}" for r in sources.itertuples())))
@@ -101,14 +96,14 @@ def table_notes(key: str, rows: pd.DataFrame) -> list[str]:
     if rows.empty or "measurement" not in rows:
         return []
     notes = []
-    if key == "speed":
-        memory = rows[(rows["measurement"] == "speed") & (rows["metric"] == "peak_memory_bytes")]
+    if key == SPEED:
+        memory = rows[(rows["measurement"] == SPEED) & (rows["metric"] == "peak_memory_bytes")]
         methods = sorted({f"{r['device']}: {r['stats']['method']}" for _, r in memory.iterrows()
                           if isinstance(r["stats"], dict) and r["stats"].get("method")})
         if methods:
             notes.append("Peak memory measured as " + "; ".join(methods) + ".")
-    if key == "accuracy":
-        seeds = rows[rows["measurement"] == "accuracy"]["seed"].dropna().unique()
+    if key == ACCURACY:
+        seeds = rows[rows["measurement"] == ACCURACY]["seed"].dropna().unique()
         if len(seeds) == 1:
             notes.append("One seed: no spread is shown, and differences between cells may be within seed-to-seed "
                          "variation; run with --seeds 3 or more before quoting them.")

@@ -14,14 +14,16 @@ import json
 import math
 from pathlib import Path
 
-from harness.hookspecs import hookimpl
-from reports.tables import Results
+from harness import hookimpl
+from harness.results import Results
 
-FORMAT_VERSION = "rnnbench-results/1"
-COLUMNS = ("run_id", "measurement", "cell", "impl", "device", "task", "batch_size", "seq_len", "input_size",
+# 2: the ``length`` column (steps the cell sees, beside the difficulty ``seq_len``); metrics
+# ``train_time_s`` and ``time_to_solve_s`` (were ``train_seconds`` and ``seconds_to_solve``).
+FORMAT_VERSION = "rnnbench-results/2"
+COLUMNS = ("run_id", "measurement", "cell", "impl", "device", "task", "batch_size", "seq_len", "length", "input_size",
            "hidden_size", "seed", "phase", "step", "metric", "value", "unit", "status", "error", "backend", "plugin",
            "plugin_version", "threads", "item", "created_at")
-INTEGER_COLUMNS = {"run_id", "batch_size", "seq_len", "input_size", "hidden_size", "seed", "step", "threads"}
+INTEGER_COLUMNS = {"run_id", "batch_size", "seq_len", "length", "input_size", "hidden_size", "seed", "step", "threads"}
 
 
 def _plain(column: str, value):
@@ -77,7 +79,7 @@ def _finite(value):
 def render_json(results: Results, out_dir: Path) -> Path:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    document = {"format": FORMAT_VERSION, "run": results.run, "rows": tidy_records(results)}
+    document = {"format": FORMAT_VERSION, "run": results.run.as_dict(), "rows": tidy_records(results)}
     path = out_dir / "results.json"
     path.write_text(json.dumps(_finite(document), indent=1, default=str, allow_nan=False), encoding="utf-8")
     return path

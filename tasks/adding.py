@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from harness.hookspecs import hookimpl
+from harness import hookimpl
 from harness.tasks import Batch, Task
 
 TOLERANCE = 0.04

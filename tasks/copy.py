@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from harness.hookspecs import hookimpl
+from harness import hookimpl
 from harness.tasks import Batch, Task
 
 N_SYMBOLS = 8

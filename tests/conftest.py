@@ -73,3 +73,21 @@ def rnnbench(capsys):
         return CliResult(code, out, err)
 
     return run
+
+
+@pytest.fixture
+def run_config():
+    """A :class:`harness.config.RunConfig` of the smoke profile's sizes for tests that store runs by
+    hand: ``run_config(cells=("lstm", "gru"))`` overrides any field."""
+    from dataclasses import replace
+
+    from harness.config import RunConfig
+    from harness.profiles import PROFILES
+
+    smoke = PROFILES["smoke"]
+    base = RunConfig(cells=("lstm",), tasks=("copy",), devices=("cpu",), measures=("speed",), seeds=(0,),
+                     task_seq_lens={"copy": smoke.seq_lens_for("copy")}, hidden_sizes=smoke.hidden_sizes,
+                     recipe=smoke.recipe, speed_batch_sizes=smoke.speed_batch_sizes, speed_seq_lens=smoke.speed_seq_lens,
+                     speed_hidden_sizes=smoke.speed_hidden_sizes, speed_input_size=smoke.speed_input_size,
+                     timing=smoke.timing, profile=smoke.name)
+    return lambda **overrides: replace(base, **overrides)

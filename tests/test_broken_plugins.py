@@ -220,10 +220,11 @@ def test_contract_breakers_fail_before_timing_with_expected_and_actual_shapes(rn
         rows = store.rows(store.resolve_run("latest"))
     errors = {r["cell"]: r["error"] for r in rows if r["status"] == "failed"}
     assert set(errors) == {"wrongsize", "shapeshifter", "dictstate"}
-    assert errors["wrongsize"] == ("CellContractError: cell 'wrongsize': output y has shape (3, 2, 17), "
-                                   "expected (T, B, H) = (3, 2, 16)")
-    assert errors["shapeshifter"].startswith("CellContractError: cell 'shapeshifter': state structure changed when fed back: "
-                                             "(1, 2, 16) -> ((1, 2, 16), (1, 2, 16))")
-    assert errors["dictstate"] == "CellContractError: state must be a tensor or a tuple of tensors, got dict"
+    assert errors["wrongsize"].startswith("CellContractError: cell 'wrongsize': output has shape (3, 2, 17), "
+                                          "expected (T, B, H) = (3, 2, 16) (registered with form='sequence'")
+    assert errors["shapeshifter"].startswith("CellContractError: cell 'shapeshifter': the state changed structure when "
+                                             "fed back: (1, 2, 16) -> ((1, 2, 16), (1, 2, 16))")
+    assert errors["dictstate"] == ("CellContractError: cell 'dictstate': state is a dict; a state is a tensor or a "
+                                   "tuple of tensors, e.g. (h, c)")
     assert timed == ["LSTM"]  # only lstm reached the timer
     assert {r["cell"] for r in rows if r["status"] == "ok"} == {"lstm"}

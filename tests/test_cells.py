@@ -5,7 +5,8 @@ import pytest
 import torch
 from torch import nn
 
-from harness.cells import SequenceModel, build_cell, check_contract
+from harness.cells import SequenceModel, build_cell
+from harness.contract import check_contract
 from harness.errors import CellContractError
 from harness.gradients import gradient_profile
 

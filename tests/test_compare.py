@@ -5,57 +5,10 @@ import textwrap
 
 import pytest
 
-from harness.compare import (
-    ALPHA,
-    compare_rows,
-    compare_runs,
-    mann_whitney_u,
-    ratio_text,
-    smallest_p_value,
-)
+from harness.compare import ALPHA, compare_rows, compare_runs, ratio_text
 from harness.store import ResultRow, ResultStore
 
-# --- the test itself, on values worked out by hand ------------------------------------------
-
-
-def test_mann_whitney_complete_separation():
-    """A = 1,2,3 and B = 4,5,6: every b beats every a, U_b = 9 = n_a·n_b.
-
-    Null mean 4.5, variance 3·3/12·(6+1) = 5.25; continuity-corrected z = (9 - 4.5 - 0.5)/√5.25
-    = 1.7457; two-sided p = erfc(z/√2) = 0.0809 (scipy's asymptotic mannwhitneyu gives the same).
-    """
-    test = mann_whitney_u([1, 2, 3], [4, 5, 6])
-    assert test.u == 9
-    assert test.z == pytest.approx(4 / math.sqrt(5.25))
-    assert test.p_value == pytest.approx(0.080856, abs=1e-6)
-
-
-def test_mann_whitney_with_ties():
-    """A = 1,2,2 and B = 2,3,4: the three 2s share rank 3, so R_b = 3+5+6 = 14 and U_b = 14 - 6 = 8.
-
-    Tie correction: one group of t = 3, Σ(t³-t)/(n(n-1)) = 24/30 = 0.8, variance 0.75·(7-0.8) = 4.65;
-    z = (8 - 4.5 - 0.5)/√4.65 = 1.3912, p = 0.1642.
-    """
-    test = mann_whitney_u([1, 2, 2], [2, 3, 4])
-    assert test.u == 8
-    assert test.z == pytest.approx(3 / math.sqrt(4.65))
-    assert test.p_value == pytest.approx(0.164160, abs=1e-6)
-
-
-def test_mann_whitney_is_symmetric_and_flat_on_equal_samples():
-    """Swapping the samples mirrors U (n_a·n_b - U) and z, with the same p; identical samples give p = 1."""
-    ab, ba = mann_whitney_u([3, 1, 4, 1, 5], [9, 2, 6]), mann_whitney_u([9, 2, 6], [3, 1, 4, 1, 5])
-    assert ab.u + ba.u == 15
-    assert ab.z == pytest.approx(-ba.z)
-    assert ab.p_value == pytest.approx(ba.p_value)
-    assert mann_whitney_u([2.0, 2.0], [2.0, 2.0]).p_value == 1.0
-    assert mann_whitney_u([1, 2, 3], [3, 2, 1]).p_value == 1.0
-
-
-def test_three_repeats_can_never_be_significant_but_four_can():
-    """Complete separation with 3 repeats per run gives p = 0.081 > 0.05; with 4, p = 0.030."""
-    assert smallest_p_value(3, 3) > ALPHA
-    assert smallest_p_value(4, 4) == pytest.approx(0.030383, abs=1e-6)
+# --- how a ratio reads -----------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("ratio, text", [(1.42, "1.42x slower"), (1 / 1.1, "1.10x faster"), (0.5, "2.00x faster"),
@@ -112,13 +65,13 @@ RUN_B = {
 
 
 @pytest.fixture
-def two_runs(tmp_path):
+def two_runs(tmp_path, run_config):
     """A database with run 1 (A) and run 2 (B) built from RUN_A / RUN_B, plus accuracy and gradient rows."""
     db = tmp_path / "results.sqlite"
     with ResultStore(db) as store:
         for runs, extra in ((RUN_A, train_rows("lstm", [0.5, 0.7], [True, False], [-0.2, -0.4])),
                             (RUN_B, train_rows("lstm", [0.2, 0.4], [True, True], [-0.1, -0.1]))):
-            run_id = store.start_run(["rnnbench", "run"], {"cells": list(runs)}, {"hostname": "test"})
+            run_id = store.start_run(["rnnbench", "run"], run_config(cells=tuple(runs)), {"hostname": "test"})
             for cell, samples in runs.items():
                 store.add_rows(run_id, speed_rows(cell, samples))
             if runs is RUN_B:
@@ -319,13 +272,13 @@ def test_a_slowed_cell_is_flagged_slower(rnnbench, write_plugin, tmp_path):
     assert result.code == 1
 
 
-def test_runs_measured_with_different_speed_methods_carry_a_note(rnnbench, tmp_path):
+def test_runs_measured_with_different_speed_methods_carry_a_note(rnnbench, tmp_path, run_config):
     """A run stored before the harness changed how it times (no speed_method: method 1) and one
     after it are still compared, with a note that part of the difference may be the harness's."""
     db = tmp_path / "results.sqlite"
     with ResultStore(db) as store:
         for environment in ({"hostname": "test"}, {"hostname": "test", "speed_method": 2}, {"speed_method": 2}):
-            run_id = store.start_run(["rnnbench", "run"], {}, environment)
+            run_id = store.start_run(["rnnbench", "run"], run_config(), environment)
             store.add_rows(run_id, speed_rows("lstm", BASE_MS))
             store.finish_run(run_id, "complete")
     differing = rnnbench("compare", "1", "2", "--db", db)

@@ -71,7 +71,7 @@ def test_failing_cells_are_stored_as_failed_and_the_run_goes_on(bad_run):
     result, run, rows = bad_run
     assert result.code == 1
     assert "Traceback" not in result.err
-    assert run["status"] == "failed"
+    assert run.status == "failed"
     failed = {(r["cell"], r["task"], r["measurement"]): r["error"] for r in rows if r["status"] == "failed"}
     bad = ("badcell", "nancell", "divcell")
     assert set(failed) == {(c, t, m) for c in bad for t in ("copy", "adding") for m in ("accuracy", "gradients")}
@@ -121,7 +121,7 @@ def test_ctrl_c_keeps_finished_items_and_resume_completes_the_run(rnnbench, tmp_
     first_item = measured[0]
     with ResultStore(db) as store:
         run_id = store.resolve_run("latest")
-        assert store.run(run_id)["status"] == "interrupted"
+        assert store.run(run_id).status == "interrupted"
         kept = store.rows(run_id)
     assert f"--resume {run_id}" in first.err
     assert kept and {r["item"] for r in kept} == {first_item} and all(r["status"] == "ok" for r in kept)
@@ -136,7 +136,7 @@ def test_ctrl_c_keeps_finished_items_and_resume_completes_the_run(rnnbench, tmp_
     assert resumed.code == 0, resumed.err
     with ResultStore(db) as store:
         assert store.resolve_run("latest") == run_id  # resumed in place, no new run
-        assert store.run(run_id)["status"] == "complete"
+        assert store.run(run_id).status == "complete"
         rows = store.rows(run_id)
     items = {r["item"] for r in rows}
     assert first_item not in measured  # not measured again

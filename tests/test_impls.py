@@ -56,6 +56,7 @@ def test_unrolled_matches_fused(name):
 def test_graphed_matches_fused_on_cuda(name):
     """A replayed CUDA graph of the unrolled cell gives the fused kernel's outputs and parameter gradients."""
     from harness.graphs import capture
+    from harness.speed import last_step_output_gradient
 
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False
@@ -65,7 +66,9 @@ def test_graphed_matches_fused_on_cuda(name):
     graphed = build_impl(spec, "graphed", 8, 32).cuda()
     graphed.load_state_dict({("step.fused." + k): v for k, v in fused.state_dict().items()})
     x = torch.randn(50, 4, 8, device="cuda")
-    run = capture(graphed, x)
+    with torch.no_grad():
+        grad_y = last_step_output_gradient(graphed(x, None)[0])
+    run = capture(graphed, x, grad_y)
     x2 = torch.randn_like(x)
     run.x.copy_(x2)  # a replay reads whatever the static input holds now
     run.forward_backward.replay()

@@ -18,7 +18,9 @@ from harness.errors import UsageError
 from harness.plugins import load_plugins
 from harness.store import ResultStore
 from reports.plots import build_plots, gradient_series, learning_series, speed_series
-from reports.tables import Results, accuracy_table
+from harness.results import Results, StoredRun
+from harness.settings import build_config
+from reports.tables import accuracy_table
 
 CELLS = list(load_plugins().cells)
 TASKS = list(load_plugins().tasks)
@@ -149,7 +151,7 @@ def test_json_holds_the_run_and_every_row(smoke):
         raise AssertionError(f"{name} is not JSON")
 
     document = json.loads((smoke.out / "results.json").read_text(), parse_constant=no_constants)
-    assert document["format"] == "rnnbench-results/1"
+    assert document["format"] == "rnnbench-results/2"
     assert document["run"]["status"] == "complete"
     assert len(document["rows"]) == len(stored_rows(smoke.db))
     curve = [r for r in document["rows"] if r["metric"] == "curve_loss"]
@@ -158,9 +160,9 @@ def test_json_holds_the_run_and_every_row(smoke):
     assert speed["stats"]["median"] == speed["value"] and speed["unit"] == "s"
 
 
-def test_runs_lists_the_stored_runs(smoke, capsys):
+def test_runs_lists_the_stored_runs(smoke, capsys, run_config):
     with ResultStore(smoke.db) as store:  # a second, empty run: `latest` now means this one
-        empty = store.start_run(["rnnbench", "run", "--cells", "gru"], {"cells": ["gru"], "tasks": [], "devices": ["cpu"]},
+        empty = store.start_run(["rnnbench", "run", "--cells", "gru"], run_config(cells=("gru",), tasks=()),
                                 {"hostname": "elsewhere", "cpu_model": "Test CPU", "cpu_count": 4, "gpu_name": "Test GPU"})
     try:
         assert main(["runs", "--db", str(smoke.db)]) == 0
@@ -239,7 +241,10 @@ def synthetic(rows: list[dict]) -> Results:
     base = {"status": "ok", "error": None, "stats": None, "impl": "fused", "phase": None, "step": None,
             "batch_size": 16, "input_size": 10, "plugin": "test", "plugin_version": "1"}
     frame = pd.DataFrame([{**base, **r} for r in rows])
-    return Results({"run_id": 1, "environment": {}, "config": {}}, frame)
+    config = build_config(load_plugins(), cells=("all",), tasks=("all",), devices=("cpu",), measures=("speed",),
+                          profile_name="smoke")
+    return Results(StoredRun(run_id=1, started_at="2026-01-01T00:00:00+00:00", status="complete",
+                             argv=("rnnbench", "run"), config=config), frame)
 
 
 def train_row(seed, metric, value, **extra):

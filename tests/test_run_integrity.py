@@ -226,5 +226,5 @@ def test_sigterm_marks_the_run_interrupted_and_keeps_its_rows(tmp_path):
     assert proc.returncode == 130, err
     assert "interrupted" in err and "Traceback" not in err
     with ResultStore(db) as store:
-        assert store.run(1)["status"] == "interrupted"
+        assert store.run(1).status == "interrupted"
         assert {r["measurement"] for r in store.rows(1)} == {"speed"}

@@ -1,0 +1,219 @@
+"""The records of the results store and reading them back: a run (:class:`StoredRun`), a row
+(:class:`ResultRow`), one run with its rows (:class:`Results`, what every reporter receives) and the helpers that pick and group rows, shared by ``rnnbench compare``
+and every table, plot and report.
+
+Rows are the tidy rows of :class:`harness.store.ResultRow` as a pandas DataFrame, one metric
+of one item per row. A *condition* is what two runs, or two seeds, are matched on:
+:data:`SPEED_CONDITION` for speed rows, :data:`TRAIN_CONDITION` for accuracy and gradient rows.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+
+import pandas as pd
+
+from harness.config import RunConfig
+
+SPEED_CONDITION = ("cell", "impl", "device", "batch_size", "seq_len", "input_size", "hidden_size")
+TASK_CONDITION = ("task", "seq_len", "hidden_size", "device")
+TRAIN_CONDITION = ("cell", *TASK_CONDITION)
+
+
+@dataclass(frozen=True)
+class StoredRun:
+    """One stored run's record: when and how it was started and what it measured.
+
+    ``config`` is the typed configuration the run measured; ``environment`` the machine and
+    software fingerprint (:func:`harness.env.fingerprint`, free-form keys); ``plugin_files``
+    and ``out_dir`` are the ``--plugin`` files and ``--out`` folder it was started with, which
+    ``rnnbench run --resume`` reuses. Times are ISO 8601 UTC strings.
+    """
+
+    run_id: int
+    started_at: str
+    status: str
+    argv: tuple[str, ...]
+    config: RunConfig
+    environment: dict = field(default_factory=dict)
+    finished_at: str | None = None
+    plugin_files: tuple[str, ...] = ()
+    out_dir: str | None = None
+
+    @property
+    def recipe(self):
+        """The training recipe every cell of the run shared (:class:`harness.config.Recipe`)."""
+        return self.config.recipe
+
+    @property
+    def speed_method(self) -> int:
+        """:data:`harness.speed.SPEED_METHOD` the run was timed with (1 before it was recorded)."""
+        return int(self.environment.get("speed_method", 1))
+
+    @property
+    def devices(self) -> tuple[str, ...]:
+        return tuple(self.environment.get("devices") or self.config.devices)
+
+    def as_dict(self) -> dict:
+        """The record as JSON-ready data (the JSON report's ``run``)."""
+        return {"run_id": self.run_id, "started_at": self.started_at, "finished_at": self.finished_at,
+                "status": self.status, "argv": list(self.argv), "config": asdict(self.config),
+                "environment": self.environment, "plugin_files": list(self.plugin_files), "out_dir": self.out_dir}
+
+
+STATUSES = ("ok", "failed", "skipped")
+
+
+@dataclass(frozen=True)
+class ResultRow:
+    """One tidy measurement: a single metric of one (cell, device, task, sizes, seed) item.
+
+    ``status`` is "ok", "failed" (``error`` says why) or "skipped" (``error`` says why).
+    ``stats`` holds the summary statistics and raw samples behind ``value`` where there are any.
+    ``seq_len`` is the difficulty T (a task's parameter; for speed rows the sequence length) and
+    ``length`` the number of steps the cell sees: equal for speed rows, ``task.length`` for
+    training rows (copy: T + 20).
+    """
+
+    item: str
+    measurement: str
+    cell: str
+    device: str
+    status: str = "ok"
+    plugin: str | None = None
+    plugin_version: str | None = None
+    backend: str | None = None
+    impl: str | None = None
+    task: str | None = None
+    batch_size: int | None = None
+    seq_len: int | None = None
+    length: int | None = None
+    input_size: int | None = None
+    hidden_size: int | None = None
+    seed: int | None = None
+    threads: int | None = None
+    phase: str | None = None
+    step: int | None = None
+    metric: str | None = None
+    value: float | None = None
+    unit: str | None = None
+    error: str | None = None
+    stats: dict | None = None
+
+    def __post_init__(self):
+        if self.status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, got {self.status!r}")
+        if self.value is not None and not isinstance(self.value, (int, float)):
+            raise ValueError(f"value must be a number, got {self.value!r}")
+
+
+ROW_COLUMNS = tuple(f.name for f in fields(ResultRow))
+
+
+# --- rows ------------------------------------------------------------------------------------
+
+
+def rows_frame(rows) -> pd.DataFrame:
+    """Stored rows (dicts as ``ResultStore.rows`` gives them, or a DataFrame) as a DataFrame that
+    has every column even when there are no rows, so that every table and plot comes out empty."""
+    if isinstance(rows, pd.DataFrame):
+        return rows
+    return pd.DataFrame(rows) if rows else pd.DataFrame(columns=["id", "run_id", *ROW_COLUMNS, "created_at"])
+
+
+@dataclass(frozen=True)
+class Results:
+    """One stored run as a reporter receives it: its record and its tidy rows."""
+
+    run: StoredRun
+    rows: pd.DataFrame
+
+    @classmethod
+    def from_store(cls, store, run_id: int) -> "Results":
+        return cls(store.run(run_id), rows_frame(store.rows(run_id)))
+
+    def of(self, measurement: str) -> pd.DataFrame:
+        return of(self.rows, measurement)
+
+
+def of(rows: pd.DataFrame, measurement: str) -> pd.DataFrame:
+    """The rows of one measurement ("speed", "accuracy" or "gradients")."""
+    return rows if rows.empty else rows[rows["measurement"] == measurement]
+
+
+def ok_values(rows: pd.DataFrame, measurement: str, metrics) -> pd.DataFrame:
+    """Measured values only: rows of ``measurement`` with status ok, a metric in ``metrics`` and a value."""
+    if rows.empty:
+        return rows
+    sel = rows[(rows["measurement"] == measurement) & (rows["status"] == "ok") & rows["metric"].isin(list(metrics))]
+    return sel[sel["value"].notna()]
+
+
+def as_int(value) -> int | None:
+    """A size read back through pandas (a float, NaN for missing) as an int or None."""
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else int(value)
+
+
+def conditions(rows: pd.DataFrame, measurement: str, keys: tuple[str, ...]) -> dict[tuple, pd.DataFrame]:
+    """The rows of ``measurement`` grouped by the columns ``keys``, in first-seen order; missing
+    values in a key become None, so that keys from two runs compare equal."""
+    rows = of(rows, measurement)
+    if rows.empty:
+        return {}
+    rows = rows.assign(**{k: rows[k].astype(object).where(rows[k].notna(), None) for k in keys})
+    return {key: group for key, group in rows.groupby(list(keys), sort=False, dropna=False)}
+
+
+def per_seed(group: pd.DataFrame) -> list[pd.DataFrame]:
+    """One condition's rows split by seed, seeds in increasing order."""
+    return [g for _, g in group.groupby("seed", sort=True, dropna=False)]
+
+
+def all_ok(group: pd.DataFrame) -> bool:
+    return bool((group["status"] == "ok").all())
+
+
+def problem(group: pd.DataFrame) -> tuple[str, str] | None:
+    """``(status, error)`` of the first row that is not ok (failed or skipped), or None."""
+    bad = group[group["status"] != "ok"]
+    if bad.empty:
+        return None
+    row = bad.iloc[0]
+    return str(row["status"]), str(row["error"])
+
+
+def value(group: pd.DataFrame, metric: str, phase: str | None = None) -> float | None:
+    """The value of ``metric`` (in ``phase`` when given) in one item's rows, or None."""
+    sel = group[group["metric"] == metric]
+    if phase is not None:
+        sel = sel[sel["phase"] == phase]
+    if sel.empty:
+        return None
+    found = sel.iloc[0]["value"]
+    return None if found is None or pd.isna(found) else float(found)
+
+
+def stats(group: pd.DataFrame, metric: str) -> dict | None:
+    """The stored statistics of ``metric`` (median, quartiles, samples...) in one item's rows, or None."""
+    sel = group[group["metric"] == metric]
+    if sel.empty:
+        return None
+    found = sel.iloc[0]["stats"]
+    return found if isinstance(found, dict) else None
+
+
+def samples(group: pd.DataFrame, metric: str) -> list[float]:
+    """The repeated measurements behind ``metric`` (the value alone when none were stored)."""
+    found = stats(group, metric)
+    if found and found.get("samples"):
+        return [float(s) for s in found["samples"]]
+    single = value(group, metric)
+    return [] if single is None else [single]
+
+
+def seed_values(group: pd.DataFrame, metric: str, phase: str | None) -> list[float]:
+    """Per-seed values of ``metric`` in ``phase`` (None: rows without a phase), ok rows only."""
+    sel = group[(group["metric"] == metric) & (group["status"] == "ok")]
+    sel = sel[sel["phase"].isna()] if phase is None else sel[sel["phase"] == phase]
+    return [float(v) for v in sel["value"] if v is not None and not pd.isna(v)]

@@ -1,0 +1,54 @@
+"""What the command line prints: a run's tables, its rows as JSON, the stored runs, listings.
+
+Plain text for a terminal (tabulate's "simple" format); the CLI only echoes what these return.
+"""
+
+from __future__ import annotations
+
+import json
+
+from tabulate import tabulate
+
+from harness.results import Results, StoredRun
+from reports.tables import TABLES, drop_empty_note
+from reports.text import table_notes
+
+
+def run_tables(results: Results) -> str:
+    """The three tables of a run, each with its title and notes, as ``rnnbench run`` prints them."""
+    lines: list[str] = []
+    for key, (title, build) in TABLES.items():
+        table = drop_empty_note(build(results))
+        if table.empty:
+            continue
+        lines += ["", title, tabulate(table, headers="keys", tablefmt="simple", showindex=False, disable_numparse=True)]
+        lines += [f"Note: {note}" for note in table_notes(key, results.rows)]
+    return "\n".join(lines + [""])
+
+
+def rows_json(results: Results) -> str:
+    """The run's rows as a JSON list of objects. Missing values become null: bare NaN is not JSON
+    (jq and JSON.parse reject it)."""
+    rows = results.rows.astype(object).where(results.rows.notna(), None)
+    return json.dumps(rows.to_dict(orient="records"), default=str, indent=1, allow_nan=False)
+
+
+def listing(rows: list[dict]) -> str:
+    """Rows of plain values as one table ("(none)" when there are none)."""
+    return tabulate(rows, headers="keys", tablefmt="simple") if rows else "(none)"
+
+
+def machine(environment: dict) -> str:
+    """A run's machine in a few words: ``host: CPU model xN, GPU``."""
+    gpu = environment.get("gpu_name")
+    return (f"{environment.get('hostname')}: {environment.get('cpu_model')} x{environment.get('cpu_count')}"
+            + (f", {gpu}" if gpu else ""))
+
+
+def runs_table(runs: list[StoredRun]) -> str:
+    """``rnnbench runs``: one line per stored run."""
+    return listing([{
+        "id": run.run_id, "started (UTC)": run.started_at.replace("+00:00", ""), "status": run.status,
+        "profile": run.config.profile, "cells": ",".join(run.config.cells), "tasks": ",".join(run.config.tasks),
+        "devices": ",".join(run.config.devices), "machine": machine(run.environment),
+    } for run in runs])
