@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from equivalence import gaps, random_state
 from plugins.mamba import Mamba, MambaStep
+import plugins.selective_scan as selective_scan_module
 from plugins.selective_scan import selective_scan
 
 F64 = torch.float64
@@ -78,8 +79,10 @@ def test_initialisation_follows_the_paper():
 
 
 @pytest.mark.parametrize("seq_len,chunk", [(1, 4), (9, 4), (37, 8), (64, 64)])
-def test_scan_equals_step_form_in_float64(seq_len, chunk):
+@pytest.mark.parametrize("keep_bytes", [2**30, 0], ids=["kept", "recomputed"])
+def test_scan_equals_step_form_in_float64(seq_len, chunk, keep_bytes, monkeypatch):
     """Outputs, final state (window and h) and every parameter gradient, from a non-zero state."""
+    monkeypatch.setattr(selective_scan_module, "KEEP_BYTES", keep_bytes)
     torch.manual_seed(0)
     block = Mamba(3, 5, chunk_size=chunk).double()
     x = torch.randn(seq_len, 2, 3, dtype=F64)
@@ -136,7 +139,11 @@ def test_pieces_across_chunk_boundaries_equal_the_whole():
     torch.testing.assert_close(state[1], h_whole, rtol=1e-12, atol=1e-14)
 
 
-def test_selective_scan_backward_passes_gradcheck():
+@pytest.mark.parametrize("keep", [True, False], ids=["kept", "recomputed"])
+def test_selective_scan_backward_passes_gradcheck(keep, monkeypatch):
+    """Both backward paths: chunks' tensors kept from the forward pass, or recomputed."""
+    if not keep:
+        monkeypatch.setattr(selective_scan_module, "KEEP_BYTES", 0)
     gen = torch.Generator().manual_seed(0)
     T, Bt, E, N = 7, 2, 3, 4
     args = (torch.randn(T, Bt, E, generator=gen, dtype=F64), torch.rand(T, Bt, E, generator=gen, dtype=F64),
