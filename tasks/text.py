@@ -201,4 +201,5 @@ class TextTask(TokenTask):
 
 @hookimpl
 def register_tasks(register):
-    register("text", TextTask, summary="next-character prediction in bits/char on Python's help text (the seed's example)")
+    register("text", TextTask,
+             summary="next-character prediction in bits/char on Python's help text (the seed's example)")
