@@ -54,8 +54,9 @@ class Task(ABC):
         self.seq_len = seq_len
 
     min_seq_len: int = 1
-    # T at which the task is built when nothing asks for another (tests, checks).
-    default_seq_len: int = 10
+    # T at which the task runs when neither --seq-len nor the profile names one (None: the
+    # profile's default lengths); tasks whose data fixes T (digits: 64 pixels) set it.
+    default_seq_len: int | None = None
 
     @property
     @abstractmethod

@@ -18,9 +18,9 @@ def rng(seed):
 
 
 def build(registry, task_name):
-    """The task at its default T (digits, for one, exists only at T = 64)."""
+    """The task at its default T, else T = 10 (digits, for one, exists only at T = 64)."""
     factory = registry.task(task_name).factory
-    return factory(getattr(factory, "default_seq_len", 10))
+    return factory(getattr(factory, "default_seq_len", None) or 10)
 
 
 # --- every registered task ------------------------------------------------------------
