@@ -62,6 +62,16 @@ def test_training_batches_come_from_the_training_split():
     assert all(batch.x[:, column, 0].tobytes() in train for column in range(300))
 
 
+def test_the_harness_holds_out_the_test_split():
+    """The held-out set of every training run is drawn from the test split."""
+    from harness.training import Recipe, held_out
+
+    data = load()
+    test = {data.pixels[i].tobytes() for i in data.splits["test"]}
+    x, _ = held_out(DigitsTask(), Recipe(eval_size=400), 0, CPU, torch.float32)
+    assert all(x[:, column, 0].numpy().tobytes() in test for column in range(400))
+
+
 def test_permuted_digits_read_the_same_images_in_the_fixed_order():
     assert sorted(PERMUTATION) == list(range(64)) and list(PERMUTATION) != list(range(64))
     plain, permuted = DigitsTask().sample(16, rng(2)), PermutedDigitsTask().sample(16, rng(2))
