@@ -27,6 +27,8 @@ RUNS = [
     ("associative-recall", 32, {"vocab_size": 32, "num_pairs": 4}, "lstm", 64, 1500, 1e-2),
     ("associative-recall", 32, {"vocab_size": 32, "num_pairs": 4}, "gru", 16, 1500, 1e-2),
     ("associative-recall", 32, {"vocab_size": 32, "num_pairs": 4}, "gru", 64, 1500, 1e-2),
+    ("associative-recall", 16, {"vocab_size": 16, "num_pairs": 2}, "lstm", 16, 3000, 1e-2),
+    ("associative-recall", 16, {"vocab_size": 16, "num_pairs": 2}, "lstm", 128, 3000, 1e-2),
     ("temporal-order", 40, {}, "lstm", 32, 1500, 1e-2),
     ("temporal-order", 40, {}, "gru", 32, 1500, 1e-2),
     ("temporal-order", 40, {}, "torch-rnn", 32, 1500, 1e-2),

@@ -162,20 +162,35 @@ def test_text_splits_are_contiguous_and_disjoint(text_task):
 
 
 def test_text_baseline_and_solved_rule_are_the_losses_of_their_predictors(text_task):
-    """On 4,000 test windows: unigram frequencies score the baseline, the current-character predictor scores the solved threshold (bits)."""
+    """On 4,000 test windows: unigram frequencies score the baseline; the predictor from the previous two characters
+    (its counts taken from the test split) scores the solved threshold (bits), at the steps where it has two."""
     corpus, vocab = text_task.corpus, text_task.output_size
     test_codes = torch.from_numpy(corpus.codes[slice(*corpus.split_range("test"))])
     x, target = text_task.sample_split(4000, rng(5), "test").to(CPU, torch.float64)
     unigram = torch.bincount(test_codes, minlength=vocab).double()
     logits = (unigram / unigram.sum()).log().expand(40, 4000, vocab)
     assert float(text_task.loss(logits, target)) == pytest.approx(text_task.baseline, rel=0.01)
-    pairs = torch.bincount(test_codes[:-1] * vocab + test_codes[1:], minlength=vocab * vocab).double().reshape(vocab, vocab)
-    bigram = (pairs / pairs.sum(dim=1, keepdim=True).clamp(min=1)).log()
-    logits = bigram[x.argmax(dim=-1)]  # (T, B, V): log P(next | current)
-    assert float(text_task.loss(logits, target)) == pytest.approx(text_task.bigram_bits, rel=0.01)
-    assert 3.0 < text_task.bigram_bits < text_task.baseline < math.log2(vocab)
+    grams = test_codes[:-2] * vocab * vocab + test_codes[1:-1] * vocab + test_codes[2:]
+    counts = torch.bincount(grams, minlength=vocab ** 3).double().reshape(vocab * vocab, vocab)
+    table = (counts / counts.sum(dim=1, keepdim=True).clamp(min=1)).log()
+    current = x.argmax(dim=-1)
+    logits = torch.zeros(40, 4000, vocab, dtype=torch.float64)
+    logits[1:] = table[current[:-1] * vocab + current[1:]]  # log P(next | previous, current)
+    target[0] = IGNORE_INDEX  # the first step of a window has one character of context only
+    assert float(text_task.loss(logits, target)) == pytest.approx(text_task.solved_bits, rel=0.02)
+    assert 1.0 < text_task.solved_bits < text_task.baseline < math.log2(vocab)
     assert not text_task.solved(text_task.baseline, 0.0)
     assert text_task.solved(0.0, 1.0)
+
+
+def test_conditional_entropy_of_a_hand_computed_text():
+    """'abab' + 'b': after 'a' always 'b' (0 bits); after 'b': 'a' twice, 'b' once (H = 0.918 bits); 6 pairs."""
+    from tasks.text import conditional_entropy_bits
+
+    codes = np.array([0, 1, 0, 1, 0, 1, 1])  # a b a b a b b
+    pairs_after_b = -(2 / 3 * math.log2(2 / 3) + 1 / 3 * math.log2(1 / 3))
+    assert conditional_entropy_bits(codes, 1) == pytest.approx(3 * pairs_after_b / 6)
+    assert conditional_entropy_bits(codes, 0) == pytest.approx(-(3 / 7 * math.log2(3 / 7) + 4 / 7 * math.log2(4 / 7)))
 
 
 def test_text_loss_is_in_bits(text_task):
