@@ -49,6 +49,7 @@ class AssociativeRecallTask(TokenTask):
     reference = "Arora et al. 2023 (Zoology), sec. 3.1: multi-query associative recall"
     solved_rule = "query accuracy >= 0.99"
     default_seq_len = 64
+    min_seq_len = 3 * 8  # at the default num_pairs; each task sets its own
 
     def __init__(self, seq_len: int, *, vocab_size: int = 64, num_pairs: int = 8):
         if not isinstance(vocab_size, int) or vocab_size < 4 or vocab_size % 2:

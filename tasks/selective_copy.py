@@ -39,6 +39,7 @@ class SelectiveCopyTask(TokenTask):
     reference = "Gu & Dao 2023 (Mamba), sec. 3.1 and app. E.1; Jing et al. 2019"
     solved_rule = "recalled-symbol accuracy >= 0.99"
     default_seq_len = 16
+    min_seq_len = 8  # at the default n_recall; each task sets its own
 
     def __init__(self, seq_len: int, *, n_symbols: int = 8, n_recall: int = 8):
         if not isinstance(n_symbols, int) or n_symbols < 2:
