@@ -47,7 +47,7 @@ def rng_for(seed: int, stream: int) -> np.random.Generator:
 
 def held_out(task, recipe: Recipe, seed: int, device, dtype):
     """The held-out set: drawn from its own stream, identical for every cell with this seed."""
-    batch = task.sample(recipe.eval_size, rng_for(seed, EVAL_STREAM))
+    batch = task.sample_split(recipe.eval_size, rng_for(seed, EVAL_STREAM), "test")  # real data: its test split
     return batch.to(device, dtype)
 
 
