@@ -13,7 +13,8 @@ class Profile:
 
     ``task_seq_lens`` gives T per task name; tasks not named use ``default_seq_lens``.
     Speed is measured over ``speed_batch_sizes x speed_seq_lens x speed_hidden_sizes``
-    at ``speed_input_size``; training uses ``hidden_sizes`` and ``recipe``.
+    at ``speed_input_size``; training uses ``hidden_sizes`` and ``recipe``. ``lrs``: the
+    learning rates a profile sweeps (chosen per cell on validation); empty: ``recipe.lr`` alone.
     """
 
     name: str
@@ -28,6 +29,7 @@ class Profile:
     speed_hidden_sizes: tuple[int, ...]
     speed_input_size: int
     timing: TimingConfig = field(default_factory=TimingConfig)
+    lrs: tuple[float, ...] = ()
 
     def seq_lens_for(self, task: str) -> tuple[int, ...]:
         return self.task_seq_lens.get(task, self.default_seq_lens)
@@ -75,6 +77,8 @@ PROFILES: dict[str, Profile] = {
         speed_hidden_sizes=(128, 512),
         speed_input_size=64,
         timing=TimingConfig(warmup=3, min_repeats=10, max_repeats=500, min_time_s=1.0),
+        # Papers tune the rate per model (Melis et al. 2018); Adam's usual window for RNNs.
+        lrs=(3e-4, 1e-3, 3e-3),
     ),
 }
 
