@@ -151,6 +151,33 @@ def _seconds_to_s(conn: sqlite3.Connection) -> list[str]:
     return []
 
 
+def _add_items(conn: sqlite3.Connection) -> list[str]:
+    """``items``: how each finished item was executed (host, worker process, attempt, start and end
+    on the host's clock in seconds since the epoch, isolation, GPU, shipped plugin hashes) and its
+    position in the run's plan (rows are read back in plan order, whatever order they arrived in), and
+    ``runs.reason``: why a run ended ``failed`` or ``interrupted``. Older runs have neither."""
+    conn.execute("ALTER TABLE runs ADD COLUMN reason TEXT")
+    conn.execute("""
+        CREATE TABLE IF NOT EXISTS items (
+            run_id INTEGER NOT NULL REFERENCES runs(run_id),
+            item TEXT NOT NULL,
+            position INTEGER,
+            status TEXT NOT NULL,
+            error TEXT,
+            attempt INTEGER NOT NULL,
+            started_at REAL NOT NULL,
+            ended_at REAL NOT NULL,
+            host TEXT,
+            pid INTEGER,
+            worker TEXT,
+            isolation TEXT,
+            gpu TEXT,
+            plugin_sha256 TEXT NOT NULL DEFAULT '[]',
+            PRIMARY KEY (run_id, item)
+        )""")
+    return []
+
+
 def _add_lr_and_params(conn: sqlite3.Connection) -> list[str]:
     """``results.lr`` (the rate a training row was trained at, for learning-rate sweeps) and
     ``results.param_count``. Older training rows get their run's one rate; counts stay NULL."""
@@ -167,7 +194,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "results.length beside results.seq_len", _add_length),
     Migration(2, "runs.plugin_files and runs.out_dir", _add_run_options),
     Migration(3, "metrics named with the _s suffix", _seconds_to_s),
-    Migration(4, "results.lr and results.param_count", _add_lr_and_params),
+    Migration(4, "items (how each item was executed) and runs.reason", _add_items),
+    Migration(5, "results.lr and results.param_count", _add_lr_and_params),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

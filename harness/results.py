@@ -40,6 +40,13 @@ class StoredRun:
     finished_at: str | None = None
     plugin_files: tuple[str, ...] = ()
     out_dir: str | None = None
+    reason: str | None = None  # why a run ended failed or interrupted
+
+    @property
+    def execution(self) -> dict:
+        """How the run was executed (``environment["execution"]``): executor, workers, cluster, hosts, GPUs;
+        empty for runs stored before rnnbench recorded it (they ran in-process)."""
+        return dict(self.environment.get("execution") or {})
 
     @property
     def recipe(self):
@@ -59,7 +66,8 @@ class StoredRun:
         """The record as JSON-ready data (the JSON report's ``run``)."""
         return {"run_id": self.run_id, "started_at": self.started_at, "finished_at": self.finished_at,
                 "status": self.status, "argv": list(self.argv), "config": asdict(self.config),
-                "environment": self.environment, "plugin_files": list(self.plugin_files), "out_dir": self.out_dir}
+                "environment": self.environment, "plugin_files": list(self.plugin_files), "out_dir": self.out_dir,
+                "reason": self.reason}
 
 
 STATUSES = ("ok", "failed", "skipped")

@@ -21,6 +21,9 @@ from harness.migrations import SCHEMA_VERSION, migrate
 from harness.results import ROW_COLUMNS, ResultRow, StoredRun
 
 DEFAULT_DB = Path("rnnbench-results") / "results.sqlite"
+# The items table: one record per finished item, written by the driver with the item's rows.
+ITEM_COLUMNS = ("run_id", "item", "position", "status", "error", "attempt", "started_at", "ended_at", "host", "pid", "worker",
+                "isolation", "gpu", "plugin_sha256")
 DB_ENV = "RNNBENCH_DB"
 
 def _now() -> str:
@@ -92,13 +95,26 @@ class ResultStore:
             self.conn.execute("UPDATE runs SET config = ? WHERE run_id = ?",
                               (json.dumps(asdict(config), default=_json_default), run_id))
 
-    def finish_run(self, run_id: int, status: str) -> None:
+    def finish_run(self, run_id: int, status: str, reason: str | None = None) -> None:
+        """Mark a run ended: ``complete``, ``failed`` or ``interrupted``; ``reason`` says why it did not complete."""
         with self.conn:
-            self.conn.execute("UPDATE runs SET status = ?, finished_at = ? WHERE run_id = ?", (status, _now(), run_id))
+            self.conn.execute("UPDATE runs SET status = ?, finished_at = ?, reason = ? WHERE run_id = ?",
+                              (status, _now(), reason, run_id))
 
     def reopen_run(self, run_id: int) -> None:
         with self.conn:
-            self.conn.execute("UPDATE runs SET status = 'running', finished_at = NULL WHERE run_id = ?", (run_id,))
+            self.conn.execute("UPDATE runs SET status = 'running', finished_at = NULL, reason = NULL WHERE run_id = ?",
+                              (run_id,))
+
+    def set_execution(self, run_id: int, execution: dict) -> None:
+        """Store how the run was executed (``environment["execution"]``: executor, workers, cluster,
+        hosts and GPUs used), replacing what an earlier session of the run stored."""
+        row = self.conn.execute("SELECT environment FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        environment = json.loads(row["environment"]) if row is not None else {}
+        environment["execution"] = execution
+        with self.conn:
+            self.conn.execute("UPDATE runs SET environment = ? WHERE run_id = ?",
+                              (json.dumps(environment, default=_json_default), run_id))
 
     def run(self, run_id: int) -> StoredRun:
         row = self.conn.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
@@ -109,7 +125,7 @@ class ResultStore:
             run_id=int(row["run_id"]), started_at=row["started_at"], finished_at=row["finished_at"], status=row["status"],
             argv=tuple(json.loads(row["argv"])), config=RunConfig.from_dict(json.loads(row["config"])),
             environment=json.loads(row["environment"]), plugin_files=tuple(json.loads(row["plugin_files"])),
-            out_dir=row["out_dir"],
+            out_dir=row["out_dir"], reason=row["reason"],
         )
 
     def runs(self) -> list[StoredRun]:
@@ -133,8 +149,9 @@ class ResultStore:
         return run_id
 
     # --- rows --------------------------------------------------------------------------
-    def add_rows(self, run_id: int, rows: list[ResultRow]) -> None:
-        """Insert one item's rows in a single committed transaction."""
+    def add_rows(self, run_id: int, rows: list[ResultRow], execution: dict | None = None) -> None:
+        """Insert one item's rows in a single committed transaction, with ``execution``, the
+        item's record in the ``items`` table (keys :data:`ITEM_COLUMNS` but ``run_id``), when given."""
         now = _now()
         records = []
         for row in rows:
@@ -146,6 +163,21 @@ class ResultStore:
         marks = ", ".join("?" * (len(ROW_COLUMNS) + 2))
         with self.conn:
             self.conn.executemany(f"INSERT INTO results ({columns}) VALUES ({marks})", records)
+            if execution is not None:
+                record = {**execution, "plugin_sha256": json.dumps(list(execution.get("plugin_sha256") or ()))}
+                names = ITEM_COLUMNS[1:]
+                self.conn.execute(f"INSERT OR REPLACE INTO items ({', '.join(ITEM_COLUMNS)}) "
+                                  f"VALUES ({', '.join('?' * len(ITEM_COLUMNS))})",
+                                  (run_id, *[record.get(n) for n in names]))
+
+    def items(self, run_id: int) -> list[dict]:
+        """How each stored item of a run was executed (the ``items`` table), in the order they finished."""
+        cur = self.conn.execute("SELECT * FROM items WHERE run_id = ? ORDER BY ended_at", (run_id,))
+        return [{**dict(r), "plugin_sha256": json.loads(r["plugin_sha256"])} for r in cur]
+
+    def stored_items(self, run_id: int) -> set[str]:
+        """Items with any stored row, failed ones included: what ``--resume`` skips unless told to retry failures."""
+        return {r["item"] for r in self.conn.execute("SELECT DISTINCT item FROM results WHERE run_id = ?", (run_id,))}
 
     def completed_items(self, run_id: int) -> set[str]:
         """Items with a stored measurement (ok or skipped): what a resumed run need not redo."""
@@ -159,9 +191,13 @@ class ResultStore:
     def delete_items(self, run_id: int, items: set[str]) -> None:
         with self.conn:
             self.conn.executemany("DELETE FROM results WHERE run_id = ? AND item = ?", [(run_id, i) for i in items])
+            self.conn.executemany("DELETE FROM items WHERE run_id = ? AND item = ?", [(run_id, i) for i in items])
 
     def rows(self, run_id: int) -> list[dict]:
-        cur = self.conn.execute("SELECT * FROM results WHERE run_id = ? ORDER BY id", (run_id,))
+        # In plan order (items.position), whatever order parallel workers finished in; then as stored.
+        cur = self.conn.execute("SELECT results.* FROM results LEFT JOIN items ON items.run_id = results.run_id "
+                                "AND items.item = results.item WHERE results.run_id = ? ORDER BY items.position, "
+                                "results.id", (run_id,))
         out = []
         for r in cur:
             d = dict(r)

@@ -15,7 +15,7 @@ from harness.names import ACCURACY, GRADIENTS, SPEED
 from harness.results import Results, StoredRun
 from reports.plots import build_plots
 from reports.tables import TABLES, drop_empty_note
-from reports.text import TABLE_CAPTIONS, table_notes
+from reports.text import TABLE_CAPTIONS, execution_text, table_notes
 
 GLOSSARY = {
     "speed": "fwd s / fwd+bwd s: median seconds per batch; IQR: interquartile range of the repeats (s); "
@@ -44,7 +44,10 @@ def environment_lines(run: StoredRun) -> list[str]:
         f"torch {environment.get('torch')}, NumPy {environment.get('numpy')} ({environment.get('blas')}), "
         f"Python {environment.get('python')}",
         f"- threads: torch {environment.get('torch_threads')}, BLAS {environment.get('blas_threads')}",
+        f"- executed: {execution_text(run.execution)}",
     ]
+    if run.reason:
+        lines.append(f"- ended {run.status}: {run.reason}")
     lines.append(f"- training recipe (every cell): {run.recipe.describe(run.config.learning_rates)}")
     return lines
 
