@@ -137,7 +137,7 @@ def run(ctx, cells, tasks, devices, measures, profile_name, seq_len, hidden_size
             outcome = execute(config, registry, store, argv, on_item=progress, resume_run=resume_run,
                               plugin_files=plugin_files, out_dir=out_dir, executor=executor, item_timeout_s=timeout_s,
                               retry_failed=retry_failed)
-        exit_code = 1 if outcome.counts["failed"] else 0
+        exit_code = 1 if outcome.status == "failed" else 0
     except RunInterrupted as interrupted:
         outcome = interrupted.outcome
         exit_code = 130
@@ -152,7 +152,8 @@ def run(ctx, cells, tasks, devices, measures, profile_name, seq_len, hidden_size
     minutes, seconds = divmod(time.perf_counter() - started, 60)
     click.echo(
         f"run {outcome.run_id}: {outcome.counts['ok']} ok, {outcome.counts['failed']} failed, "
-        f"{outcome.counts['skipped']} skipped in {int(minutes)}m{seconds:04.1f}s; results in {store.path}",
+        f"{outcome.counts['skipped']} skipped in {int(minutes)}m{seconds:04.1f}s"
+        + (f" (run {outcome.status}: {outcome.reason})" if outcome.reason else "") + f"; results in {store.path}",
         err=True,
     )
     return exit_code
