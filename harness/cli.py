@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from harness.cli_types import NUMBER, SIZES, NameList, Percent
+from harness.cli_types import NUMBER, POSITIVE_FLOAT, SEED_COUNT, SIZES, THREAD_COUNT, NameList, Percent
 from harness.errors import RnnbenchError, UsageError
 from harness.names import (ALL, AUTO, BACKENDS, DEVICE_CHOICES, IMPLEMENTATIONS, MEASUREMENTS, REPORT_FORMAT_ALIASES,
                            RUN_REPORT_FORMAT, TORCH, split_list)
@@ -34,11 +34,11 @@ def _load(plugin_files):
     return registry
 
 
-def _open_store(db_path, *, create: bool = True):
+def _open_store(db_path, *, create: bool = True, write: bool | None = None):
     """The results database, brought up to date; what the upgrade could not fill in is warned about."""
     from harness.store import ResultStore
 
-    store = ResultStore(db_path, create=create)
+    store = ResultStore(db_path, create=create, write=write, notify=_warn)
     for note in store.notes:
         _warn(note)
     return store
@@ -61,10 +61,12 @@ def cli():
 @click.option("--batch-size", type=SIZES, help="Batch size(s) B: speed sweeps every value; training uses the first.")
 @click.option("--input-size", type=NUMBER, help="Input size I for the speed measurement (tasks fix their own).")
 @click.option("--steps", type=NUMBER, help="Training step budget per cell and task.")
-@click.option("--seeds", type=NUMBER, help="Number of seeds (0..N-1) for training.")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Learning rate of the shared recipe.")
+@click.option("--seeds", type=SEED_COUNT, help="Number of seeds (0..N-1) for training.")
+@click.option("--lr", type=POSITIVE_FLOAT, help="Learning rate of the shared recipe (a finite number > 0).")
 @click.option("--impl", "impls", type=NameList(IMPLEMENTATIONS), help="Speed implementations to time [default: all a cell has: fused/module/numpy, unrolled, graphed on cuda].")
-@click.option("--threads", type=NUMBER, default=1, show_default=True, help="CPU threads for torch and NumPy's BLAS, recorded in every row.")
+@click.option("--threads", type=THREAD_COUNT, default=1, show_default=True, help="CPU threads for torch and NumPy's BLAS, recorded in every row.")
+@click.option("--ignore-memory-estimate", "allow_large", is_flag=True,
+              help="Run even when the sizes need more memory than the machine has (by a lower-bound estimate).")
 @click.option("--db", "db_path", type=click.Path(dir_okay=False), help="Results database [default: $RNNBENCH_DB or rnnbench-results/results.sqlite].")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Report folder [default: rnnbench-results/run-<ID>/].")
 @click.option("--json", "as_json", is_flag=True, help="Print the run's rows as JSON on stdout instead of tables.")
@@ -72,16 +74,18 @@ def cli():
 @plugin_option
 @click.pass_context
 def run(ctx, cells, tasks, devices, measures, profile_name, seq_len, hidden_size, batch_size, input_size, steps, seeds, lr,
-        impls, threads, db_path, out_dir, as_json, resume_run, plugin_files):
+        impls, threads, allow_large, db_path, out_dir, as_json, resume_run, plugin_files):
     """Train, time and probe every selected cell on every selected task and device."""
+    from harness.preflight import check_out_dir, thread_warnings
     from harness.results import Results
     from harness.runner import RunInterrupted, execute, resolve_devices
     from harness.settings import build_config
     from reports.terminal import rows_json, run_tables
 
     started = time.perf_counter()
+    check_out_dir(out_dir)
     if resume_run is not None:
-        store = _open_store(db_path, create=False)
+        store = _open_store(db_path, create=False, write=True)
         stored = store.run(resume_run)
         config, argv = stored.config, list(stored.argv)
         ignored = [f"--{name.replace('_', '-')}" for name in ctx.params
@@ -90,6 +94,7 @@ def run(ctx, cells, tasks, devices, measures, profile_name, seq_len, hidden_size
             _warn(f"--resume continues run {resume_run} with its stored settings; ignored: {', '.join(ignored)}")
         plugin_files = tuple(dict.fromkeys([*stored.plugin_files, *plugin_files]))
         out_dir = out_dir or stored.out_dir
+        check_out_dir(out_dir)
         registry = _load(plugin_files)
     else:
         registry = _load(plugin_files)
@@ -98,7 +103,10 @@ def run(ctx, cells, tasks, devices, measures, profile_name, seq_len, hidden_size
             registry, cells=cells, tasks=tasks, devices=resolve_devices(list(devices)), measures=measures,
             profile_name=profile_name, seq_len=seq_len, hidden_size=hidden_size, batch_size=batch_size,
             input_size=input_size, steps=steps, seeds=seeds, lr=lr, threads=threads, impls=impls,
+            allow_large_memory=allow_large,
         )
+        for warning in thread_warnings(threads):
+            _warn(warning)
         argv = ["rnnbench", *sys.argv[1:]] if ctx.obj is None else ctx.obj
         store = _open_store(db_path)
     ctx.call_on_close(store.close)

@@ -6,15 +6,23 @@ says what was wrong and what is allowed.
 
 from __future__ import annotations
 
+import math
+
 import click
 
 from harness.names import split_list
+from harness.preflight import MAX_SEEDS, MAX_THREADS, SQLITE_INT_MAX
 
 
 class PositiveIntList(click.ParamType):
-    """A comma-separated list of positive integers, e.g. ``100,1000``."""
+    """A comma-separated list of positive integers, e.g. ``100,1000``, each at most ``max_value``
+    (by default the largest integer SQLite stores; ``max_why`` says why in the error)."""
 
     name = "N[,N...]"
+
+    def __init__(self, max_value: int = SQLITE_INT_MAX, max_why: str = "the largest integer SQLite stores"):
+        self.max_value = max_value
+        self.max_why = max_why
 
     def convert(self, value, param, ctx):
         if isinstance(value, tuple):
@@ -27,6 +35,8 @@ class PositiveIntList(click.ParamType):
                 self.fail(f"{part!r} is not a positive integer (sizes are whole numbers > 0, e.g. 64 or 100,1000)", param, ctx)
             if number <= 0:
                 self.fail(f"{part!r} is not a positive integer (sizes must be > 0)", param, ctx)
+            if number > self.max_value:
+                self.fail(f"{part} is too large: at most {self.max_value} ({self.max_why})", param, ctx)
             out.append(number)
         if not out:
             self.fail("expected at least one positive integer, e.g. 64 or 100,1000", param, ctx)
@@ -45,6 +55,23 @@ class PositiveInt(PositiveIntList):
         if len(values) != 1:
             self.fail(f"{value!r}: give one number here, not a list", param, ctx)
         return values[0]
+
+
+class PositiveFloat(click.ParamType):
+    """A finite number > 0, e.g. ``1e-3`` (a learning rate); NaN and infinity are refused."""
+
+    name = "X"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, float):
+            return value
+        try:
+            number = float(str(value).strip())
+        except ValueError:
+            self.fail(f"{value!r} is not a number; give a finite number > 0, e.g. 0.001", param, ctx)
+        if not math.isfinite(number) or number <= 0:
+            self.fail(f"{value!r} is not allowed: give a finite number > 0, e.g. 0.001", param, ctx)
+        return number
 
 
 class NameList(click.ParamType):
@@ -87,3 +114,6 @@ class Percent(click.ParamType):
 
 SIZES = PositiveIntList()
 NUMBER = PositiveInt()
+SEED_COUNT = PositiveInt(MAX_SEEDS, "seeds per run")
+THREAD_COUNT = PositiveInt(MAX_THREADS, "threads; more than the cores is slower anyway")
+POSITIVE_FLOAT = PositiveFloat()

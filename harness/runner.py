@@ -99,7 +99,9 @@ def resolve_devices(requested: list[str]) -> tuple[str, ...]:
 
 
 def plan(config: RunConfig, registry: Registry) -> list[SpeedItem | TrainItem]:
-    cells = registry.select_cells(list(config.cells))
+    # build_config chose these names: a duplicate asked for by name was refused there, and with
+    # "all" the first registration stands (as the load warning says), so look names up directly.
+    cells = [registry.cell(name) for name in config.cells]
     items: list[SpeedItem | TrainItem] = []
     if SPEED in config.measures:
         for device in config.devices:

@@ -8,12 +8,15 @@ from harness.cells import available_impls
 from harness.config import RunConfig
 from harness.errors import UsageError
 from harness.names import SPEED
+from harness.preflight import check_item_count, check_memory
 from harness.profiles import get_profile
 
 
 def build_config(registry, *, cells, tasks, devices, measures, profile_name="default", seq_len=None, hidden_size=None,
-                 batch_size=None, input_size=None, steps=None, seeds=None, lr=None, threads=1, impls=None) -> RunConfig:
-    """Names are validated against the registry here, before anything runs."""
+                 batch_size=None, input_size=None, steps=None, seeds=None, lr=None, threads=1, impls=None,
+                 allow_large_memory=False) -> RunConfig:
+    """Names are validated against the registry here, and sizes against the machine
+    (:mod:`harness.preflight`; ``allow_large_memory`` skips the memory estimate), before anything runs."""
     profile = get_profile(profile_name)
     cell_names = tuple(c.name for c in registry.select_cells(list(cells)))
     task_names = tuple(t.name for t in registry.select_tasks(list(tasks)))
@@ -25,18 +28,20 @@ def build_config(registry, *, cells, tasks, devices, measures, profile_name="def
     if lr:
         recipe = replace(recipe, lr=lr)
     task_seq_lens = {t: tuple(seq_len) if seq_len else profile.seq_lens_for(t) for t in task_names}
+    task_shapes = {}  # (task, T) -> (steps the cell sees L, input size I), for the memory estimate
     for name, lengths in task_seq_lens.items():
         for length in lengths:
             try:
-                registry.task(name).factory(length)
+                task = registry.task(name).factory(length)
             except ValueError as exc:  # e.g. adding needs T >= 2
                 raise UsageError(f"--seq-len {length} does not suit task {name!r}: {exc}") from None
+            task_shapes[(name, length)] = (int(task.length), int(task.input_size))
     if impls and SPEED in measures:
         offered = {i for c in cell_names for d in devices for i in available_impls(registry.cell(c), d)}
         if not offered & set(impls):
             raise UsageError(f"--impl {','.join(impls)}: none of these runs for the selected cells on "
                              f"{', '.join(devices)}; available: {', '.join(sorted(offered))}")
-    return RunConfig(
+    config = RunConfig(
         cells=cell_names,
         tasks=task_names,
         devices=tuple(devices),
@@ -54,3 +59,6 @@ def build_config(registry, *, cells, tasks, devices, measures, profile_name="def
         impls=tuple(impls) if impls else None,
         profile=profile.name,
     )
+    check_item_count(config)
+    check_memory(config, task_shapes, allow_large=allow_large_memory)
+    return config
