@@ -12,6 +12,8 @@ import click
 
 from harness.cli_types import NUMBER, POSITIVE_FLOAT, SEED_COUNT, SIZES, THREAD_COUNT, NameList, Percent
 from harness.errors import RnnbenchError, UsageError
+from harness.executor_choice import AUTO as AUTO_WORKERS
+from harness.executor_choice import WORKERS_ENV
 from harness.names import (ALL, AUTO, BACKENDS, DEVICE_CHOICES, IMPLEMENTATIONS, MEASUREMENTS, REPORT_FORMAT_ALIASES,
                            RUN_REPORT_FORMAT, TORCH, split_list)
 
@@ -71,22 +73,38 @@ def cli():
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Report folder [default: rnnbench-results/run-<ID>/].")
 @click.option("--json", "as_json", is_flag=True, help="Print the run's rows as JSON on stdout instead of tables.")
 @click.option("--resume", "resume_run", type=int, metavar="RUN_ID", help="Continue an interrupted run: measure only what it does not have yet.")
+@click.option("--retry-failed", is_flag=True, help="With --resume: measure failed items again (by default they stay failed).")
+@click.option("--workers", default=AUTO_WORKERS, envvar=WORKERS_ENV, show_default=True, metavar="N|auto",
+              help="Worker processes on this machine: auto = one per CPU core / --threads (and one per GPU); "
+                   "1 = every item in this process, as before. Timing items always run alone. [env: RNNBENCH_WORKERS]")
+@click.option("--cluster", metavar="ADDRESS", help="Run the items on the Dask cluster whose scheduler is at ADDRESS "
+              "(tcp://HOST:8786); see docs/scale-out.md.")
+@click.option("--item-timeout", metavar="SECONDS|none", help="Wall-clock limit per item; an item past it is ended and "
+              "stored as failed. [default: the profile's: smoke 600, default 3600, paper 43200]")
 @plugin_option
 @click.pass_context
 def run(ctx, cells, tasks, devices, measures, profile_name, seq_len, hidden_size, batch_size, input_size, steps, seeds, lr,
-        impls, threads, allow_large, db_path, out_dir, as_json, resume_run, plugin_files):
+        impls, threads, allow_large, db_path, out_dir, as_json, resume_run, retry_failed, workers, cluster, item_timeout,
+        plugin_files):
     """Train, time and probe every selected cell on every selected task and device."""
+    from harness.driver import RunInterrupted, execute
     from harness.preflight import check_out_dir, thread_warnings
     from harness.results import Results
-    from harness.runner import RunInterrupted, execute, resolve_devices
+    from harness.runner import resolve_devices
     from harness.settings import build_config
     from reports.terminal import rows_json, run_tables
 
     started = time.perf_counter()
     check_out_dir(out_dir)
+    if retry_failed and resume_run is None:
+        raise UsageError("--retry-failed goes with --resume RUN_ID (it measures a stored run's failed items again)")
+    if cluster and ctx.get_parameter_source("workers") != click.core.ParameterSource.COMMANDLINE:
+        workers = AUTO_WORKERS  # RNNBENCH_WORKERS is for this machine; a cluster's workers are its own
+    request = _execution_request(workers, cluster, item_timeout)
     if resume_run is not None:
         store = _open_store(db_path, create=False, write=True)
         stored = store.run(resume_run)
+        store.check_resumable(resume_run)
         config, argv = stored.config, list(stored.argv)
         ignored = [f"--{name.replace('_', '-')}" for name in ctx.params
                    if name not in RESUME_OPTIONS and ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE]
@@ -108,13 +126,19 @@ def run(ctx, cells, tasks, devices, measures, profile_name, seq_len, hidden_size
         for warning in thread_warnings(threads):
             _warn(warning)
         argv = ["rnnbench", *sys.argv[1:]] if ctx.obj is None else ctx.obj
+    # The executor before a new run's database is touched: an unreachable cluster stores nothing.
+    executor = _executor(request, config, registry)
+    ctx.call_on_close(executor.close)
+    if resume_run is None:
         store = _open_store(db_path)
     ctx.call_on_close(store.close)
+    timeout_s = _item_timeout(request, config, executor)
     progress = _Progress()
     try:
         with _sigterm_as_interrupt():
             outcome = execute(config, registry, store, argv, on_item=progress, resume_run=resume_run,
-                              plugin_files=plugin_files, out_dir=out_dir)
+                              plugin_files=plugin_files, out_dir=out_dir, executor=executor, item_timeout_s=timeout_s,
+                              retry_failed=retry_failed)
         exit_code = 1 if outcome.counts["failed"] else 0
     except RunInterrupted as interrupted:
         outcome = interrupted.outcome
@@ -137,15 +161,42 @@ def run(ctx, cells, tasks, devices, measures, profile_name, seq_len, hidden_size
 
 
 # What --resume takes from the command line; everything else comes from the stored run.
-RESUME_OPTIONS = ("resume_run", "db_path", "plugin_files", "out_dir", "as_json")
+RESUME_OPTIONS = ("resume_run", "db_path", "plugin_files", "out_dir", "as_json", "retry_failed", "workers", "cluster",
+                  "item_timeout")
+
+
+def _execution_request(workers, cluster, item_timeout):
+    from harness.executor_choice import ExecutionRequest, parse_timeout, parse_workers
+
+    return ExecutionRequest(workers=parse_workers(workers), cluster=cluster or None,
+                            item_timeout_s=None if item_timeout is None else parse_timeout(item_timeout),
+                            timeout_given=item_timeout is not None)
+
+
+def _executor(request, config, registry):
+    from harness.executor_choice import make_executor
+    from harness.runner import SpeedItem, plan
+
+    side_by_side = sum(not isinstance(item, SpeedItem) for item in plan(config, registry))
+    return make_executor(request, devices=config.devices, threads=config.threads, side_by_side=side_by_side)
+
+
+def _item_timeout(request, config, executor):
+    """The per-item limit in force: the one typed, else the profile's; none where items run in this process."""
+    from harness.profiles import PROFILES
+
+    limit = request.item_timeout_s if request.timeout_given else PROFILES.get(config.profile, PROFILES["default"]).item_timeout_s
+    return limit if executor.enforces_time_limits else None
 
 
 @contextlib.contextmanager
 def _sigterm_as_interrupt():
     """Treat SIGTERM (a job scheduler's stop, ``timeout``) like Ctrl-C, so the run is marked
     interrupted and can be resumed."""
+    from harness.driver import Terminated
+
     def interrupt(signum, frame):
-        raise KeyboardInterrupt
+        raise Terminated
 
     try:
         previous = signal.signal(signal.SIGTERM, interrupt)

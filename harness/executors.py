@@ -46,6 +46,7 @@ class Executor(abc.ABC):
     """Runs items; subclasses say where. Use as a context manager so workers are ended."""
 
     name = "executor"
+    enforces_time_limits = True  # can end an item past its timeout_s
 
     @abc.abstractmethod
     def run(self, items: Sequence[WorkItem], spec: WorkSpec) -> Iterator[ItemResult]:
@@ -82,40 +83,54 @@ class InProcessExecutor(Executor):
     """
 
     name = "in-process"
+    enforces_time_limits = False
 
     def __init__(self):
         self._memo: dict = {}
-        self._sigint_seen = False
+        self._signalled: BaseException | None = None
+
+    def describe(self) -> dict:
+        return {"executor": self.name, "workers": 1}
 
     def run(self, items: Sequence[WorkItem], spec: WorkSpec) -> Iterator[ItemResult]:
         check_unique_keys(items)
         paths = tuple(p.materialize() for p in spec.plugins)
-        previous = self._watch_sigint()
+        previous = self._watch_signals()
         try:
             for item in items:
                 context = WorkContext("in-process", item.device, spec.threads, paths, spec.plugin_sha256, self._memo)
                 started_at = time.time()
                 status, rows, error = call_work(spec, item, context)
-                if self._sigint_seen:
-                    raise KeyboardInterrupt
+                if self._signalled is not None:
+                    raise self._signalled
                 yield ItemResult(item.key, status, rows, error, started_at, time.time(), socket.gethostname(),
                                  os.getpid(), "in-process", 1, IN_PROCESS, os.environ.get("CUDA_VISIBLE_DEVICES"),
                                  spec.plugin_sha256)
         finally:
-            if previous is not None:
-                signal.signal(signal.SIGINT, previous)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
 
-    def _watch_sigint(self):
-        """Note a real SIGINT, then behave as Python's default handler does."""
+    def _watch_signals(self) -> dict:
+        """Note what a real SIGINT (or a SIGTERM the caller turns into an exception) raised, then
+        behave as the handler that was installed does; return the handlers to put back."""
+        self._signalled = None
         if threading.current_thread() is not threading.main_thread():
-            return None
-        self._sigint_seen = False
+            return {}
+        previous = {}
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            handler = signal.getsignal(signum)
+            if not callable(handler):  # SIG_DFL / SIG_IGN: nothing raises in Python
+                continue
 
-        def on_sigint(signum, frame):
-            self._sigint_seen = True
-            raise KeyboardInterrupt
+            def watch(number, frame, handler=handler):
+                try:
+                    handler(number, frame)
+                except BaseException as exc:
+                    self._signalled = exc
+                    raise
 
-        return signal.signal(signal.SIGINT, on_sigint)
+            previous[signum] = signal.signal(signum, watch)
+        return previous
 
 
 @dataclass

@@ -151,12 +151,39 @@ def _seconds_to_s(conn: sqlite3.Connection) -> list[str]:
     return []
 
 
+def _add_items(conn: sqlite3.Connection) -> list[str]:
+    """``items``: how each finished item was executed (host, worker process, attempt, start and end
+    on the host's clock in seconds since the epoch, isolation, GPU, shipped plugin hashes) and its
+    position in the run's plan (rows are read back in plan order, whatever order they arrived in), and
+    ``runs.reason``: why a run ended ``failed`` or ``interrupted``. Older runs have neither."""
+    conn.execute("ALTER TABLE runs ADD COLUMN reason TEXT")
+    conn.execute("""
+        CREATE TABLE IF NOT EXISTS items (
+            run_id INTEGER NOT NULL REFERENCES runs(run_id),
+            item TEXT NOT NULL,
+            position INTEGER,
+            status TEXT NOT NULL,
+            error TEXT,
+            attempt INTEGER NOT NULL,
+            started_at REAL NOT NULL,
+            ended_at REAL NOT NULL,
+            host TEXT,
+            pid INTEGER,
+            worker TEXT,
+            isolation TEXT,
+            gpu TEXT,
+            plugin_sha256 TEXT NOT NULL DEFAULT '[]',
+            PRIMARY KEY (run_id, item)
+        )""")
+    return []
+
+
 def _add_run_owner(conn: sqlite3.Connection) -> list[str]:
     """``runs.owner_host``, ``owner_pid``, ``owner_token`` and ``heartbeat_at``: the process that runs
     a run and when it last showed it was alive (:mod:`harness.ownership`), so that ``--resume`` can
-    tell a live run from one left ``running`` by a killed process; ``runs.reason``: why a run ended
-    ``failed`` or ``interrupted``. Older runs have no owner, which counts as gone."""
-    for column in ("owner_host TEXT", "owner_pid INTEGER", "owner_token TEXT", "heartbeat_at TEXT", "reason TEXT"):
+    tell a live run from one left ``running`` by a killed process. Older runs have no owner, which
+    counts as gone."""
+    for column in ("owner_host TEXT", "owner_pid INTEGER", "owner_token TEXT", "heartbeat_at TEXT"):
         conn.execute(f"ALTER TABLE runs ADD COLUMN {column}")
     return []
 
@@ -165,7 +192,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "results.length beside results.seq_len", _add_length),
     Migration(2, "runs.plugin_files and runs.out_dir", _add_run_options),
     Migration(3, "metrics named with the _s suffix", _seconds_to_s),
-    Migration(4, "runs.owner_host, owner_pid, owner_token, heartbeat_at and reason", _add_run_owner),
+    Migration(4, "items (how each item was executed) and runs.reason", _add_items),
+    Migration(5, "runs.owner_host, owner_pid, owner_token and heartbeat_at", _add_run_owner),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

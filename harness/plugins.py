@@ -41,6 +41,9 @@ BUILTIN_MODULES = (
     "plugins.indrnn",
     "plugins.exprnn",
     "plugins.mingru",
+    "plugins.mamba",
+    "plugins.mlstm",
+    "plugins.slstm",
     "tasks.copy",
     "tasks.adding",
     "reports.markdown",
@@ -166,6 +169,17 @@ def _rnnbench_version() -> str:
         return "0+unknown"
 
 
+# What a plugin's code may raise without ending rnnbench: errors, and sys.exit() (SystemExit).
+# KeyboardInterrupt is left to propagate: while plugins load it is almost always a real Ctrl-C.
+PLUGIN_ESCAPES = (Exception, SystemExit)
+
+
+def _escape(exc: BaseException) -> str:
+    if isinstance(exc, SystemExit):
+        return f"SystemExit: the plugin called sys.exit({exc.code!r})"
+    return f"{type(exc).__name__}: {exc}"
+
+
 def _load_plugin_file(path: str | os.PathLike) -> Any:
     file = Path(path)
     if not file.is_file():
@@ -193,8 +207,8 @@ def _candidate_plugins(plugin_files, autoload: bool) -> tuple[list[tuple[Any, Pl
     for module_name in BUILTIN_MODULES:
         try:
             module = importlib.import_module(module_name)
-        except Exception as exc:  # a broken built-in must not hide the others
-            errors.append(f"built-in plugin {module_name!r} failed to import: {type(exc).__name__}: {exc}")
+        except PLUGIN_ESCAPES as exc:  # a broken built-in must not hide the others
+            errors.append(f"built-in plugin {module_name!r} failed to import: {_escape(exc)}")
             continue
         found.append((module, PluginInfo(module_name.split(".")[-1].replace("_", "-"), "builtin", "rnnbench", version)))
     if autoload:
@@ -203,8 +217,8 @@ def _candidate_plugins(plugin_files, autoload: bool) -> tuple[list[tuple[Any, Pl
             dist_version = ep.dist.version if ep.dist is not None else "unknown"
             try:
                 module = ep.load()
-            except Exception as exc:
-                errors.append(f"plugin {ep.name!r} ({dist} {dist_version}) failed to import: {type(exc).__name__}: {exc}")
+            except PLUGIN_ESCAPES as exc:
+                errors.append(f"plugin {ep.name!r} ({dist} {dist_version}) failed to import: {_escape(exc)}")
                 continue
             found.append((module, PluginInfo(ep.name, "entry-point", dist, dist_version)))
     for path in plugin_files:
@@ -212,8 +226,8 @@ def _candidate_plugins(plugin_files, autoload: bool) -> tuple[list[tuple[Any, Pl
             module = _load_plugin_file(path)
         except UsageError:
             raise
-        except Exception as exc:
-            errors.append(f"plugin file {str(path)!r} failed to import: {type(exc).__name__}: {exc}")
+        except PLUGIN_ESCAPES as exc:
+            errors.append(f"plugin file {str(path)!r} failed to import: {_escape(exc)}")
             continue
         found.append((module, PluginInfo(Path(path).stem, "file", f"file:{Path(path).resolve()}", "local")))
     return found, errors
@@ -264,8 +278,8 @@ def load_plugins(plugin_files=(), *, autoload: bool | None = None) -> Registry:
             caller = pm.subset_hook_caller(hook_name, remove_plugins=others)
             try:
                 caller(register=_registrar(registry, hook_name, info))
-            except Exception as exc:
-                registry.errors.append(f"plugin {info.name!r} failed in {hook_name}: {type(exc).__name__}: {exc}")
+            except PLUGIN_ESCAPES as exc:
+                registry.errors.append(f"plugin {info.name!r} failed in {hook_name}: {_escape(exc)}")
     return registry
 
 

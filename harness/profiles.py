@@ -28,6 +28,9 @@ class Profile:
     speed_hidden_sizes: tuple[int, ...]
     speed_input_size: int
     timing: TimingConfig = field(default_factory=TimingConfig)
+    # Default --item-timeout: a wall-clock limit per item (seconds), far above what an item
+    # of the profile takes on a slow machine, so that only a hung item reaches it.
+    item_timeout_s: float | None = None
 
     def seq_lens_for(self, task: str) -> tuple[int, ...]:
         return self.task_seq_lens.get(task, self.default_seq_lens)
@@ -47,6 +50,7 @@ PROFILES: dict[str, Profile] = {
         speed_hidden_sizes=(16,),
         speed_input_size=8,
         timing=TimingConfig(warmup=1, min_repeats=3, max_repeats=10, min_time_s=0.0),
+        item_timeout_s=600.0,
     ),
     "default": Profile(
         name="default",
@@ -61,6 +65,7 @@ PROFILES: dict[str, Profile] = {
         speed_hidden_sizes=(128,),
         speed_input_size=8,
         timing=TimingConfig(warmup=2, min_repeats=5, max_repeats=100, min_time_s=0.5),
+        item_timeout_s=3600.0,
     ),
     "paper": Profile(
         name="paper",
@@ -75,6 +80,7 @@ PROFILES: dict[str, Profile] = {
         speed_hidden_sizes=(128, 512),
         speed_input_size=64,
         timing=TimingConfig(warmup=3, min_repeats=10, max_repeats=500, min_time_s=1.0),
+        item_timeout_s=12 * 3600.0,
     ),
 }
 

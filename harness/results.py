@@ -43,10 +43,16 @@ class StoredRun:
     finished_at: str | None = None
     plugin_files: tuple[str, ...] = ()
     out_dir: str | None = None
-    reason: str | None = None
+    reason: str | None = None  # why a run ended failed or interrupted
     owner_host: str | None = None
     owner_pid: int | None = None
     heartbeat_at: str | None = None
+
+    @property
+    def execution(self) -> dict:
+        """How the run was executed (``environment["execution"]``): executor, workers, cluster, hosts, GPUs;
+        empty for runs stored before rnnbench recorded it (they ran in-process)."""
+        return dict(self.environment.get("execution") or {})
 
     @property
     def recipe(self):

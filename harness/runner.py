@@ -1,19 +1,16 @@
-"""Sweeps: plan every (cell x task x device x size x seed) item, measure it, store its rows.
+"""Sweeps: plan every (cell x task x device x size x seed) item and measure one item into rows.
 
-Each item's rows are committed when the item finishes, so Ctrl-C loses at most the item in
-progress. A cell that raises or diverges is stored as failed, with its error, and the
-sweep goes on.
+:mod:`harness.driver` runs the planned items on an executor and stores their rows as they
+arrive. A cell that raises or diverges is stored as failed, with its error, and the sweep
+goes on.
 """
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, field
-from typing import Callable
+from dataclasses import dataclass
 
 import torch
 
-from harness import env
 from harness.cells import SequenceModel, available_impls, build_cell, build_impl
 from harness.config import RunConfig
 from harness.contract import check_contract
@@ -23,8 +20,7 @@ from harness.names import (ACCURACY, AUTO, CPU, CUDA, DEVICE_CHOICES, GRADIENTS,
                            TRAIN_MEASUREMENTS)
 from harness.plugins import CellSpec, Registry, TaskSpec
 from harness.results import ResultRow
-from harness.speed import SPEED_METHOD, measure_speed
-from harness.store import ResultStore
+from harness.speed import measure_speed
 from harness.training import held_out, train
 
 
@@ -64,21 +60,6 @@ class TrainItem:
     def label(self) -> str:
         what = "+".join(m for m in TRAIN_MEASUREMENTS if m in self.measures)
         return f"{what} {self.cell.name} {self.task.name} T={self.seq_len} {self.device} seed={self.seed}"
-
-
-@dataclass
-class RunOutcome:
-    run_id: int
-    status: str = "running"
-    counts: dict = field(default_factory=lambda: {"ok": 0, "failed": 0, "skipped": 0})
-
-
-class RunInterrupted(Exception):
-    """Ctrl-C during a run; ``outcome`` says what was kept."""
-
-    def __init__(self, outcome: RunOutcome):
-        super().__init__(f"run {outcome.run_id} interrupted")
-        self.outcome = outcome
 
 
 def resolve_devices(requested: list[str]) -> tuple[str, ...]:
@@ -207,13 +188,19 @@ def _accuracy_rows(base: dict, result) -> list[ResultRow]:
     return rows
 
 
+def _train_bases(item: TrainItem, config: RunConfig, threads: int) -> dict[str, dict]:
+    """The fields every row of a train item shares, one dict per measurement."""
+    task = item.task.factory(item.seq_len)
+    sizes = dict(task=item.task.name, batch_size=config.recipe.batch_size, seq_len=item.seq_len, length=task.length,
+                 input_size=task.input_size, hidden_size=item.hidden_size, seed=item.seed)
+    return {m: _base(item, m, threads, **sizes) for m in item.measures}
+
+
 def _train_rows(item: TrainItem, config: RunConfig, threads: int) -> list[ResultRow]:
     """Measure one train item. On failure, the rows measured so far are kept and a failed
     row, with the error, is added for each measurement that did not finish."""
     task = item.task.factory(item.seq_len)
-    sizes = dict(task=item.task.name, batch_size=config.recipe.batch_size, seq_len=item.seq_len, length=task.length,
-                 input_size=task.input_size, hidden_size=item.hidden_size, seed=item.seed)
-    bases = {m: _base(item, m, threads, **sizes) for m in item.measures}
+    bases = _train_bases(item, config, threads)
     if item.cell.backend == NUMPY_BACKEND and item.device != CPU:
         return [ResultRow(**b, impl=NUMPY, status="skipped", error=f"not supported on {item.device}") for b in bases.values()]
     rows: list[ResultRow] = []
@@ -250,64 +237,37 @@ def _train_rows(item: TrainItem, config: RunConfig, threads: int) -> list[Result
     return rows
 
 
-def execute(
-    config: RunConfig,
-    registry: Registry,
-    store: ResultStore,
-    argv: list[str],
-    *,
-    on_item: Callable[[int, int, object, str, float], None] | None = None,
-    resume_run: int | None = None,
-    plugin_files: tuple[str, ...] = (),
-    out_dir: str | None = None,
-) -> RunOutcome:
-    """Run every planned item, committing each item's rows as it finishes.
+def measure_item(item: SpeedItem | TrainItem, config: RunConfig, threads: int) -> list[ResultRow]:
+    """One item's rows, wherever it runs (the work function :func:`harness.item_work.run_item`
+    calls it in worker processes; the in-process executor in the driver)."""
+    if isinstance(item, TrainItem):
+        return _train_rows(item, config, threads)
+    try:
+        return _speed_rows(item, config, threads)
+    except (KeyboardInterrupt, UsageError):
+        raise
+    except Exception as exc:
+        return [ResultRow(**_speed_base(item, threads), status="failed", error=f"{type(exc).__name__}: {exc}")]
 
-    ``plugin_files`` and ``out_dir`` are stored with a new run, for ``--resume``.
-    """
-    items = plan(config, registry)
-    threads = env.set_threads(config.threads)
-    if CUDA in config.devices:
-        # float32 means float32: no silent TF32 in cuBLAS or cuDNN.
+
+def failed_rows(item: SpeedItem | TrainItem, config: RunConfig, threads: int, error: str) -> list[ResultRow]:
+    """What the driver stores for an item that returned no rows (timed out, its worker died,
+    its code escaped the measurement): one failed row per measurement, with the reason."""
+    if isinstance(item, SpeedItem):
+        return [ResultRow(**_speed_base(item, threads), status="failed", error=error)]
+    try:
+        bases = _train_bases(item, config, threads)
+    except Exception:  # the task cannot even be built here: store what is known
+        bases = {m: _base(item, m, threads, task=item.task.name, seq_len=item.seq_len, hidden_size=item.hidden_size,
+                          seed=item.seed) for m in item.measures}
+    return [ResultRow(**b, status="failed", error=error) for b in bases.values()]
+
+
+def strict_float32(device: str) -> None:
+    """float32 means float32: no silent TF32 in cuBLAS or cuDNN."""
+    if device == CUDA:
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
-    if resume_run is None:
-        environment = {**env.fingerprint(), **threads, "devices": list(config.devices), "speed_method": SPEED_METHOD}
-        run_id = store.start_run(argv, config, environment, plugin_files=plugin_files, out_dir=out_dir)
-        done: set[str] = set()
-    else:
-        run_id = resume_run
-        store.reopen_run(run_id)
-        done = store.completed_items(run_id)
-        store.delete_items(run_id, {i.key for i in items} - done)
-    outcome = RunOutcome(run_id)
-    try:
-        for index, item in enumerate(items, start=1):
-            if item.key in done:
-                if on_item:
-                    on_item(index, len(items), item, "already stored", 0.0)
-                continue
-            started = time.perf_counter()
-            if isinstance(item, SpeedItem):
-                try:
-                    rows = _speed_rows(item, config, threads["torch_threads"])
-                except (KeyboardInterrupt, UsageError):
-                    raise
-                except Exception as exc:
-                    rows = [ResultRow(**_speed_base(item, threads["torch_threads"]), status="failed",
-                                      error=f"{type(exc).__name__}: {exc}")]
-            else:
-                rows = _train_rows(item, config, threads["torch_threads"])
-            store.add_rows(run_id, rows)
-            status = "failed" if any(r.status == "failed" for r in rows) else ("skipped" if all(r.status == "skipped" for r in rows) else "ok")
-            outcome.counts[status] += 1
-            if on_item:
-                error = next((r.error for r in rows if r.status != "ok"), None)
-                on_item(index, len(items), item, status if error is None else f"{status}: {error}", time.perf_counter() - started)
-    except KeyboardInterrupt:
-        outcome.status = "interrupted"
-        store.finish_run(run_id, outcome.status)
-        raise RunInterrupted(outcome) from None
-    outcome.status = "failed" if outcome.counts["failed"] else "complete"
-    store.finish_run(run_id, outcome.status)
-    return outcome
+
+
+ITEM_TYPES = {"speed": SpeedItem, "train": TrainItem}

@@ -29,6 +29,9 @@ from harness.ownership import Heartbeat, Owner, new_token, now_iso, this_host
 from harness.results import ROW_COLUMNS, ResultRow, StoredRun
 
 DEFAULT_DB = Path("rnnbench-results") / "results.sqlite"
+# The items table: one record per finished item, written by the driver with the item's rows.
+ITEM_COLUMNS = ("run_id", "item", "position", "status", "error", "attempt", "started_at", "ended_at", "host", "pid", "worker",
+                "isolation", "gpu", "plugin_sha256")
 DB_ENV = "RNNBENCH_DB"
 
 
@@ -130,19 +133,7 @@ class ResultStore:
         token = new_token()
 
         def claim(conn):
-            row = conn.execute("SELECT status, owner_host, owner_pid, heartbeat_at FROM runs WHERE run_id = ?",
-                               (run_id,)).fetchone()
-            if row is None:
-                raise UsageError(f"no run {run_id} in {str(self.path)!r}")
-            gone = None
-            if row["status"] == "running":
-                owner = Owner(row["owner_host"], row["owner_pid"], row["heartbeat_at"])
-                gone = owner.gone_because()
-                if gone is None:
-                    age_s = owner.heartbeat_age_s() or 0.0
-                    raise RunInUseError(
-                        f"run {run_id} is still running ({owner.describe()}, heartbeat {age_s:.0f} s ago); resuming "
-                        "it now would measure its items twice: wait for it to end, or stop it and resume then")
+            gone = self._refuse_live_owner(conn, run_id)
             now = now_iso()
             conn.execute("UPDATE runs SET status = 'running', finished_at = NULL, reason = NULL, owner_host = ?, "
                          "owner_pid = ?, owner_token = ?, heartbeat_at = ? WHERE run_id = ?",
@@ -153,6 +144,29 @@ class ResultStore:
         self._own(run_id, token)
         if gone and self.notify:
             self.notify(f"run {run_id} was left running but its owner is gone ({gone}); taking it over")
+
+    def check_resumable(self, run_id: int) -> None:
+        """Refuse (:class:`RunInUseError`) early, before workers start, a run whose owner is alive;
+        :meth:`reopen_run` checks again as it claims the run."""
+        self._retry(lambda: self._refuse_live_owner(self.conn, run_id))
+
+    def _refuse_live_owner(self, conn: sqlite3.Connection, run_id: int) -> str | None:
+        """Why the owner of a ``running`` run counts as gone (None for a run that is not running);
+        :class:`RunInUseError` when it is alive."""
+        row = conn.execute("SELECT status, owner_host, owner_pid, heartbeat_at FROM runs WHERE run_id = ?",
+                           (run_id,)).fetchone()
+        if row is None:
+            raise UsageError(f"no run {run_id} in {str(self.path)!r}")
+        if row["status"] != "running":
+            return None
+        owner = Owner(row["owner_host"], row["owner_pid"], row["heartbeat_at"])
+        gone = owner.gone_because()
+        if gone is None:
+            age_s = owner.heartbeat_age_s() or 0.0
+            raise RunInUseError(
+                f"run {run_id} is still running ({owner.describe()}, heartbeat {age_s:.0f} s ago); resuming "
+                "it now would measure its items twice: wait for it to end, or stop it and resume then")
+        return gone
 
     def finish_run(self, run_id: int, status: str, reason: str | None = None) -> None:
         """Mark a run ``complete``, ``failed`` or ``interrupted``, with ``reason`` (why it stopped).
@@ -184,6 +198,19 @@ class ResultStore:
             other = "" if row is None else f" by {Owner(row['owner_host'], row['owner_pid'], None).describe()}"
             raise RunTakenOverError(f"run {run_id} was taken over{other}, which judged this process gone "
                                     "(no heartbeat); this process stops so that no item is stored twice")
+
+    def set_execution(self, run_id: int, execution: dict) -> None:
+        """Store how the run was executed (``environment["execution"]``: executor, workers, cluster,
+        hosts and GPUs used), replacing what an earlier session of the run stored."""
+        def update(conn):
+            self._check_owner(conn, run_id)
+            row = conn.execute("SELECT environment FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            environment = json.loads(row["environment"]) if row is not None else {}
+            environment["execution"] = execution
+            conn.execute("UPDATE runs SET environment = ? WHERE run_id = ?",
+                         (json.dumps(environment, default=_json_default), run_id))
+
+        self._write(update)
 
     def run(self, run_id: int) -> StoredRun:
         rows = self._read("SELECT * FROM runs WHERE run_id = ?", (run_id,))
@@ -226,8 +253,10 @@ class ResultStore:
         return run_id
 
     # --- rows --------------------------------------------------------------------------
-    def add_rows(self, run_id: int, rows: list[ResultRow]) -> None:
-        """Insert one item's rows in a single committed transaction (refused once the run was taken over)."""
+    def add_rows(self, run_id: int, rows: list[ResultRow], execution: dict | None = None) -> None:
+        """Insert one item's rows in a single committed transaction, with ``execution``, the
+        item's record in the ``items`` table (keys :data:`ITEM_COLUMNS` but ``run_id``), when given.
+        Refused (:class:`RunTakenOverError`) once another process has taken the run over."""
         now = now_iso()
         records = []
         for row in rows:
@@ -241,8 +270,27 @@ class ResultStore:
         def insert(conn):
             self._check_owner(conn, run_id)
             conn.executemany(f"INSERT INTO results ({columns}) VALUES ({marks})", records)
+            if execution is not None:
+                record = {**execution, "plugin_sha256": json.dumps(list(execution.get("plugin_sha256") or ()))}
+                names = ITEM_COLUMNS[1:]
+                conn.execute(f"INSERT OR REPLACE INTO items ({', '.join(ITEM_COLUMNS)}) "
+                             f"VALUES ({', '.join('?' * len(ITEM_COLUMNS))})",
+                             (run_id, *[record.get(n) for n in names]))
 
         self._write(insert)
+
+    def items(self, run_id: int) -> list[dict]:
+        """How each stored item of a run was executed (the ``items`` table), in the order they finished."""
+        rows = self._read("SELECT * FROM items WHERE run_id = ? ORDER BY ended_at", (run_id,))
+        try:
+            return [{**dict(r), "plugin_sha256": json.loads(r["plugin_sha256"])} for r in rows]
+        except ValueError as exc:
+            raise StoreError(f"results database {str(self.path)!r} is damaged: an item record of run {run_id} "
+                             f"cannot be read ({exc}); restore a copy of the file") from None
+
+    def stored_items(self, run_id: int) -> set[str]:
+        """Items with any stored row, failed ones included: what ``--resume`` skips unless told to retry failures."""
+        return {r["item"] for r in self._read("SELECT DISTINCT item FROM results WHERE run_id = ?", (run_id,))}
 
     def completed_items(self, run_id: int) -> set[str]:
         """Items with a stored measurement (ok or skipped): what a resumed run need not redo."""
@@ -257,12 +305,16 @@ class ResultStore:
         def delete(conn):
             self._check_owner(conn, run_id)
             conn.executemany("DELETE FROM results WHERE run_id = ? AND item = ?", [(run_id, i) for i in items])
+            conn.executemany("DELETE FROM items WHERE run_id = ? AND item = ?", [(run_id, i) for i in items])
 
         self._write(delete)
 
     def rows(self, run_id: int) -> list[dict]:
         out = []
-        for r in self._read("SELECT * FROM results WHERE run_id = ? ORDER BY id", (run_id,)):
+        # In plan order (items.position), whatever order parallel workers finished in; then as stored.
+        for r in self._read("SELECT results.* FROM results LEFT JOIN items ON items.run_id = results.run_id "
+                            "AND items.item = results.item WHERE results.run_id = ? ORDER BY items.position, "
+                            "results.id", (run_id,)):
             d = dict(r)
             try:
                 d["stats"] = json.loads(d["stats"]) if d["stats"] else None

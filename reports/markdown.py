@@ -21,7 +21,7 @@ from harness.names import ACCURACY, GRADIENTS, SPEED
 from harness.results import Results, StoredRun
 from reports.plots import build_plots
 from reports.tables import TABLES, drop_empty_note
-from reports.text import TABLE_CAPTIONS, table_notes
+from reports.text import TABLE_CAPTIONS, execution_text, table_notes
 
 GLOSSARY = {
     "speed": "fwd s / fwd+bwd s: median seconds per batch; IQR: interquartile range of the repeats (s); "
@@ -60,8 +60,7 @@ def environment_lines(run: StoredRun) -> list[str]:
     environment = {key: md_text(value) for key, value in run.environment.items()}
     gpu = environment.get("gpu_name")
     lines = [
-        f"- run {run.run_id}, started {md_text(run.started_at)}, status **{md_text(run.status)}**"
-        + (f" ({md_text(run.reason)})" if run.reason else ""),
+        f"- run {run.run_id}, started {md_text(run.started_at)}, status **{md_text(run.status)}**",
         f"- command: {md_code(' '.join(run.argv))}",
         f"- machine: {environment.get('cpu_model')} ({environment.get('cpu_count')} cores), {environment.get('platform')}"
         + (f"; GPU {gpu}, driver {environment.get('gpu_driver', '?')}, CUDA {environment.get('cuda_version')}, "
@@ -70,7 +69,10 @@ def environment_lines(run: StoredRun) -> list[str]:
         f"torch {environment.get('torch')}, NumPy {environment.get('numpy')} ({environment.get('blas')}), "
         f"Python {environment.get('python')}",
         f"- threads: torch {environment.get('torch_threads')}, BLAS {environment.get('blas_threads')}",
+        f"- executed: {md_text(execution_text(run.execution))}",
     ]
+    if run.reason:
+        lines.append(f"- ended {md_text(run.status)}: {md_text(run.reason)}")
     lines.append(f"- training recipe (every cell): {md_text(run.recipe.describe())}")
     return lines
 

@@ -11,7 +11,7 @@ from tabulate import tabulate
 
 from harness.results import Results, StoredRun
 from reports.tables import TABLES, drop_empty_note
-from reports.text import table_notes
+from reports.text import execution_brief, table_notes
 
 
 def run_tables(results: Results) -> str:
@@ -50,5 +50,6 @@ def runs_table(runs: list[StoredRun]) -> str:
     return listing([{
         "id": run.run_id, "started (UTC)": run.started_at.replace("+00:00", ""), "status": run.status,
         "profile": run.config.profile, "cells": ",".join(run.config.cells), "tasks": ",".join(run.config.tasks),
-        "devices": ",".join(run.config.devices), "machine": machine(run.environment),
+        "devices": ",".join(run.config.devices), "executed": execution_brief(run.execution),
+        "machine": machine(run.environment),
     } for run in runs])

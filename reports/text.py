@@ -64,6 +64,40 @@ def labelled(table: pd.DataFrame) -> pd.DataFrame:
     return table.rename(columns=COLUMN_LABELS)
 
 
+def execution_brief(execution: dict) -> str:
+    """How a run was executed, in a few words (``rnnbench runs``): "in-process", "2 workers",
+    "dask tcp://HOST:8786 (2 hosts)"."""
+    kind = execution.get("executor")
+    if kind is None or kind == "in-process":
+        return "in-process"
+    if kind == "dask":
+        hosts = execution.get("hosts") or []
+        return f"dask {execution.get('cluster')}" + (f" ({len(hosts)} host{'s' * (len(hosts) != 1)})" if hosts else "")
+    gpus = execution.get("gpus") or []
+    return f"{execution.get('workers')} workers" + (f", {len(gpus)} GPU{'s' * (len(gpus) != 1)}" if gpus else "")
+
+
+def execution_text(execution: dict) -> str:
+    """How a run was executed, in a sentence (reports): executor, workers, hosts, GPUs, time limit."""
+    kind = execution.get("executor")
+    if kind is None:
+        return "in the rnnbench process, one item after another (recorded before rnnbench ran items in workers)"
+    if kind == "in-process":
+        parts = ["in the rnnbench process, one item after another"]
+    elif kind == "dask":
+        parts = [f"on the Dask cluster at {execution.get('cluster')}: {execution.get('dask_workers')} Dask workers, "
+                 f"{execution.get('threads')} item slots; timing items alone on their machine"]
+    else:
+        parts = [f"in {execution.get('workers')} worker processes on one machine; timing items alone"]
+    if execution.get("hosts"):
+        parts.append(f"hosts used: {', '.join(execution['hosts'])}")
+    if execution.get("gpus"):
+        parts.append(f"GPUs used: {', '.join(execution['gpus'])}")
+    limit = execution.get("item_timeout_s")
+    parts.append(f"time limit per item {limit:g} s" if limit else "no time limit per item")
+    return "; ".join(parts)
+
+
 def environment_items(run: StoredRun, rows: pd.DataFrame | None = None) -> list[tuple[str, str]]:
     """(label, plain text) pairs describing where and how a run was measured."""
     environment = run.environment
@@ -82,6 +116,7 @@ def environment_items(run: StoredRun, rows: pd.DataFrame | None = None) -> list[
                      f"Python {environment.get('python')}"),
         ("threads", f"torch {environment.get('torch_threads')}, BLAS {environment.get('blas_threads')}"),
         ("devices", ", ".join(run.devices) or "—"),
+        ("executed", execution_text(run.execution)),
         ("training recipe", f"the same for every cell: {run.recipe.describe()}"),
         ("seeds", ", ".join(str(s) for s in run.config.seeds)),
     ]

@@ -9,6 +9,9 @@ import os
 # Before anything loads plugins: the entry-point group is skipped for the whole session
 # (subprocesses inherit it too).
 os.environ["RNNBENCH_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+# Runs measure in the test process (--workers 1), so tests can monkeypatch the measurement
+# code; tests/test_parallel_runs.py and tests/test_executors.py cover worker processes.
+os.environ["RNNBENCH_WORKERS"] = "1"
 
 import sys
 import textwrap

@@ -22,6 +22,13 @@ def _outputs_and_grads(module, x, state):
     return y.detach(), [p.detach() for p in parts], grads
 
 
+def _renamed(source: dict, target: dict) -> dict:
+    """``source``'s tensors under ``target``'s keys: the step module wraps the sequence module
+    (``step.<attr>.<key>``, whatever it names the attribute), so keys pair up in order."""
+    assert len(source) == len(target) and all(t.endswith("." + s) for s, t in zip(source, target)), (list(source), list(target))
+    return dict(zip(target, source.values()))
+
+
 def test_builtin_torch_cells_have_unrolled_and_fused():
     """torch-rnn, lstm and gru are timed both fused and unrolled; numpy-rnn as numpy; graphed only on cuda."""
     for name in ("torch-rnn", "lstm", "gru"):
@@ -37,7 +44,7 @@ def test_unrolled_matches_fused(name):
     torch.manual_seed(0)
     fused = build_impl(spec, "fused", 5, 7)
     unrolled = build_impl(spec, "unrolled", 5, 7)
-    unrolled.load_state_dict({("step.fused." + k): v for k, v in fused.state_dict().items()})
+    unrolled.load_state_dict(_renamed(fused.state_dict(), unrolled.state_dict()))
     x = torch.randn(12, 3, 5, requires_grad=True)
     with torch.no_grad():
         _, probe_state = fused(x[:1], None)
@@ -64,7 +71,7 @@ def test_graphed_matches_fused_on_cuda(name):
     torch.manual_seed(0)
     fused = build_impl(spec, "fused", 8, 32).cuda()
     graphed = build_impl(spec, "graphed", 8, 32).cuda()
-    graphed.load_state_dict({("step.fused." + k): v for k, v in fused.state_dict().items()})
+    graphed.load_state_dict(_renamed(fused.state_dict(), graphed.state_dict()))
     x = torch.randn(50, 4, 8, device="cuda")
     with torch.no_grad():
         grad_y = last_step_output_gradient(graphed(x, None)[0])

@@ -167,9 +167,11 @@ def test_runs_lists_the_stored_runs(smoke, capsys, run_config):
     try:
         assert main(["runs", "--db", str(smoke.db)]) == 0
         lines = capsys.readouterr().out.splitlines()
-        assert lines[0].split() == ["id", "started", "(UTC)", "status", "profile", "cells", "tasks", "devices", "machine"]
+        assert lines[0].split() == ["id", "started", "(UTC)", "status", "profile", "cells", "tasks", "devices", "executed",
+                                    "machine"]
         first, second = lines[2].split(), lines[3].split()
         assert first[0] == "1" and "complete" in first and "smoke" in first and ",".join(CELLS) in first
+        assert "in-process" in first  # the suite runs with RNNBENCH_WORKERS=1
         assert second[0] == str(empty) and "running" in second and "Test GPU" in lines[3] and "elsewhere:" in lines[3]
         # an empty run renders too, and says so
         assert main(["report", "--db", str(smoke.db), "--out", str(smoke.out / "empty"), "--format", "html"]) == 0

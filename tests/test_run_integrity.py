@@ -184,7 +184,7 @@ def test_resume_restores_plugin_files_and_report_folder(rnnbench, write_plugin, 
     def interrupt_second(item, config, threads):
         calls.append(item.key)
         if len(calls) == 2:
-            raise KeyboardInterrupt
+            os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C
         return real(item, config, threads)
 
     monkeypatch.setattr(runner, "_speed_rows", interrupt_second)

@@ -1,0 +1,111 @@
+"""Which executor runs a sweep, from ``--workers``, ``--cluster`` and ``--item-timeout``.
+
+- ``--cluster ADDRESS``: a Dask distributed cluster (:class:`harness.dask_executor.DaskExecutor`).
+- ``--workers 1`` without ``--item-timeout``: every item in the rnnbench process itself, one
+  after another (rnnbench's behaviour before worker processes; no time limit can be enforced
+  there, since there is no process to end).
+- otherwise a pool of worker processes on this machine
+  (:class:`harness.executors.LocalPoolExecutor`). ``--workers auto`` (the default) starts one
+  per usable core divided by ``--threads`` (at least one, at most one per item that can run
+  side by side), and at least one per GPU when cuda is among the devices; GPU workers are
+  pinned with ``CUDA_VISIBLE_DEVICES`` and are the only ones given cuda items.
+
+Timing items never share the machine: they run one at a time with nothing else running
+(see :mod:`harness.executors`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+from harness.errors import UsageError
+from harness.executors import Executor, InProcessExecutor, LocalPoolExecutor
+
+AUTO = "auto"
+WORKERS_ENV = "RNNBENCH_WORKERS"  # the default of --workers, e.g. 1 in the test suite
+NO_LIMIT = ("none", "0")
+
+
+@dataclass(frozen=True)
+class ExecutionRequest:
+    """What the command line asked for. ``workers`` is None for auto; ``item_timeout_s`` None
+    for no limit; ``timeout_given`` says whether the limit was typed (not the profile's default)."""
+
+    workers: int | None = None
+    cluster: str | None = None
+    item_timeout_s: float | None = None
+    timeout_given: bool = False
+
+
+def parse_workers(text: str) -> int | None:
+    """``auto`` -> None, else a whole number >= 1 (one clear line otherwise)."""
+    value = str(text).strip().lower()
+    if value == AUTO:
+        return None
+    try:
+        workers = int(value)
+    except ValueError:
+        workers = 0
+    if workers < 1:
+        raise UsageError(f"--workers {text!r}: give a whole number of worker processes (1 or more) or 'auto'")
+    return workers
+
+
+def parse_timeout(text: str) -> float | None:
+    """Seconds > 0, or ``none``/``0`` for no limit."""
+    value = str(text).strip().lower()
+    if value in NO_LIMIT:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and 0 < seconds <= 1e9):
+        raise UsageError(f"--item-timeout {text!r}: give seconds (a number above 0, e.g. 600) or 'none' for no limit")
+    return seconds
+
+
+def usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def visible_gpus() -> tuple[str, ...]:
+    """``CUDA_VISIBLE_DEVICES`` values for every GPU this process may use."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return ()
+    listed = [g.strip() for g in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if g.strip()]
+    return tuple(listed or (str(i) for i in range(torch.cuda.device_count())))[: torch.cuda.device_count()]
+
+
+def auto_workers(threads: int, side_by_side: int, gpus: int = 0, cpus: int | None = None) -> int:
+    """One worker per ``threads`` usable cores, no more than ``side_by_side`` items can use,
+    and at least one per GPU."""
+    per_cpu = max(1, (cpus or usable_cpus()) // max(1, threads))
+    return max(1, min(per_cpu, max(1, side_by_side)), gpus)
+
+
+def make_executor(request: ExecutionRequest, *, devices, threads: int, side_by_side: int) -> Executor:
+    """The executor for this run. ``side_by_side``: items that may run at the same time
+    (training items); timing items run alone whatever the pool's size."""
+    if request.cluster:
+        if request.workers is not None:
+            raise UsageError("--workers and --cluster cannot be combined: on a cluster the Dask workers' "
+                             "--nthreads sets how many items run at once")
+        from harness.dask_executor import DaskExecutor
+
+        return DaskExecutor(request.cluster)
+    if request.workers == 1 and not request.timeout_given:
+        return InProcessExecutor()
+    gpus = visible_gpus() if "cuda" in devices else ()
+    if request.workers is None:
+        workers = auto_workers(threads, side_by_side, len(gpus))
+    else:
+        workers, gpus = request.workers, gpus[: request.workers]
+    return LocalPoolExecutor(workers, gpus=gpus)
