@@ -6,8 +6,6 @@ says what was wrong and what is allowed.
 
 from __future__ import annotations
 
-import math
-
 import click
 
 from harness.names import split_list
@@ -57,23 +55,6 @@ class PositiveInt(PositiveIntList):
         return values[0]
 
 
-class PositiveFloat(click.ParamType):
-    """A finite number > 0, e.g. ``1e-3`` (a learning rate); NaN and infinity are refused."""
-
-    name = "X"
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, float):
-            return value
-        try:
-            number = float(str(value).strip())
-        except ValueError:
-            self.fail(f"{value!r} is not a number; give a finite number > 0, e.g. 0.001", param, ctx)
-        if not math.isfinite(number) or number <= 0:
-            self.fail(f"{value!r} is not allowed: give a finite number > 0, e.g. 0.001", param, ctx)
-        return number
-
-
 class NameList(click.ParamType):
     """A comma-separated list of names, optionally limited to ``choices``."""
 
@@ -112,8 +93,70 @@ class Percent(click.ParamType):
         return number / 100
 
 
+class Seeds(click.ParamType):
+    """Seeds: a count ``3`` (seeds 0, 1, 2), a range ``5..9`` (5 to 9 inclusive), or a list ``0,4,7``
+    (items may themselves be ranges: ``0..2,10``)."""
+
+    name = "N|A..B|A,B,..."
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        text = str(value).strip()
+        allowed = "give a count (3: seeds 0..2), a range (5..9) or a list (0,4,7) of whole numbers >= 0"
+        if text.isdigit() and int(text) > 0:
+            return self._checked(range(int(text)), param, ctx)
+        seeds: list[int] = []
+        for part in split_list(text) if "," in text or ".." in text else ():
+            low, dots, high = part.partition("..")
+            try:
+                first, last = (int(low), int(high)) if dots else (int(part), int(part))
+            except ValueError:
+                self.fail(f"{part!r} is not a seed or a range of seeds; {allowed}", param, ctx)
+            if first < 0 or last < first:
+                self.fail(f"{part!r}: a range A..B needs 0 <= A <= B; {allowed}", param, ctx)
+            if last - first >= MAX_SEEDS or len(seeds) >= MAX_SEEDS:
+                self.fail(f"{value!r}: more than {MAX_SEEDS} seeds; at most {MAX_SEEDS} per run", param, ctx)
+            seeds += range(first, last + 1)
+        if not seeds:
+            self.fail(f"{value!r}: {allowed}", param, ctx)
+        return self._checked(dict.fromkeys(seeds), param, ctx)
+
+    def _checked(self, seeds, param, ctx) -> tuple[int, ...]:
+        """At most :data:`MAX_SEEDS` seeds, each an integer SQLite can store (checked before a
+        range is expanded, so that a huge count fails at once instead of filling memory)."""
+        if len(seeds) > MAX_SEEDS:
+            self.fail(f"{len(seeds)} seeds: at most {MAX_SEEDS} per run", param, ctx)
+        if seeds and max(seeds) > SQLITE_INT_MAX:
+            self.fail(f"seed {max(seeds)} is too large: at most {SQLITE_INT_MAX} (the largest integer SQLite stores)",
+                      param, ctx)
+        return tuple(seeds)
+
+
+class PositiveFloatList(click.ParamType):
+    """A comma-separated list of positive numbers, e.g. learning rates ``1e-3,3e-3,1e-2``."""
+
+    name = "X[,X...]"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        out = []
+        for part in split_list(str(value)):
+            try:
+                number = float(part)
+            except ValueError:
+                self.fail(f"{part!r} is not a number (e.g. 1e-3 or 1e-3,3e-3,1e-2)", param, ctx)
+            if not (number > 0 and number != float("inf")):
+                self.fail(f"{part!r} must be a positive finite number", param, ctx)
+            out.append(number)
+        if not out:
+            self.fail("expected at least one number, e.g. 1e-3 or 1e-3,3e-3,1e-2", param, ctx)
+        return tuple(sorted(dict.fromkeys(out)))
+
+
 SIZES = PositiveIntList()
+SEEDS = Seeds()
+RATES = PositiveFloatList()
 NUMBER = PositiveInt()
-SEED_COUNT = PositiveInt(MAX_SEEDS, "seeds per run")
 THREAD_COUNT = PositiveInt(MAX_THREADS, "threads; more than the cores is slower anyway")
-POSITIVE_FLOAT = PositiveFloat()

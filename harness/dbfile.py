@@ -117,7 +117,8 @@ def expected_columns() -> dict[str, tuple[str, ...]]:
     conn = sqlite3.connect(":memory:")
     try:
         migrate(conn, lambda version: AssertionError(version))
-        return {table: tuple(r[1] for r in conn.execute(f"PRAGMA table_info({table})")) for table in TABLES}
+        tables = sorted(t for t in _tables(conn) if not t.startswith("sqlite_"))
+        return {table: tuple(r[1] for r in conn.execute(f"PRAGMA table_info({table})")) for table in tables}
     finally:
         conn.close()
 
@@ -155,7 +156,11 @@ def _check_ours(conn: sqlite3.Connection, path: Path) -> int:
 
 
 def _check_columns(conn: sqlite3.Connection, path: Path) -> None:
+    tables = _tables(conn)
     for table, columns in expected_columns().items():
+        if table not in tables:
+            raise StoreError(f"results database {str(path)!r} is damaged: its {table!r} table is missing; restore a "
+                             "copy, or store new runs in another file with --db")
         present = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
         missing = [c for c in columns if c not in present]
         if missing:
@@ -177,6 +182,16 @@ def _check_writable(conn: sqlite3.Connection, path: Path) -> None:
     transaction(conn, lambda c: c.execute(f"PRAGMA user_version = {version}"))
 
 
+def _migrate(conn: sqlite3.Connection, path: Path, newer_error) -> list[str]:
+    """:func:`harness.migrations.migrate`; a stored value a step cannot read is damage, one line."""
+    try:
+        return migrate(conn, newer_error)
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise StoreError(f"results database {str(path)!r} is damaged: bringing it up to schema version "
+                         f"{SCHEMA_VERSION} met a value it cannot read ({type(exc).__name__}: {exc}); "
+                         "restore a copy of the file") from None
+
+
 def open_for_writing(path: Path, newer_error) -> tuple[sqlite3.Connection, list[str]]:
     """A connection to an intact, writable, up-to-date rnnbench database at ``path`` (created if new)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -186,7 +201,7 @@ def open_for_writing(path: Path, newer_error) -> tuple[sqlite3.Connection, list[
             _check_ours(conn, path)
             _check_pages(conn, path)
         _check_writable(conn, path)
-        notes = migrate(conn, newer_error)
+        notes = _migrate(conn, path, newer_error)
         _check_columns(conn, path)
     except BaseException:
         conn.close()
@@ -209,7 +224,7 @@ def open_for_reading(path: Path, newer_error) -> tuple[sqlite3.Connection, list[
             conn.close()
             conn = connect(path, read_only=False)
             try:
-                notes = migrate(conn, newer_error)
+                notes = _migrate(conn, path, newer_error)
             except sqlite3.Error as exc:
                 if is_busy(exc):
                     raise

@@ -115,8 +115,10 @@ def execute(config: RunConfig, registry: Registry, store: ResultStore, argv: lis
         if isinstance(exc, RnnbenchError):
             raise
         raise RunStopped(f"run {run_id} stopped: {reason}") from exc
-    _finish(session, outcome, execution, "failed" if outcome.counts["failed"] else "complete",
-            f"{outcome.counts['failed']} item(s) failed" if outcome.counts["failed"] else None)
+    # The whole run's status: a resumed run keeps the failed items it skipped.
+    failed = len(store.stored_items(run_id) - store.completed_items(run_id))
+    _finish(session, outcome, execution, "failed" if failed else "complete",
+            f"{failed} item(s) failed" if failed else None)
     return outcome
 
 

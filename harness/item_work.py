@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.config import RunConfig
+from harness.errors import RnnbenchError, UnknownNameError
 from harness.execution import EXCLUSIVE, SHARED, PluginSource, WorkContext, WorkItem
 
 WORK_FUNCTION = "harness.item_work:run_item"
@@ -110,7 +111,11 @@ def run_item(payload: ItemPayload, context: WorkContext) -> list:
     from harness.runner import measure_item, strict_float32
 
     registry = _registry(context, payload.autoload)
-    item = item_of(payload, registry)
+    try:
+        item = item_of(payload, registry)
+    except UnknownNameError as exc:  # the plugin loaded in the driver but not here
+        where = f"; plugin errors on {context.worker}: {'; '.join(registry.errors)}" if registry.errors else ""
+        raise RnnbenchError(f"{exc}{where}") from None
     threads = env.set_threads(context.threads)["torch_threads"]
     strict_float32(item.device)
     rows = measure_item(item, payload.config, threads)

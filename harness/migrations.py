@@ -178,6 +178,18 @@ def _add_items(conn: sqlite3.Connection) -> list[str]:
     return []
 
 
+def _add_lr_and_params(conn: sqlite3.Connection) -> list[str]:
+    """``results.lr`` (the rate a training row was trained at, for learning-rate sweeps) and
+    ``results.param_count``. Older training rows get their run's one rate; counts stay NULL."""
+    conn.execute("ALTER TABLE results ADD COLUMN lr REAL")
+    conn.execute("ALTER TABLE results ADD COLUMN param_count INTEGER")
+    for run_id, config_text in conn.execute("SELECT run_id, config FROM runs").fetchall():
+        rate = (json.loads(config_text).get("recipe") or {}).get("lr")
+        if rate is not None:
+            conn.execute("UPDATE results SET lr = ? WHERE run_id = ? AND measurement != 'speed'", (rate, run_id))
+    return []
+
+
 def _add_run_owner(conn: sqlite3.Connection) -> list[str]:
     """``runs.owner_host``, ``owner_pid``, ``owner_token`` and ``heartbeat_at``: the process that runs
     a run and when it last showed it was alive (:mod:`harness.ownership`), so that ``--resume`` can
@@ -193,7 +205,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "runs.plugin_files and runs.out_dir", _add_run_options),
     Migration(3, "metrics named with the _s suffix", _seconds_to_s),
     Migration(4, "items (how each item was executed) and runs.reason", _add_items),
-    Migration(5, "runs.owner_host, owner_pid, owner_token and heartbeat_at", _add_run_owner),
+    Migration(5, "results.lr and results.param_count", _add_lr_and_params),
+    Migration(6, "runs.owner_host, owner_pid, owner_token and heartbeat_at", _add_run_owner),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

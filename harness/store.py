@@ -127,6 +127,15 @@ class ResultStore:
         self._own(run_id, token)
         return run_id
 
+    def update_config(self, run_id: int, config: RunConfig) -> None:
+        """Store a grown configuration for a resumed run (seeds or learning rates added)."""
+        def update(conn):
+            self._check_owner(conn, run_id)
+            conn.execute("UPDATE runs SET config = ? WHERE run_id = ?",
+                         (json.dumps(asdict(config), default=_json_default), run_id))
+
+        self._write(update)
+
     def reopen_run(self, run_id: int) -> None:
         """Claim a stored run for ``--resume``: refused (:class:`RunInUseError`) while its owner is
         alive; a gone owner is taken over, with a warning that says why it counts as gone."""
