@@ -42,13 +42,19 @@ class MemoryNeed:
     need_bytes: int
 
 
-def speed_item_bytes(batch_size: int, seq_len: int, input_size: int, hidden_size: int) -> int:
-    params = hidden_size * (input_size + hidden_size + 1)
+def cell_params(input_size: int, hidden_size: int) -> int:
+    """``P = H (I + H + 1)``: the fewest parameters a recurrent cell of these sizes has."""
+    return hidden_size * (input_size + hidden_size + 1)
+
+
+def speed_item_bytes(batch_size: int, seq_len: int, input_size: int, hidden_size: int, params: int | None = None) -> int:
+    params = cell_params(input_size, hidden_size) if params is None else params
     return FLOAT32_BYTES * (2 * params + batch_size * seq_len * (input_size + 2 * hidden_size))
 
 
-def train_item_bytes(batch_size: int, eval_size: int, length: int, input_size: int, hidden_size: int) -> int:
-    params = hidden_size * (input_size + hidden_size + 1)
+def train_item_bytes(batch_size: int, eval_size: int, length: int, input_size: int, hidden_size: int,
+                     params: int | None = None) -> int:
+    params = cell_params(input_size, hidden_size) if params is None else params
     return FLOAT32_BYTES * (4 * params + batch_size * length * (input_size + 2 * hidden_size)
                             + eval_size * length * (input_size + hidden_size))
 
@@ -82,20 +88,26 @@ def machine_memory_bytes(device: str) -> int | None:
 
 def largest_items(config, task_shapes: dict[tuple[str, int], tuple[int, int]]) -> list[MemoryNeed]:
     """The largest speed and training item per device; ``task_shapes[(task, T)] = (L, I)``."""
+    # With a parameter budget the hidden size is chosen per cell: count the budget's parameters
+    # and the smallest hidden state (H = 1), still a lower bound.
+    budget = config.param_budget
     needs = []
     for device in config.devices:
         if SPEED in config.measures:
-            sizes = (max(config.speed_batch_sizes), max(config.speed_seq_lens), config.speed_input_size,
-                     max(config.speed_hidden_sizes))
-            needs.append(MemoryNeed(f"a speed item with B={sizes[0]}, T={sizes[1]}, I={sizes[2]}, H={sizes[3]}",
-                                    device, speed_item_bytes(*sizes)))
+            hidden = 1 if budget else max(config.speed_hidden_sizes)
+            sizes = (max(config.speed_batch_sizes), max(config.speed_seq_lens), config.speed_input_size, hidden)
+            shown = f"a parameter budget of {budget}" if budget else f"H={hidden}"
+            needs.append(MemoryNeed(f"a speed item with B={sizes[0]}, T={sizes[1]}, I={sizes[2]}, {shown}",
+                                    device, speed_item_bytes(*sizes, params=budget)))
         if any(m in TRAIN_MEASUREMENTS for m in config.measures):
-            recipe, hidden = config.recipe, max(config.hidden_sizes)
+            recipe = config.recipe
+            hidden = 1 if budget else max(config.hidden_sizes)
+            shown = f"a parameter budget of {budget}" if budget else f"H={hidden}"
             for (task, seq_len), (length, input_size) in task_shapes.items():
                 needs.append(MemoryNeed(
-                    f"a training item of task {task!r} with T={seq_len} (L={length}), B={recipe.batch_size}, H={hidden}, "
+                    f"a training item of task {task!r} with T={seq_len} (L={length}), B={recipe.batch_size}, {shown}, "
                     f"{recipe.eval_size} held-out sequences", device,
-                    train_item_bytes(recipe.batch_size, recipe.eval_size, length, input_size, hidden)))
+                    train_item_bytes(recipe.batch_size, recipe.eval_size, length, input_size, hidden, params=budget)))
     return needs
 
 
@@ -125,7 +137,8 @@ def count_items(config) -> int:
                   * len(config.speed_hidden_sizes))
     if any(m in TRAIN_MEASUREMENTS for m in config.measures):
         lengths = sum(len(v) for v in config.task_seq_lens.values())
-        total += devices * cells * lengths * len(config.hidden_sizes) * len(config.seeds)
+        total += (devices * cells * lengths * len(config.hidden_sizes) * len(config.seeds)
+                  * len(config.learning_rates))
     return total
 
 
