@@ -9,6 +9,7 @@ from harness.config import RunConfig
 from harness.errors import UsageError
 from harness.names import SPEED
 from harness.lengths import parse_eval_lengths
+from harness.preflight import check_item_count, check_memory
 from harness.profiles import get_profile
 from harness.task_options import build_task
 
@@ -23,8 +24,9 @@ def _profile_seq_lens(profile, task) -> tuple[int, ...]:
 
 def build_config(registry, *, cells, tasks, devices, measures, profile_name="default", seq_len=None, hidden_size=None,
                  batch_size=None, input_size=None, steps=None, seeds=None, lr=None, threads=1, impls=None,
-                 param_budget=None, task_options=None, eval_lengths=()) -> RunConfig:
-    """Names are validated against the registry here, before anything runs.
+                 param_budget=None, allow_large_memory=False, task_options=None, eval_lengths=()) -> RunConfig:
+    """Names are validated against the registry here, and sizes against the machine
+    (:mod:`harness.preflight`; ``allow_large_memory`` skips the memory estimate), before anything runs.
 
     ``seeds``: a tuple of seeds (or a count, meaning 0..N-1); ``lr``: one rate, or a tuple of
     rates to sweep (one rate becomes the recipe's); ``param_budget``: parameters per cell;
@@ -46,20 +48,22 @@ def build_config(registry, *, cells, tasks, devices, measures, profile_name="def
         seeds = tuple(range(seeds))
     task_seq_lens = {t: tuple(seq_len) if seq_len else _profile_seq_lens(profile, registry.task(t)) for t in task_names}
     options = _task_options(profile, task_names, task_options or {})
+    task_shapes = {}  # (task, T) -> (steps the cell sees L, input size I), for the memory estimate
     for name, lengths in task_seq_lens.items():
         for length in lengths:
             try:
-                build_task(registry.task(name), length, options.get(name))
+                task = build_task(registry.task(name), length, options.get(name))
             except ValueError as exc:  # e.g. adding needs T >= 2
                 if name in options:
                     raise UsageError(f"task {name!r} at T={length} with options {_shown(options[name])}: {exc}") from None
                 raise UsageError(f"--seq-len {length} does not suit task {name!r}: {exc}") from None
+            task_shapes[(name, length)] = (int(task.length), int(task.input_size))
     if impls and SPEED in measures:
         offered = {i for c in cell_names for d in devices for i in available_impls(registry.cell(c), d)}
         if not offered & set(impls):
             raise UsageError(f"--impl {','.join(impls)}: none of these runs for the selected cells on "
                              f"{', '.join(devices)}; available: {', '.join(sorted(offered))}")
-    return RunConfig(
+    config = RunConfig(
         cells=cell_names,
         tasks=task_names,
         devices=tuple(devices),
@@ -81,6 +85,9 @@ def build_config(registry, *, cells, tasks, devices, measures, profile_name="def
         task_options=options,
         eval_lengths=tuple(parse_eval_lengths(eval_lengths or profile.eval_lengths)),
     )
+    check_item_count(config)
+    check_memory(config, task_shapes, allow_large=allow_large_memory)
+    return config
 
 
 def _task_options(profile, task_names, typed: dict[str, dict]) -> dict[str, dict]:

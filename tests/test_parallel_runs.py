@@ -263,7 +263,7 @@ def test_a_hanging_item_times_out_and_resume_does_not_run_it_again(rnnbench, wri
     assert "(run failed: 1 item(s) failed)" in resumed.err
     # ... unless asked to retry failures, here with another limit
     retried = rnnbench("run", "--resume", "1", "--retry-failed", "--item-timeout", "4", *common)
-    assert retried.code == 1 and "hangs adding T=10 cpu seed=0: failed: timed out after 4 s" in retried.err
+    assert retried.code == 1 and "hangs adding T=10 cpu seed=0 lr=0.01: failed: timed out after 4 s" in retried.err
     assert stored(db)[0] and stored(db)[2].status == "failed"
 
 
