@@ -76,9 +76,9 @@ def environment_lines(run: StoredRun) -> list[str]:
         f"- threads: torch {environment.get('torch_threads')}, BLAS {environment.get('blas_threads')}",
         f"- executed: {md_text(execution_text(run.execution))}",
     ]
-    options = task_options_text(environment)
+    options = task_options_text(run.environment)
     if options:
-        lines.append(f"- task options: {options}")
+        lines.append(f"- task options: {md_text(options)}")
     if run.reason:
         lines.append(f"- ended {md_text(run.status)}: {md_text(run.reason)}")
     lines.append(f"- training recipe (every cell): {md_text(run.recipe.describe(run.config.learning_rates))}")
