@@ -1,0 +1,187 @@
+"""Diagonal linear recurrences over time: ``h_t = a_t ⊙ h_{t-1} + b_t``, sequentially and as a chunked scan.
+
+minGRU, minLSTM, LRU and Mamba's selective SSM all reduce to this recurrence with an
+element-wise (diagonal) ``a_t`` that does not depend on ``h``, so it can run in parallel over
+time (Blelloch 1990; Martin & Cundy 2018; Smith et al. 2023, S5). Two functions:
+
+``sequential_scan(a, b, h0)``  the plain loop, one step per time step: the reference.
+``linear_scan(a, b, h0)``      the fast form: a two-level chunked scan (below).
+
+Shapes: ``a`` and ``b`` are ``(T, ...)`` and broadcast against each other (e.g. ``a`` of
+``(T, 1, H)`` or ``(1, B, H)`` with ``b`` of ``(T, B, H)``); ``h0`` is broadcastable to one time
+slice ``(...)``, or ``None`` for zeros. The result is ``h`` of shape ``(T, ...)`` holding
+``h_1 … h_T``; ``h[-1]`` is the state to carry into the next piece. Real (float32/float64)
+and complex (complex64/complex128) tensors are accepted; mixed inputs are promoted to one
+dtype (a complex ``a`` with a real ``b`` gives a complex ``h``).
+
+How the chunked scan works. Time is cut into ``C`` chunks of ``L`` steps (``C·L ≥ T``; the
+tail is padded with ``a = 1, b = 0``, which leaves earlier steps unchanged).
+
+1. Inside every chunk, from a zero start, the chunk's end ``u_L = a_L ⊙ u_{L-1} + b_L`` and
+   its total decay ``P_L = a_1 ⊙ … ⊙ a_L`` — a loop over the ``L`` positions that updates all
+   ``C`` chunks at once.
+2. Between chunks, the carry ``s_c = P_L^{(c)} ⊙ s_{c-1} + u_L^{(c)}`` — a loop over ``C``.
+3. Inside every chunk again, now from its true start ``s_{c-1}``:
+   ``h_t = a_t ⊙ h_{t-1} + b_t`` — a loop over ``L``, all chunks at once.
+
+With ``L ≈ √T`` (the default) that is about ``3√T`` sequential steps on ``C``-times larger
+tensors instead of ``T`` small ones,
+and about twice the loop's arithmetic. No division and no logarithm is taken, so zero, negative and
+complex gates are exact cases and there is nothing to underflow; every ``h_t`` is the same
+sum of products as in the loop, grouped differently. The float32 error is therefore of the
+loop's own order: measured against a float64 loop at T = 4096 (B·H = 2048, |a| uniform in
+[0.5, 0.999] or on the LRU ring [0.9, 0.999], b standard normal) the largest error is below
+1e-6 · max|h|, about the loop's own float32 error; ``tests/test_scan.py`` asserts
+1e-4 relative at T = 4096 and 16384. (A whole-sequence log-space scan, Heinsen 2023, drifts
+to about 2e-3 at T = 1000 because ``Σ log a`` grows with T; chunking alone would fix that, but
+it also needs positive gates, which the LRU does not have.)
+
+Gradients: :func:`linear_scan` is a ``torch.autograd.Function`` whose backward is itself a
+linear scan running the other way (``reverse=True``), ``g_t = ∂L/∂h_t + conj(a_{t+1}) ⊙ g_{t+1}``, with ``∂L/∂b_t = g_t``,
+``∂L/∂a_t = g_t ⊙ conj(h_{t-1})`` and ``∂L/∂h_0 = conj(a_1) ⊙ g_1`` (PyTorch's conjugate
+Wirtinger convention; for real tensors ``conj`` is the identity). It saves only ``a``, ``h``
+and ``h_0``, no per-step intermediates, and being built from the same function it can be
+differentiated again.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+MIN_AUTO_CHUNK = 8
+
+
+def sequential_scan(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | None = None, *,
+                    reverse: bool = False) -> torch.Tensor:
+    """``h_t = a_t ⊙ h_{t-1} + b_t`` for t = 1 … T, one step at a time (the reference).
+
+    :param a: ``(T, ...)`` decay/gate, broadcastable against ``b``.
+    :param b: ``(T, ...)`` input term.
+    :param h0: initial state broadcastable to ``(...)``; ``None`` means zeros.
+    :param reverse: run time backwards (see :func:`linear_scan`).
+    :returns: ``h`` of shape ``(T, ...)`` (the broadcast shape of ``a`` and ``b``).
+    """
+    a, b, h0 = _promote(a, b, h0)
+    h = h0 if h0 is not None else torch.zeros_like(b[0])
+    steps = list(zip(a.unbind(0), b.unbind(0)))  # unbind: its backward is one stack, not T scatters
+    out = []
+    for a_t, b_t in reversed(steps) if reverse else steps:
+        h = a_t * h + b_t
+        out.append(h)
+    return torch.stack(out[::-1] if reverse else out)
+
+
+def linear_scan(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | None = None, *,
+                chunk_size: int | None = None, reverse: bool = False) -> torch.Tensor:
+    """``h_t = a_t ⊙ h_{t-1} + b_t`` for t = 1 … T as a chunked parallel scan (see the module docstring).
+
+    :param a: ``(T, ...)`` decay/gate, broadcastable against ``b``; real or complex.
+    :param b: ``(T, ...)`` input term.
+    :param h0: initial state broadcastable to ``(...)``; ``None`` means zeros.
+    :param chunk_size: steps per chunk ``L``; ``None`` picks a power of two near ``√T``
+        (at least 8). Any positive value gives the same result up to rounding.
+    :param reverse: run time backwards, ``h_t = a_t ⊙ h_{t+1} + b_t`` with ``h0`` after the
+        last step (an adjoint or a backward-in-time recurrence).
+    :returns: ``h`` of shape ``(T, ...)``, equal to :func:`sequential_scan` up to float rounding.
+    """
+    if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
+        raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
+    a, b, h0 = _promote(a, b, h0)
+    if b.shape[0] == 0:
+        return b.clone()
+    return _LinearScan.apply(a, b, h0, chunk_size or auto_chunk_size(b.shape[0]), reverse)
+
+
+def auto_chunk_size(seq_len: int) -> int:
+    """A power of two near ``√seq_len`` (at least 8): balances the two sequential loops."""
+    return max(MIN_AUTO_CHUNK, 2 ** round(math.log2(max(seq_len, 1)) / 2))
+
+
+def _promote(a, b, h0):
+    """Broadcast ``a`` and ``b`` to one ``(T, ...)`` shape and one dtype (views, no copies);
+    ``h0`` to ``(...)``. Differentiable, so gradients reach the caller's shapes and dtypes."""
+    if a.dim() == 0 or b.dim() == 0:
+        raise ValueError(f"a and b need a leading time dimension, got shapes {tuple(a.shape)} and {tuple(b.shape)}")
+    dtype = torch.promote_types(a.dtype, b.dtype)
+    if h0 is not None:
+        dtype = torch.promote_types(dtype, h0.dtype)
+    shape = torch.broadcast_shapes(a.shape, b.shape)
+    a, b = a.to(dtype).expand(shape), b.to(dtype).expand(shape)
+    if h0 is not None:
+        h0 = h0.to(dtype).expand(shape[1:])
+    return a, b, h0
+
+
+def _chunked_forward(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | None, chunk: int,
+                     reverse: bool) -> torch.Tensor:
+    """The three steps of the module docstring, without autograd. ``a``, ``b``: ``(T, *S)``.
+    ``reverse`` runs time backwards: ``h_t = a_t ⊙ h_{t+1} + b_t`` with ``h0`` after the end."""
+    seq_len, slice_shape = b.shape[0], b.shape[1:]
+    chunk = min(chunk, seq_len)
+    n_chunks = -(-seq_len // chunk)
+    pad = n_chunks * chunk - seq_len
+    if pad:  # a = 1, b = 0 past the end: a forward scan copies its last state there, a reverse one its start
+        a = torch.cat([a, a.new_ones((pad, *slice_shape))])
+        b = torch.cat([b, b.new_zeros((pad, *slice_shape))])
+    a_c = a.reshape(n_chunks, chunk, *slice_shape)
+    b_c = b.reshape(n_chunks, chunk, *slice_shape)
+    steps = range(chunk - 1, -1, -1) if reverse else range(chunk)
+    chunks = range(n_chunks - 1, -1, -1) if reverse else range(n_chunks)
+
+    # 1. each chunk's end from a zero start, u_L, and its total decay, P_L (all chunks at once)
+    first, *rest = steps
+    u_end, p_end = b_c[:, first], a_c[:, first]
+    for t in rest:
+        u_end = torch.addcmul(b_c[:, t], a_c[:, t], u_end)
+        p_end = a_c[:, t] * p_end
+
+    # 2. the state entering each chunk, s_{c-1}, one chunk at a time
+    carries = torch.empty_like(b_c[:, 0])
+    s = h0 if h0 is not None else torch.zeros_like(b_c[0, 0])
+    for c in chunks:
+        carries[c] = s
+        s = torch.addcmul(u_end[c], p_end[c], s)
+
+    # 3. every chunk again from its true start; cheaper than forming P_t for every t
+    # (a cumprod along time and a full-size multiply) and the same products as the loop
+    h = torch.empty_like(b_c)
+    state = carries
+    for t in steps:
+        state = torch.addcmul(b_c[:, t], a_c[:, t], state)
+        h[:, t] = state
+    return h.reshape(n_chunks * chunk, *slice_shape)[:seq_len]
+
+
+def _neighbours(h: torch.Tensor, h0: torch.Tensor, reverse: bool) -> torch.Tensor:
+    """The state each step multiplies: ``h_{t-1}`` (``h_{t+1}`` when reversed), ``h0`` at the edge."""
+    edge = h0.unsqueeze(0)
+    return torch.cat([h[1:], edge]) if reverse else torch.cat([edge, h[:-1]])
+
+
+class _LinearScan(torch.autograd.Function):
+    """Forward: :func:`_chunked_forward`. Backward: the adjoint recurrence runs the other way,
+    ``g_t = ∂L/∂h_t + conj(a_{t±1}) ⊙ g_{t±1}``, itself a linear scan (so differentiable again)."""
+
+    @staticmethod
+    def forward(ctx, a, b, h0, chunk, reverse):
+        with torch.no_grad():
+            h = _chunked_forward(a, b, h0, chunk, reverse)
+        ctx.chunk, ctx.reverse, ctx.has_h0 = chunk, reverse, h0 is not None
+        ctx.save_for_backward(a, h, h0 if h0 is not None else h.new_zeros(h.shape[1:]))
+        return h
+
+    @staticmethod
+    def backward(ctx, grad_h):
+        a, h, h0 = ctx.saved_tensors
+        edge = torch.zeros_like(a[:1])  # multiplies the adjoint's zero start: any value would do
+        # step t of the adjoint multiplies by the coefficient of the step that consumed h_t
+        a_adjoint = torch.cat([edge, a[:-1].conj()]) if ctx.reverse else torch.cat([a[1:].conj(), edge])
+        g = _LinearScan.apply(a_adjoint, grad_h, None, ctx.chunk, not ctx.reverse)
+        grad_a = g * _neighbours(h, h0, ctx.reverse).conj() if ctx.needs_input_grad[0] else None
+        grad_b = g if ctx.needs_input_grad[1] else None
+        grad_h0 = None
+        if ctx.has_h0 and ctx.needs_input_grad[2]:
+            grad_h0 = a[-1].conj() * g[-1] if ctx.reverse else a[0].conj() * g[0]
+        return grad_a, grad_b, grad_h0, None, None
