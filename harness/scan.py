@@ -115,18 +115,22 @@ def _promote(a, b, h0):
 
 
 def _chunked_forward(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | None, chunk: int,
-                     reverse: bool) -> torch.Tensor:
-    """The three steps of the module docstring, without autograd. ``a``, ``b``: ``(T, *S)``.
-    ``reverse`` runs time backwards: ``h_t = a_t ⊙ h_{t+1} + b_t`` with ``h0`` after the end."""
+                     reverse: bool, out: torch.Tensor) -> None:
+    """The three steps of the module docstring, without autograd, written into ``out``.
+
+    ``a``, ``b``, ``out``: ``(T, *S)``. ``reverse`` runs time backwards, ``h_t = a_t ⊙ h_{t+1} +
+    b_t`` with ``h0`` after the end. The first ``C·L`` steps go through the chunks; the last
+    ``T − C·L < L`` run as a plain loop (first when reversed), so nothing is padded or copied.
+    """
     seq_len, slice_shape = b.shape[0], b.shape[1:]
     chunk = min(chunk, seq_len)
-    n_chunks = -(-seq_len // chunk)
-    pad = n_chunks * chunk - seq_len
-    if pad:  # a = 1, b = 0 past the end: a forward scan copies its last state there, a reverse one its start
-        a = torch.cat([a, a.new_ones((pad, *slice_shape))])
-        b = torch.cat([b, b.new_zeros((pad, *slice_shape))])
-    a_c = a.reshape(n_chunks, chunk, *slice_shape)
-    b_c = b.reshape(n_chunks, chunk, *slice_shape)
+    n_chunks = seq_len // chunk
+    body = n_chunks * chunk
+    state = h0 if h0 is not None else torch.zeros_like(b[0])
+    if reverse:
+        state = _loop(a[body:], b[body:], state, out[body:], reverse)
+    a_c = a[:body].view(n_chunks, chunk, *slice_shape) if a.is_contiguous() else a[:body].reshape(n_chunks, chunk, *slice_shape)
+    b_c = b[:body].view(n_chunks, chunk, *slice_shape) if b.is_contiguous() else b[:body].reshape(n_chunks, chunk, *slice_shape)
     steps = range(chunk - 1, -1, -1) if reverse else range(chunk)
     chunks = range(n_chunks - 1, -1, -1) if reverse else range(n_chunks)
 
@@ -139,25 +143,25 @@ def _chunked_forward(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | None, 
 
     # 2. the state entering each chunk, s_{c-1}, one chunk at a time
     carries = torch.empty_like(b_c[:, 0])
-    s = h0 if h0 is not None else torch.zeros_like(b_c[0, 0])
     for c in chunks:
-        carries[c] = s
-        s = torch.addcmul(u_end[c], p_end[c], s)
+        carries[c] = state
+        state = torch.addcmul(u_end[c], p_end[c], state)
 
     # 3. every chunk again from its true start; cheaper than forming P_t for every t
     # (a cumprod along time and a full-size multiply) and the same products as the loop
-    h = torch.empty_like(b_c)
-    state = carries
+    out_c = out[:body].view(n_chunks, chunk, *slice_shape)
+    inner = carries
     for t in steps:
-        state = torch.addcmul(b_c[:, t], a_c[:, t], state)
-        h[:, t] = state
-    return h.reshape(n_chunks * chunk, *slice_shape)[:seq_len]
+        inner = torch.addcmul(b_c[:, t], a_c[:, t], inner, out=out_c[:, t])
+    if not reverse:
+        _loop(a[body:], b[body:], state, out[body:], reverse)
 
 
-def _neighbours(h: torch.Tensor, h0: torch.Tensor, reverse: bool) -> torch.Tensor:
-    """The state each step multiplies: ``h_{t-1}`` (``h_{t+1}`` when reversed), ``h0`` at the edge."""
-    edge = h0.unsqueeze(0)
-    return torch.cat([h[1:], edge]) if reverse else torch.cat([edge, h[:-1]])
+def _loop(a, b, state, out, reverse):
+    """The plain recurrence over a few steps, written into ``out``; returns the last state."""
+    for t in range(a.shape[0] - 1, -1, -1) if reverse else range(a.shape[0]):
+        state = torch.addcmul(b[t], a[t], state, out=out[t])
+    return state
 
 
 class _LinearScan(torch.autograd.Function):
@@ -166,8 +170,9 @@ class _LinearScan(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, a, b, h0, chunk, reverse):
+        h = torch.empty_like(b, memory_format=torch.contiguous_format)
         with torch.no_grad():
-            h = _chunked_forward(a, b, h0, chunk, reverse)
+            _chunked_forward(a, b, h0, chunk, reverse, h)
         ctx.chunk, ctx.reverse, ctx.has_h0 = chunk, reverse, h0 is not None
         ctx.save_for_backward(a, h, h0 if h0 is not None else h.new_zeros(h.shape[1:]))
         return h
@@ -175,13 +180,36 @@ class _LinearScan(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_h):
         a, h, h0 = ctx.saved_tensors
-        edge = torch.zeros_like(a[:1])  # multiplies the adjoint's zero start: any value would do
-        # step t of the adjoint multiplies by the coefficient of the step that consumed h_t
-        a_adjoint = torch.cat([edge, a[:-1].conj()]) if ctx.reverse else torch.cat([a[1:].conj(), edge])
-        g = _LinearScan.apply(a_adjoint, grad_h, None, ctx.chunk, not ctx.reverse)
-        grad_a = g * _neighbours(h, h0, ctx.reverse).conj() if ctx.needs_input_grad[0] else None
-        grad_b = g if ctx.needs_input_grad[1] else None
-        grad_h0 = None
+        g = _adjoint(a, grad_h, ctx.chunk, ctx.reverse)
+        grad_a = grad_h0 = None
+        if ctx.needs_input_grad[0]:  # ∂L/∂a_t = g_t ⊙ conj(the state a_t multiplied)
+            inner, edge = (slice(None, -1), -1) if ctx.reverse else (slice(1, None), 0)
+            neighbours = h[1:] if ctx.reverse else h[:-1]
+            if torch.is_grad_enabled():  # double backward: out= is not differentiable
+                grad_a = g * torch.cat([neighbours, h0[None]] if ctx.reverse else [h0[None], neighbours]).conj()
+            else:
+                grad_a = torch.empty_like(g)
+                torch.mul(g[inner], neighbours.conj(), out=grad_a[inner])
+                torch.mul(g[edge], h0.conj(), out=grad_a[edge])
         if ctx.has_h0 and ctx.needs_input_grad[2]:
             grad_h0 = a[-1].conj() * g[-1] if ctx.reverse else a[0].conj() * g[0]
-        return grad_a, grad_b, grad_h0, None, None
+        return grad_a, g if ctx.needs_input_grad[1] else None, grad_h0, None, None
+
+
+def _adjoint(a: torch.Tensor, grad_h: torch.Tensor, chunk: int, reverse: bool) -> torch.Tensor:
+    """``g_t = ∂L/∂h_t + conj(a_{t+1}) ⊙ g_{t+1}`` (``a_{t-1}``, ``g_{t-1}`` when ``reverse``).
+
+    The adjoint's first step — the cell's last — has no coefficient, so it is ``∂L/∂h`` there
+    and enters the rest as its initial state."""
+    if reverse:
+        edge, rest, coeff = slice(0, 1), slice(1, None), a[:-1].conj()
+    else:
+        edge, rest, coeff = slice(-1, None), slice(None, -1), a[1:].conj()
+    if torch.is_grad_enabled():  # double backward: stay differentiable
+        body = _LinearScan.apply(coeff, grad_h[rest], grad_h[edge][0], chunk, not reverse)
+        return torch.cat([grad_h[edge], body] if reverse else [body, grad_h[edge]])
+    g = torch.empty_like(grad_h, memory_format=torch.contiguous_format)
+    g[edge] = grad_h[edge]
+    if grad_h.shape[0] > 1:
+        _chunked_forward(coeff, grad_h[rest], g[edge][0], chunk, not reverse, g[rest])
+    return g
