@@ -40,6 +40,8 @@ BUILTIN_MODULES = (
     "plugins.indrnn",
     "plugins.exprnn",
     "plugins.mingru",
+    "plugins.minlstm",
+    "plugins.lru",
     "tasks.copy",
     "tasks.adding",
     "reports.markdown",
