@@ -71,9 +71,13 @@ class LRU(nn.Module):
         weight = torch.stack([gamma * self.B_re, gamma * self.B_im], dim=1).flatten(0, 1)  # (2N, I)
         return torch.view_as_complex(F.linear(x, weight).unflatten(-1, (-1, 2)))
 
-    def readout(self, h: torch.Tensor) -> torch.Tensor:
+    def readout_weight(self) -> torch.Tensor:
+        """(H, 2N) real: columns (Re C, -Im C) interleaved to match the real view of h."""
+        return torch.stack([self.C_re, -self.C_im], dim=-1).flatten(-2)
+
+    def readout(self, h: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
         """Re(C h), real (..., H): Re C · Re h - Im C · Im h as one real product over the real view of h."""
-        weight = torch.stack([self.C_re, -self.C_im], dim=-1).flatten(-2)  # (H, 2N), matching (Re, Im) pairs
+        weight = self.readout_weight() if weight is None else weight
         return F.linear(torch.view_as_real(h).flatten(-2), weight)
 
     def forward(self, x: torch.Tensor, state: torch.Tensor | None = None):
@@ -89,25 +93,40 @@ def as_complex(state: torch.Tensor) -> torch.Tensor:
 
 
 class LRUStep(nn.Module):
-    """One step of ``cell``'s recurrence and readout, on ``cell``'s parameters."""
+    """One step of ``cell``'s recurrence and readout, on ``cell``'s parameters.
+
+    ``precompute`` also derives λ and the readout matrix from the parameters, once per
+    sequence, as the scan does; ``recur`` uses them (a step loop that rebuilt them at every
+    step would time parameter arithmetic, not the recurrence). A lone ``forward`` step runs both.
+    """
 
     def __init__(self, cell: LRU):
         super().__init__()
         self.cell = cell
+        self._per_sequence: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def precompute(self, x: torch.Tensor) -> torch.Tensor:
         """(T, B, N + H) complex: γ ⊙ (B x_t), then D x_t (imaginary part 0) for every step."""
+        self._per_sequence = (self.cell.decay(), self.cell.readout_weight())
         skip = F.linear(x, self.cell.D)
         return torch.cat([self.cell.input_term(x), torch.complex(skip, torch.zeros_like(skip))], dim=-1)
 
     def recur(self, pre_t: torch.Tensor, state: torch.Tensor | None = None):
+        if self._per_sequence is None:
+            raise RuntimeError("LRUStep.recur needs precompute(x) first (harness.cells.Unrolled calls both)")
+        decay, readout_weight = self._per_sequence
         size = self.cell.hidden_size
         drive, skip = pre_t[:, :size], pre_t[:, size:].real
-        h = drive if state is None else torch.addcmul(drive, self.cell.decay(), as_complex(state))
-        return self.cell.readout(h) + skip, torch.view_as_real(h)
+        h = drive if state is None else torch.addcmul(drive, decay, as_complex(state))
+        return self.cell.readout(h, readout_weight) + skip, torch.view_as_real(h)
 
     def forward(self, x_t: torch.Tensor, state: torch.Tensor | None = None):
         return self.recur(self.precompute(x_t.unsqueeze(0))[0], state)
+
+    def __getstate__(self):
+        # copies and pickles leave the last sequence's λ behind: it is part of that call's graph
+        # (deepcopy refuses non-leaf tensors), and the next precompute makes it again
+        return {**self.__dict__, "_per_sequence": None}
 
 
 @hookimpl

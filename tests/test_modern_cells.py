@@ -297,3 +297,14 @@ def test_state_is_real_and_carried(name):
     first, mid = step(x[:6], None)
     second, _ = scan(x[6:], mid)
     torch.testing.assert_close(torch.cat([first, second]), whole, rtol=1e-5, atol=1e-6)
+
+
+def test_lru_step_form_copies_after_a_forward():
+    """The step form keeps λ from its last precompute; a deepcopy (as the gradient probe makes) still works."""
+    import copy
+
+    scan, step = _forms("lru", 2, 3)
+    x = torch.randn(4, 1, 2)
+    y, _ = step(x, None)
+    clone = copy.deepcopy(step)
+    torch.testing.assert_close(clone(x, None)[0], y)
