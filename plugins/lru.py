@@ -33,11 +33,11 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from harness import hookimpl
 from harness.scan import linear_scan
+from plugins.projection import project
 
 
 class LRU(nn.Module):
@@ -69,7 +69,7 @@ class LRU(nn.Module):
         """γ ⊙ (B x), complex (..., N), as one real matrix product with rows (Re, Im) interleaved."""
         gamma = torch.exp(self.gamma_log).unsqueeze(-1)
         weight = torch.stack([gamma * self.B_re, gamma * self.B_im], dim=1).flatten(0, 1)  # (2N, I)
-        return torch.view_as_complex(F.linear(x, weight).unflatten(-1, (-1, 2)))
+        return torch.view_as_complex(project(x, weight).unflatten(-1, (-1, 2)))
 
     def readout_weight(self) -> torch.Tensor:
         """(H, 2N) real: columns (Re C, -Im C) interleaved to match the real view of h."""
@@ -78,12 +78,12 @@ class LRU(nn.Module):
     def readout(self, h: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
         """Re(C h), real (..., H): Re C · Re h - Im C · Im h as one real product over the real view of h."""
         weight = self.readout_weight() if weight is None else weight
-        return F.linear(torch.view_as_real(h).flatten(-2), weight)
+        return project(torch.view_as_real(h).flatten(-2), weight)
 
     def forward(self, x: torch.Tensor, state: torch.Tensor | None = None):
         h0 = None if state is None else as_complex(state)
         h = linear_scan(self.decay(), self.input_term(x), h0)
-        y = self.readout(h) + F.linear(x, self.D)
+        y = self.readout(h) + project(x, self.D)
         return y, torch.view_as_real(h[-1])
 
 
@@ -108,7 +108,7 @@ class LRUStep(nn.Module):
     def precompute(self, x: torch.Tensor) -> torch.Tensor:
         """(T, B, N + H) complex: γ ⊙ (B x_t), then D x_t (imaginary part 0) for every step."""
         self._per_sequence = (self.cell.decay(), self.cell.readout_weight())
-        skip = F.linear(x, self.cell.D)
+        skip = project(x, self.cell.D)
         return torch.cat([self.cell.input_term(x), torch.complex(skip, torch.zeros_like(skip))], dim=-1)
 
     def recur(self, pre_t: torch.Tensor, state: torch.Tensor | None = None):

@@ -25,7 +25,8 @@ import torch
 from torch import nn
 
 from harness import hookimpl
-from harness.scan import linear_scan
+from harness.scan import in_time_blocks, linear_scan
+from plugins.projection import project
 
 
 class MinGRU(nn.Module):
@@ -52,7 +53,10 @@ class MinGRUScan(nn.Module):
         self.linear = nn.Linear(input_size, 2 * hidden_size)  # as MinGRU's, so one seed builds the same cell
 
     def forward(self, x, state=None):  # x: (T, B, I); state: (B, H) or None
-        gate, candidate = self.linear(x).chunk(2, dim=-1)
+        return in_time_blocks(self._forward, x, state)  # cache-sized blocks on the CPU, whole on a GPU
+
+    def _forward(self, x, state):
+        gate, candidate = project(x, self.linear.weight, self.linear.bias).chunk(2, dim=-1)  # = self.linear(x)
         keep = torch.sigmoid(-gate)  # a_t = 1 - z_t, written so it does not round to 0 or 1 early
         h = linear_scan(keep, torch.sigmoid(gate) * candidate, state)
         return h, h[-1]

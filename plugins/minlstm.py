@@ -8,8 +8,8 @@
 
 Feng, Tung, Ahmed, Bengio & Hajimirsadeghi, "Were RNNs All We Needed?", 2024, sec. 3.2
 (minLSTM with the time-independent normalisation of its appendix). The normalised gates are
-computed as ``f' = σ(d)``, ``i' = σ(-d)`` with ``d = log f - log i = softplus(-î) - softplus(-f̂)``
-(f̂, î the pre-activations): the same numbers, without 0/0 when both gates underflow.
+computed as ``f' = σ(log f - log i)`` (``log f = logsigmoid(f̂)``, f̂ the pre-activation) and
+``i' = 1 - f'``: the same numbers, without 0/0 when both gates underflow.
 
 Initialisation as in the authors' code (BorealisAI/minRNNs): PyTorch's default ``nn.Linear``
 for all three projections, i.e. U(-1/√I, 1/√I); ``forget_bias`` (default 0, their default) is
@@ -32,15 +32,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness import hookimpl
-from harness.scan import linear_scan
+from harness.scan import in_time_blocks, linear_scan
+from plugins.projection import project
 
 
 def coefficients(projected: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``(f', i' ⊙ h̃)`` from the projection ``W x + b`` of shape (..., 3H): the recurrence is
     ``h_t = f'_t ⊙ h_{t-1} + (i' ⊙ h̃)_t``."""
     forget, input_, candidate = projected.chunk(3, dim=-1)
-    log_ratio = F.softplus(-input_) - F.softplus(-forget)  # log f - log i
-    return torch.sigmoid(log_ratio), torch.sigmoid(-log_ratio) * candidate
+    keep = torch.sigmoid(F.logsigmoid(forget) - F.logsigmoid(input_))  # σ(log f - log i) = f / (f + i)
+    return keep, (1 - keep) * candidate
 
 
 class MinLSTM(nn.Module):
@@ -56,7 +57,10 @@ class MinLSTM(nn.Module):
             self.linear.bias[:hidden_size] += forget_bias
 
     def forward(self, x: torch.Tensor, state: torch.Tensor | None = None):
-        keep, write = coefficients(self.linear(x))
+        return in_time_blocks(self._forward, x, state)  # cache-sized blocks on the CPU, whole on a GPU
+
+    def _forward(self, x: torch.Tensor, state: torch.Tensor | None):
+        keep, write = coefficients(project(x, self.linear.weight, self.linear.bias))
         h = linear_scan(keep, write, state)
         return h, h[-1]
 
@@ -69,7 +73,7 @@ class MinLSTMStep(nn.Module):
         self.cell = cell
 
     def precompute(self, x: torch.Tensor) -> torch.Tensor:
-        return self.cell.linear(x)  # (T, B, 3H): W x_t + b for every step in one product
+        return project(x, self.cell.linear.weight, self.cell.linear.bias)  # (T, B, 3H), all steps in one product
 
     def recur(self, projected_t: torch.Tensor, state: torch.Tensor | None = None):
         keep, write = coefficients(projected_t)

@@ -155,3 +155,28 @@ def test_bad_arguments_say_what_is_allowed():
         linear_scan(torch.ones(3), torch.ones(3), chunk_size=0)
     with pytest.raises(ValueError, match="leading time dimension"):
         linear_scan(torch.tensor(1.0), torch.tensor(1.0))
+
+
+def test_in_time_blocks_equals_one_call():
+    """Blocks of 16 with the state carried give the whole-sequence outputs, state and gradients."""
+    from harness.scan import in_time_blocks
+
+    decay = torch.full((3,), 0.9, dtype=torch.float64)
+    lengths = []
+
+    def forward(x, state):
+        lengths.append(x.shape[0])
+        h = linear_scan(decay, x, state)
+        return h, h[-1]
+
+    _, b, h0 = _random((40, 2, 3), torch.float64, seed=8)
+    x = b.clone().requires_grad_()
+    y_blocks, s_blocks = in_time_blocks(forward, x, h0, block_len=16)
+    assert lengths == [16, 16, 8]
+    y_whole = sequential_scan(decay, x, h0)
+    torch.testing.assert_close(y_blocks, y_whole)
+    torch.testing.assert_close(s_blocks, y_whole[-1])
+    weight = torch.randn(y_whole.shape, dtype=torch.float64)
+    grad_blocks, = torch.autograd.grad((y_blocks * weight).sum(), x)
+    grad_whole, = torch.autograd.grad((y_whole * weight).sum(), x)
+    torch.testing.assert_close(grad_blocks, grad_whole)
