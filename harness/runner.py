@@ -101,7 +101,9 @@ def _train_hidden_sizes(config: RunConfig, cell: CellSpec, task_spec: TaskSpec, 
 def plan(config: RunConfig, registry: Registry) -> list[SpeedItem | TrainItem]:
     """Every item of the run. Train items come seed-major and then by rate, so that the seeds
     of one rate finish together and an added seed or rate (``--resume``) only adds items."""
-    cells = registry.select_cells(list(config.cells))
+    # build_config chose these names: a duplicate asked for by name was refused there, and with
+    # "all" the first registration stands (as the load warning says), so look names up directly.
+    cells = [registry.cell(name) for name in config.cells]
     items: list[SpeedItem | TrainItem] = []
     if SPEED in config.measures:
         for device in config.devices:
