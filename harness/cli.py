@@ -360,14 +360,16 @@ def runs(db_path):
 @click.argument("run_b", metavar="RUN_B")
 @click.option("--fail-above", type=Percent(), metavar="PCT",
               help="Exit 1 when a speed timing of RUN_B is significantly slower than RUN_A's by more than PCT (e.g. 5%).")
+@click.option("--force", is_flag=True, help="Give verdicts and differences even for rows the two runs measured "
+              "differently (another recipe or timing method, or an edited cell).")
 @db_option
-def compare(run_a, run_b, fail_above, db_path):
+def compare(run_a, run_b, fail_above, force, db_path):
     """Compare two stored runs (ids or 'latest'): speed ratios B/A with noise-aware verdicts, accuracy and gradient differences."""
     from harness.compare import compare_runs, min_change_for_gate
     from reports.compare_text import format_comparison, regression_lines
 
     with _open_store(db_path, create=False) as store:
-        comparison = compare_runs(store, run_a, run_b, min_change=min_change_for_gate(fail_above))
+        comparison = compare_runs(store, run_a, run_b, min_change=min_change_for_gate(fail_above), force=force)
     click.echo(format_comparison(comparison))
     if fail_above is None:
         return 0

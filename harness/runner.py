@@ -178,8 +178,10 @@ def _speed_rows(item: SpeedItem, config: RunConfig, threads: int) -> list[Result
         return [ResultRow(**base, status="skipped", error=f"CUDA graph capture failed: {type(exc).__name__}: {exc}")]
     fwd, fb = result.forward, result.forward_backward
     return [
-        ResultRow(**base, metric="forward_s", value=fwd.median, unit="s", stats=fwd.as_dict()),
-        ResultRow(**base, metric="forward_backward_s", value=fb.median, unit="s", stats=fb.as_dict()),
+        ResultRow(**base, metric="forward_s", value=fwd.median, unit="s",
+                  stats={**fwd.as_dict(), "round_medians": list(result.forward_round_medians)}),
+        ResultRow(**base, metric="forward_backward_s", value=fb.median, unit="s",
+                  stats={**fb.as_dict(), "round_medians": list(result.forward_backward_round_medians)}),
         ResultRow(**base, metric="steps_per_s", value=result.steps_per_s, unit="(B*T)/s", stats={"basis": "forward_backward median"}),
         ResultRow(**base, metric="peak_memory_bytes", value=result.peak_memory_bytes, unit="bytes", stats={"method": result.memory_method}),
     ]
