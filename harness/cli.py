@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from harness.cli_types import NUMBER, SIZES, NameList, Percent
+from harness.cli_types import NUMBER, RATES, SEEDS, SIZES, NameList, Percent
 from harness.errors import RnnbenchError, UsageError
 from harness.executor_choice import AUTO as AUTO_WORKERS
 from harness.executor_choice import WORKERS_ENV
@@ -63,8 +63,12 @@ def cli():
 @click.option("--batch-size", type=SIZES, help="Batch size(s) B: speed sweeps every value; training uses the first.")
 @click.option("--input-size", type=NUMBER, help="Input size I for the speed measurement (tasks fix their own).")
 @click.option("--steps", type=NUMBER, help="Training step budget per cell and task.")
-@click.option("--seeds", type=NUMBER, help="Number of seeds (0..N-1) for training.")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Learning rate of the shared recipe.")
+@click.option("--seeds", type=SEEDS, help="Training seeds: a count (3: seeds 0..2), a range (5..9) or a list (0,4,7). "
+              "With --resume: seeds to add to the run.")
+@click.option("--lr", "lrs", type=RATES, help="Learning rate, or rates to sweep (1e-3,3e-3,1e-2): every cell is trained at "
+              "each and the rate is chosen per cell and task on validation loss. With --resume: rates to add.")
+@click.option("--param-budget", type=NUMBER, metavar="N", help="Choose each cell's hidden size so that its parameter count "
+              "(training: cell plus readout; speed: the cell) is closest to N; overrides --hidden-size.")
 @click.option("--impl", "impls", type=NameList(IMPLEMENTATIONS), help="Speed implementations to time [default: all a cell has: fused/module/numpy, unrolled, graphed on cuda].")
 @click.option("--threads", type=NUMBER, default=1, show_default=True, help="CPU threads for torch and NumPy's BLAS, recorded in every row.")
 @click.option("--db", "db_path", type=click.Path(dir_okay=False), help="Results database [default: $RNNBENCH_DB or rnnbench-results/results.sqlite].")
@@ -81,8 +85,9 @@ def cli():
               "stored as failed. [default: the profile's: smoke 600, default 3600, paper 43200]")
 @plugin_option
 @click.pass_context
-def run(ctx, cells, tasks, devices, measures, profile_name, seq_len, hidden_size, batch_size, input_size, steps, seeds, lr,
-        impls, threads, db_path, out_dir, as_json, resume_run, retry_failed, workers, cluster, item_timeout, plugin_files):
+def run(ctx, cells, tasks, devices, measures, profile_name, seq_len, hidden_size, batch_size, input_size, steps, seeds, lrs,
+        param_budget, impls, threads, db_path, out_dir, as_json, resume_run, retry_failed, workers, cluster, item_timeout,
+        plugin_files):
     """Train, time and probe every selected cell on every selected task and device."""
     from harness.driver import RunInterrupted, execute
     from harness.results import Results
@@ -99,7 +104,9 @@ def run(ctx, cells, tasks, devices, measures, profile_name, seq_len, hidden_size
     if resume_run is not None:
         store = _open_store(db_path, create=False)
         stored = store.run(resume_run)
-        config, argv = stored.config, list(stored.argv)
+        config, argv = _grown(stored.config, seeds, lrs), list(stored.argv)
+        if config != stored.config:
+            store.update_config(resume_run, config)
         ignored = [f"--{name.replace('_', '-')}" for name in ctx.params
                    if name not in RESUME_OPTIONS and ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE]
         if ignored:
@@ -113,7 +120,8 @@ def run(ctx, cells, tasks, devices, measures, profile_name, seq_len, hidden_size
         config = build_config(
             registry, cells=cells, tasks=tasks, devices=resolve_devices(list(devices)), measures=measures,
             profile_name=profile_name, seq_len=seq_len, hidden_size=hidden_size, batch_size=batch_size,
-            input_size=input_size, steps=steps, seeds=seeds, lr=lr, threads=threads, impls=impls,
+            input_size=input_size, steps=steps, seeds=seeds, lr=lrs, threads=threads, impls=impls,
+            param_budget=param_budget,
         )
         argv = ["rnnbench", *sys.argv[1:]] if ctx.obj is None else ctx.obj
     # The executor before a new run's database is touched: an unreachable cluster stores nothing.
@@ -153,7 +161,7 @@ def run(ctx, cells, tasks, devices, measures, profile_name, seq_len, hidden_size
 
 # What --resume takes from the command line; everything else comes from the stored run.
 RESUME_OPTIONS = ("resume_run", "db_path", "plugin_files", "out_dir", "as_json", "retry_failed", "workers", "cluster",
-                  "item_timeout")
+                  "item_timeout", "seeds", "lrs")
 
 
 def _execution_request(workers, cluster, item_timeout):
@@ -178,6 +186,18 @@ def _item_timeout(request, config, executor):
 
     limit = request.item_timeout_s if request.timeout_given else PROFILES.get(config.profile, PROFILES["default"]).item_timeout_s
     return limit if executor.enforces_time_limits else None
+
+
+def _grown(config, seeds, lrs):
+    """A stored run's configuration with the seeds and learning rates ``--resume`` adds."""
+    from dataclasses import replace
+
+    if seeds:
+        config = replace(config, seeds=tuple(dict.fromkeys([*config.seeds, *seeds])))
+    if lrs:
+        rates = tuple(sorted(set(config.learning_rates) | set(lrs)))
+        config = replace(config, lrs=rates if len(rates) > 1 else ())
+    return config
 
 
 @contextlib.contextmanager

@@ -85,5 +85,57 @@ class Percent(click.ParamType):
         return number / 100
 
 
+class Seeds(click.ParamType):
+    """Seeds: a count ``3`` (seeds 0, 1, 2), a range ``5..9`` (5 to 9 inclusive), or a list ``0,4,7``
+    (items may themselves be ranges: ``0..2,10``)."""
+
+    name = "N|A..B|A,B,..."
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        text = str(value).strip()
+        allowed = "give a count (3: seeds 0..2), a range (5..9) or a list (0,4,7) of whole numbers >= 0"
+        if text.isdigit() and int(text) > 0:
+            return tuple(range(int(text)))
+        seeds: list[int] = []
+        for part in split_list(text) if "," in text or ".." in text else ():
+            low, dots, high = part.partition("..")
+            try:
+                first, last = (int(low), int(high)) if dots else (int(part), int(part))
+            except ValueError:
+                self.fail(f"{part!r} is not a seed or a range of seeds; {allowed}", param, ctx)
+            if first < 0 or last < first:
+                self.fail(f"{part!r}: a range A..B needs 0 <= A <= B; {allowed}", param, ctx)
+            seeds += range(first, last + 1)
+        if not seeds:
+            self.fail(f"{value!r}: {allowed}", param, ctx)
+        return tuple(dict.fromkeys(seeds))
+
+
+class PositiveFloatList(click.ParamType):
+    """A comma-separated list of positive numbers, e.g. learning rates ``1e-3,3e-3,1e-2``."""
+
+    name = "X[,X...]"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        out = []
+        for part in split_list(str(value)):
+            try:
+                number = float(part)
+            except ValueError:
+                self.fail(f"{part!r} is not a number (e.g. 1e-3 or 1e-3,3e-3,1e-2)", param, ctx)
+            if not (number > 0 and number != float("inf")):
+                self.fail(f"{part!r} must be a positive finite number", param, ctx)
+            out.append(number)
+        if not out:
+            self.fail("expected at least one number, e.g. 1e-3 or 1e-3,3e-3,1e-2", param, ctx)
+        return tuple(sorted(dict.fromkeys(out)))
+
+
 SIZES = PositiveIntList()
+SEEDS = Seeds()
+RATES = PositiveFloatList()
 NUMBER = PositiveInt()

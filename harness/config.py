@@ -23,11 +23,15 @@ class Recipe:
     eval_every: int = 100
     eval_size: int = 512
 
-    def describe(self) -> str:
+    def describe(self, lrs: tuple[float, ...] = ()) -> str:
+        """The recipe in words; ``lrs``: the swept rates, when there is a sweep."""
+        rate = (f"lr chosen per cell and task on validation loss from {', '.join(f'{lr:g}' for lr in lrs)}"
+                if len(lrs) > 1 else f"lr {(lrs[0] if lrs else self.lr):g}")
         return (
-            f"{self.optimizer.capitalize()} lr {self.lr:g}, gradient-norm clip {self.clip_norm:g}, "
-            f"batch {self.batch_size}, up to {self.steps} steps, held-out set of {self.eval_size} "
-            f"sequences evaluated every {self.eval_every} steps (training stops once solved)"
+            f"{self.optimizer.capitalize()} {rate}, gradient-norm clip {self.clip_norm:g}, "
+            f"batch {self.batch_size}, up to {self.steps} steps; a validation set of {self.eval_size} "
+            f"sequences evaluated every {self.eval_every} steps (training stops once it is solved), "
+            f"a separate test set of {self.eval_size} evaluated once after training"
         )
 
 
@@ -48,6 +52,10 @@ class RunConfig:
 
     ``task_seq_lens`` gives each task's difficulties T; ``speed_*`` the sizes the speed
     measurement sweeps; ``impls`` the speed implementations to time (None: all a cell has).
+    ``lrs``: the learning rates every (cell, task, T, seed) is trained at (empty: just
+    ``recipe.lr``; see :attr:`learning_rates`). ``param_budget``: when set, each cell's hidden
+    size is the one whose parameter count is closest to it (``hidden_sizes`` and
+    ``speed_hidden_sizes`` are then not used).
     """
 
     cells: tuple[str, ...]
@@ -67,6 +75,13 @@ class RunConfig:
     impls: tuple[str, ...] | None = None
     max_probes: int = DEFAULT_MAX_PROBES
     profile: str = "custom"
+    lrs: tuple[float, ...] = ()
+    param_budget: int | None = None
+
+    @property
+    def learning_rates(self) -> tuple[float, ...]:
+        """The rates trained at, ascending: the sweep, or the recipe's one rate."""
+        return tuple(sorted(self.lrs)) if self.lrs else (self.recipe.lr,)
 
     @classmethod
     def from_dict(cls, data: dict) -> "RunConfig":

@@ -178,11 +178,24 @@ def _add_items(conn: sqlite3.Connection) -> list[str]:
     return []
 
 
+def _add_lr_and_params(conn: sqlite3.Connection) -> list[str]:
+    """``results.lr`` (the rate a training row was trained at, for learning-rate sweeps) and
+    ``results.param_count``. Older training rows get their run's one rate; counts stay NULL."""
+    conn.execute("ALTER TABLE results ADD COLUMN lr REAL")
+    conn.execute("ALTER TABLE results ADD COLUMN param_count INTEGER")
+    for run_id, config_text in conn.execute("SELECT run_id, config FROM runs").fetchall():
+        rate = (json.loads(config_text).get("recipe") or {}).get("lr")
+        if rate is not None:
+            conn.execute("UPDATE results SET lr = ? WHERE run_id = ? AND measurement != 'speed'", (rate, run_id))
+    return []
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "results.length beside results.seq_len", _add_length),
     Migration(2, "runs.plugin_files and runs.out_dir", _add_run_options),
     Migration(3, "metrics named with the _s suffix", _seconds_to_s),
     Migration(4, "items (how each item was executed) and runs.reason", _add_items),
+    Migration(5, "results.lr and results.param_count", _add_lr_and_params),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

@@ -13,7 +13,8 @@ class Profile:
 
     ``task_seq_lens`` gives T per task name; tasks not named use ``default_seq_lens``.
     Speed is measured over ``speed_batch_sizes x speed_seq_lens x speed_hidden_sizes``
-    at ``speed_input_size``; training uses ``hidden_sizes`` and ``recipe``.
+    at ``speed_input_size``; training uses ``hidden_sizes`` and ``recipe``. ``lrs``: the
+    learning rates a profile sweeps (chosen per cell on validation); empty: ``recipe.lr`` alone.
     """
 
     name: str
@@ -31,6 +32,7 @@ class Profile:
     # Default --item-timeout: a wall-clock limit per item (seconds), far above what an item
     # of the profile takes on a slow machine, so that only a hung item reaches it.
     item_timeout_s: float | None = None
+    lrs: tuple[float, ...] = ()
 
     def seq_lens_for(self, task: str) -> tuple[int, ...]:
         return self.task_seq_lens.get(task, self.default_seq_lens)
@@ -81,6 +83,8 @@ PROFILES: dict[str, Profile] = {
         speed_input_size=64,
         timing=TimingConfig(warmup=3, min_repeats=10, max_repeats=500, min_time_s=1.0),
         item_timeout_s=12 * 3600.0,
+        # Papers tune the rate per model (Melis et al. 2018); Adam's usual window for RNNs.
+        lrs=(3e-4, 1e-3, 3e-3),
     ),
 }
 

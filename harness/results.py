@@ -81,7 +81,9 @@ class ResultRow:
     ``stats`` holds the summary statistics and raw samples behind ``value`` where there are any.
     ``seq_len`` is the difficulty T (a task's parameter; for speed rows the sequence length) and
     ``length`` the number of steps the cell sees: equal for speed rows, ``task.length`` for
-    training rows (copy: T + 20).
+    training rows (copy: T + 20). ``lr``: the learning rate a training row was trained at (None
+    for speed rows). ``param_count``: parameters of what the row measured — the cell alone for
+    speed rows, cell plus linear readout for training rows (:mod:`harness.sizing`).
     """
 
     item: str
@@ -108,6 +110,8 @@ class ResultRow:
     unit: str | None = None
     error: str | None = None
     stats: dict | None = None
+    lr: float | None = None
+    param_count: int | None = None
 
     def __post_init__(self):
         if self.status not in STATUSES:

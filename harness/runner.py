@@ -1,4 +1,4 @@
-"""Sweeps: plan every (cell x task x device x size x seed) item and measure one item into rows.
+"""Sweeps: plan every (cell x task x device x size x seed x learning rate) item and measure one item into rows.
 
 :mod:`harness.driver` runs the planned items on an executor and stores their rows as they
 arrive. A cell that raises or diverges is stored as failed, with its error, and the sweep
@@ -7,7 +7,7 @@ goes on.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -20,8 +20,9 @@ from harness.names import (ACCURACY, AUTO, CPU, CUDA, DEVICE_CHOICES, GRADIENTS,
                            TRAIN_MEASUREMENTS)
 from harness.plugins import CellSpec, Registry, TaskSpec
 from harness.results import ResultRow
+from harness.sizing import hidden_size_for, param_count
 from harness.speed import measure_speed
-from harness.training import held_out, train
+from harness.training import VALIDATION_STREAM, held_out, train
 
 
 @dataclass(frozen=True)
@@ -52,14 +53,17 @@ class TrainItem:
     hidden_size: int
     seed: int
     measures: tuple[str, ...]
+    lr: float
 
     @property
     def key(self) -> str:
-        return f"train|{self.cell.name}|{self.task.name}|{self.device}|T{self.seq_len}|H{self.hidden_size}|seed{self.seed}"
+        return (f"train|{self.cell.name}|{self.task.name}|{self.device}|T{self.seq_len}|H{self.hidden_size}"
+                f"|seed{self.seed}|lr{self.lr!r}")
 
     def label(self) -> str:
         what = "+".join(m for m in TRAIN_MEASUREMENTS if m in self.measures)
-        return f"{what} {self.cell.name} {self.task.name} T={self.seq_len} {self.device} seed={self.seed}"
+        return (f"{what} {self.cell.name} {self.task.name} T={self.seq_len} {self.device} seed={self.seed} "
+                f"lr={self.lr:g}")
 
 
 def resolve_devices(requested: list[str]) -> tuple[str, ...]:
@@ -79,7 +83,24 @@ def resolve_devices(requested: list[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(devices))
 
 
+def _speed_hidden_sizes(config: RunConfig, cell: CellSpec) -> tuple[int, ...]:
+    """H for the speed rows: the configured sizes, or the one matching the parameter budget (cell alone)."""
+    if config.param_budget is None:
+        return config.speed_hidden_sizes
+    return (hidden_size_for(cell, config.param_budget, config.speed_input_size),)
+
+
+def _train_hidden_sizes(config: RunConfig, cell: CellSpec, task_spec: TaskSpec, seq_len: int) -> tuple[int, ...]:
+    """H for training: the configured sizes, or the one matching the budget (cell plus readout)."""
+    if config.param_budget is None:
+        return config.hidden_sizes
+    task = task_spec.factory(seq_len)
+    return (hidden_size_for(cell, config.param_budget, task.input_size, task.output_size),)
+
+
 def plan(config: RunConfig, registry: Registry) -> list[SpeedItem | TrainItem]:
+    """Every item of the run. Train items come seed-major and then by rate, so that the seeds
+    of one rate finish together and an added seed or rate (``--resume``) only adds items."""
     cells = registry.select_cells(list(config.cells))
     items: list[SpeedItem | TrainItem] = []
     if SPEED in config.measures:
@@ -89,7 +110,7 @@ def plan(config: RunConfig, registry: Registry) -> list[SpeedItem | TrainItem]:
                 for impl in impls:
                     for batch in config.speed_batch_sizes:
                         for seq_len in config.speed_seq_lens:
-                            for hidden in config.speed_hidden_sizes:
+                            for hidden in _speed_hidden_sizes(config, cell):
                                 items.append(SpeedItem(cell, impl, device, batch, seq_len, config.speed_input_size, hidden))
     train_measures = tuple(m for m in config.measures if m in TRAIN_MEASUREMENTS)
     if train_measures:
@@ -97,10 +118,13 @@ def plan(config: RunConfig, registry: Registry) -> list[SpeedItem | TrainItem]:
         for device in config.devices:
             for task in tasks:
                 for seq_len in config.task_seq_lens[task.name]:
-                    for hidden in config.hidden_sizes:
+                    sizes = {cell.name: _train_hidden_sizes(config, cell, task, seq_len) for cell in cells}
+                    for size_index in range(max(len(s) for s in sizes.values())):
                         for seed in config.seeds:
-                            for cell in cells:
-                                items.append(TrainItem(cell, task, device, seq_len, hidden, seed, train_measures))
+                            for lr in config.learning_rates:
+                                for cell in cells:
+                                    hidden = sizes[cell.name][size_index]
+                                    items.append(TrainItem(cell, task, device, seq_len, hidden, seed, train_measures, lr))
     return items
 
 
@@ -121,7 +145,16 @@ def _base(item, measurement: str, threads: int, **extra) -> dict:
 
 def _speed_base(item: SpeedItem, threads: int) -> dict:
     return _base(item, SPEED, threads, impl=item.impl, batch_size=item.batch_size, seq_len=item.seq_len,
-                 length=item.seq_len, input_size=item.input_size, hidden_size=item.hidden_size)
+                 length=item.seq_len, input_size=item.input_size, hidden_size=item.hidden_size,
+                 param_count=_count_or_none(item.cell, item.input_size, item.hidden_size))
+
+
+def _count_or_none(cell: CellSpec, input_size: int, hidden_size: int, output_size: int | None = None) -> int | None:
+    """The parameter count for a row; None when the cell cannot even be built (its row says why)."""
+    try:
+        return param_count(cell, input_size, hidden_size, output_size)
+    except Exception:
+        return None
 
 
 def _speed_rows(item: SpeedItem, config: RunConfig, threads: int) -> list[ResultRow]:
@@ -168,8 +201,12 @@ def _gradient_rows(base: dict, phase: str, measured: tuple[GradientProfile, str]
 
 
 def _accuracy_rows(base: dict, result) -> list[ResultRow]:
+    """Test-set figures (loss, accuracy, solved), the validation figures the rate is chosen on,
+    and the validation learning curve."""
     rows = [
         ResultRow(**base, metric="loss", value=result.loss, unit="loss"),
+        ResultRow(**base, metric="val_loss", value=result.val_loss, unit="loss"),
+        ResultRow(**base, metric="val_accuracy", value=result.val_accuracy, unit="fraction"),
         ResultRow(**base, metric="baseline", value=result.baseline, unit="loss"),
         ResultRow(**base, metric="loss_ratio", value=result.loss_ratio, unit="ratio"),
         ResultRow(**base, metric="accuracy", value=result.accuracy, unit="fraction"),
@@ -190,7 +227,8 @@ def _train_bases(item: TrainItem, config: RunConfig, threads: int) -> dict[str, 
     """The fields every row of a train item shares, one dict per measurement."""
     task = item.task.factory(item.seq_len)
     sizes = dict(task=item.task.name, batch_size=config.recipe.batch_size, seq_len=item.seq_len, length=task.length,
-                 input_size=task.input_size, hidden_size=item.hidden_size, seed=item.seed)
+                 input_size=task.input_size, hidden_size=item.hidden_size, seed=item.seed, lr=item.lr,
+                 param_count=_count_or_none(item.cell, task.input_size, item.hidden_size, task.output_size))
     return {m: _base(item, m, threads, **sizes) for m in item.measures}
 
 
@@ -211,15 +249,18 @@ def _train_rows(item: TrainItem, config: RunConfig, threads: int) -> list[Result
         model = SequenceModel(cell, item.hidden_size, task.output_size).to(item.device)
         check_contract(model.cell, task.input_size, item.hidden_size, torch.device(item.device), name=item.cell.name,
                        spec=item.cell)
-        eval_x, eval_target = held_out(task, config.recipe, item.seed, item.device, torch.float32)
-        # The probe batch: the first B held-out sequences, the same for every cell.
-        probe_x, probe_target = eval_x[:, : config.recipe.batch_size], eval_target[..., : config.recipe.batch_size]
+        test_x, test_target = held_out(task, config.recipe, item.seed, item.device, torch.float32)
+        validation = held_out(task, config.recipe, item.seed, item.device, torch.float32, VALIDATION_STREAM)
+        # The probe batch: the first B test sequences, the same for every cell (a measurement, not a choice).
+        probe_x, probe_target = test_x[:, : config.recipe.batch_size], test_target[..., : config.recipe.batch_size]
         probes = probe_steps(task.length, config.max_probes)
         if GRADIENTS in item.measures:
             # Kept even if training fails later: the rows say phase "init".
             init_profile = measure_profile(model, task, probe_x, probe_target, probes)
             rows += _gradient_rows(bases[GRADIENTS], "init", init_profile, task.length)
-        result = train(model, task, config.recipe, item.seed, item.device, eval_data=(eval_x, eval_target))
+        recipe = replace(config.recipe, lr=item.lr)
+        result = train(model, task, recipe, item.seed, item.device, test_data=(test_x, test_target),
+                       validation_data=validation)
         if ACCURACY in item.measures:
             rows += _accuracy_rows(bases[ACCURACY], result)
             pending.remove(ACCURACY)
@@ -257,7 +298,7 @@ def failed_rows(item: SpeedItem | TrainItem, config: RunConfig, threads: int, er
         bases = _train_bases(item, config, threads)
     except Exception:  # the task cannot even be built here: store what is known
         bases = {m: _base(item, m, threads, task=item.task.name, seq_len=item.seq_len, hidden_size=item.hidden_size,
-                          seed=item.seed) for m in item.measures}
+                          seed=item.seed, lr=item.lr) for m in item.measures}
     return [ResultRow(**b, status="failed", error=error) for b in bases.values()]
 
 

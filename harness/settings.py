@@ -12,8 +12,13 @@ from harness.profiles import get_profile
 
 
 def build_config(registry, *, cells, tasks, devices, measures, profile_name="default", seq_len=None, hidden_size=None,
-                 batch_size=None, input_size=None, steps=None, seeds=None, lr=None, threads=1, impls=None) -> RunConfig:
-    """Names are validated against the registry here, before anything runs."""
+                 batch_size=None, input_size=None, steps=None, seeds=None, lr=None, threads=1, impls=None,
+                 param_budget=None) -> RunConfig:
+    """Names are validated against the registry here, before anything runs.
+
+    ``seeds``: a tuple of seeds (or a count, meaning 0..N-1); ``lr``: one rate, or a tuple of
+    rates to sweep (one rate becomes the recipe's); ``param_budget``: parameters per cell.
+    """
     profile = get_profile(profile_name)
     cell_names = tuple(c.name for c in registry.select_cells(list(cells)))
     task_names = tuple(t.name for t in registry.select_tasks(list(tasks)))
@@ -22,8 +27,11 @@ def build_config(registry, *, cells, tasks, devices, measures, profile_name="def
         recipe = replace(recipe, batch_size=batch_size[0])
     if steps:
         recipe = replace(recipe, steps=steps, eval_every=min(recipe.eval_every, steps))
-    if lr:
-        recipe = replace(recipe, lr=lr)
+    rates = (lr,) if isinstance(lr, (int, float)) else tuple(lr or profile.lrs)
+    if len(rates) == 1:
+        recipe = replace(recipe, lr=rates[0])
+    if isinstance(seeds, int):
+        seeds = tuple(range(seeds))
     task_seq_lens = {t: tuple(seq_len) if seq_len else profile.seq_lens_for(t) for t in task_names}
     for name, lengths in task_seq_lens.items():
         for length in lengths:
@@ -41,7 +49,7 @@ def build_config(registry, *, cells, tasks, devices, measures, profile_name="def
         tasks=task_names,
         devices=tuple(devices),
         measures=tuple(measures),
-        seeds=tuple(range(seeds or profile.seeds)),
+        seeds=tuple(seeds) if seeds else tuple(range(profile.seeds)),
         task_seq_lens=task_seq_lens,
         hidden_sizes=tuple(hidden_size) if hidden_size else profile.hidden_sizes,
         recipe=recipe,
@@ -53,4 +61,6 @@ def build_config(registry, *, cells, tasks, devices, measures, profile_name="def
         threads=threads,
         impls=tuple(impls) if impls else None,
         profile=profile.name,
+        lrs=tuple(sorted(rates)) if len(rates) > 1 else (),
+        param_budget=param_budget,
     )

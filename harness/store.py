@@ -89,6 +89,12 @@ class ResultStore:
             )
         return int(cur.lastrowid)
 
+    def update_config(self, run_id: int, config: RunConfig) -> None:
+        """Store a grown configuration for a resumed run (seeds or learning rates added)."""
+        with self.conn:
+            self.conn.execute("UPDATE runs SET config = ? WHERE run_id = ?",
+                              (json.dumps(asdict(config), default=_json_default), run_id))
+
     def finish_run(self, run_id: int, status: str, reason: str | None = None) -> None:
         """Mark a run ended: ``complete``, ``failed`` or ``interrupted``; ``reason`` says why it did not complete."""
         with self.conn:

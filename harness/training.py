@@ -1,4 +1,19 @@
-"""Accuracy: train a cell on a task with one recipe for all cells, evaluate on held-out data."""
+"""Accuracy: train a cell on a task with one recipe for all cells, evaluate on held-out data.
+
+Three data streams come from one seed, each its own generator (:func:`rng_for`):
+
+- **train** (stream 1): the batches the optimizer sees;
+- **test** (stream 2): the held-out set the accuracy table reports, evaluated once, after
+  training has stopped; nothing during training looks at it;
+- **validation** (stream 3): a second held-out set of the same size, evaluated every
+  ``eval_every`` steps: the learning curve, early stopping "once solved", and the choice of
+  learning rate in a sweep (:mod:`harness.selection`) read it and only it.
+
+Keeping the test set out of early stopping and of the rate choice is what lets its figures
+stand as held-out estimates (the train/validation/test protocol; e.g. Melis, Dyer & Blunsom
+2018). The test stream keeps the number the single held-out set had before validation
+existed, so test figures of older runs are on the same data.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +27,7 @@ import torch
 from harness.config import Recipe
 from harness.errors import DivergedError
 
-TRAIN_STREAM, EVAL_STREAM = 1, 2
+TRAIN_STREAM, TEST_STREAM, VALIDATION_STREAM = 1, 2, 3
 
 
 @dataclass(frozen=True)
@@ -25,8 +40,16 @@ class CurvePoint:
 
 @dataclass(frozen=True)
 class TrainingResult:
+    """What one training run gives. ``loss``/``accuracy``/``solved``: on the test set after
+    training; ``val_loss``/``val_accuracy``: on the validation set at the last evaluation;
+    ``steps_to_solve``: the step at which the validation set first met the task's criterion
+    (training stopped there), None when it never did within the budget; ``curve``: validation
+    loss and accuracy every ``eval_every`` steps."""
+
     loss: float
     accuracy: float
+    val_loss: float
+    val_accuracy: float
     baseline: float
     solved: bool
     steps_to_solve: int | None
@@ -41,13 +64,17 @@ class TrainingResult:
 
 
 def rng_for(seed: int, stream: int) -> np.random.Generator:
-    """Independent generators for training and held-out data, derived from one seed."""
+    """Independent generators for training, test and validation data, derived from one seed."""
     return np.random.default_rng(np.random.SeedSequence([seed, stream]))
 
 
-def held_out(task, recipe: Recipe, seed: int, device, dtype):
-    """The held-out set: drawn from its own stream, identical for every cell with this seed."""
-    batch = task.sample(recipe.eval_size, rng_for(seed, EVAL_STREAM))
+def held_out(task, recipe: Recipe, seed: int, device, dtype, stream: int = TEST_STREAM):
+    """A held-out set of ``recipe.eval_size`` sequences from ``stream`` (TEST_STREAM or
+    VALIDATION_STREAM): identical for every cell and every learning rate with this seed."""
+    if stream not in (TEST_STREAM, VALIDATION_STREAM):
+        raise ValueError(f"held-out data comes from the test ({TEST_STREAM}) or validation ({VALIDATION_STREAM}) "
+                         f"stream, got {stream}")
+    batch = task.sample(recipe.eval_size, rng_for(seed, stream))
     return batch.to(device, dtype)
 
 
@@ -67,13 +94,18 @@ def make_optimizer(recipe: Recipe, params):
     raise ValueError(f"unknown optimizer {recipe.optimizer!r}; allowed: adam, rmsprop, sgd")
 
 
-def train(model, task, recipe: Recipe, seed: int, device, dtype=torch.float32, eval_data=None) -> TrainingResult:
-    """Train ``model`` (a SequenceModel already on ``device``) until solved or out of steps.
+def train(model, task, recipe: Recipe, seed: int, device, dtype=torch.float32, test_data=None,
+          validation_data=None) -> TrainingResult:
+    """Train ``model`` (a SequenceModel already on ``device``) until the validation set is
+    solved or the step budget is spent, then evaluate it once on the test set.
 
-    Time counts training steps only (evaluation excluded). Raises :class:`DivergedError` when the training loss becomes NaN or inf.
+    ``test_data``/``validation_data``: (x, target) held-out sets, drawn here from their
+    streams when not given. Time counts training steps only (evaluation excluded). Raises
+    :class:`DivergedError` when the training or validation loss becomes NaN or inf.
     """
     train_rng = rng_for(seed, TRAIN_STREAM)
-    eval_x, eval_target = eval_data if eval_data is not None else held_out(task, recipe, seed, device, dtype)
+    eval_x, eval_target = (validation_data if validation_data is not None
+                           else held_out(task, recipe, seed, device, dtype, VALIDATION_STREAM))
     optimizer = make_optimizer(recipe, model.parameters())
     sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
 
@@ -102,16 +134,21 @@ def train(model, task, recipe: Recipe, seed: int, device, dtype=torch.float32, e
         if step % recipe.eval_every == 0 or step == recipe.steps:
             loss, accuracy = evaluate(model, task, eval_x, eval_target)
             if not math.isfinite(loss):
-                raise DivergedError(f"held-out loss became {loss} at step {step}")
+                raise DivergedError(f"validation loss became {loss} at step {step}")
             curve.append(CurvePoint(step, loss, accuracy, train_time_s))
             if task.solved(loss, accuracy):
                 steps_to_solve, time_to_solve_s = step, train_time_s
                 break
+    # The test set is looked at once, here, after every decision about training was made.
+    test_x, test_target = test_data if test_data is not None else held_out(task, recipe, seed, device, dtype)
+    test_loss, test_accuracy = evaluate(model, task, test_x, test_target)
     return TrainingResult(
-        loss=curve[-1].loss,
-        accuracy=curve[-1].accuracy,
+        loss=test_loss,
+        accuracy=test_accuracy,
+        val_loss=curve[-1].loss,
+        val_accuracy=curve[-1].accuracy,
         baseline=task.baseline,
-        solved=steps_to_solve is not None,
+        solved=task.solved(test_loss, test_accuracy),
         steps_to_solve=steps_to_solve,
         time_to_solve_s=time_to_solve_s,
         steps_run=step,

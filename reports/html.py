@@ -18,12 +18,14 @@ import pandas as pd
 
 from harness import hookimpl
 from harness.names import ACCURACY, GRADIENTS, SPEED
+from harness.fairness import task_rankings
 from harness.results import Results
 from reports.plots import Plot, build_plots
-from reports.tables import TABLES, drop_empty_note
+from reports.tables import SWEEP, TABLES, drop_empty_note
 from reports.text import COLUMN_LABELS, TABLE_CAPTIONS, environment_items, labelled, table_notes
 
-SECTION_HEADINGS = {SPEED: "Speed", ACCURACY: "Accuracy on long-dependency tasks", GRADIENTS: "Gradient decay"}
+SECTION_HEADINGS = {SPEED: "Speed", ACCURACY: "Accuracy on long-dependency tasks", SWEEP: "Learning-rate sweep",
+                    GRADIENTS: "Gradient decay"}
 
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif;
@@ -117,16 +119,7 @@ def _glance(results: Results) -> list[str]:
         lines.append(f"Fastest forward+backward on {device} (B = {int(batch)}, T = {int(seq_len)}, H = {int(hidden)}): "
                      f"{best['cell']} ({best['impl']}), {best['value']:.3e} s per batch, "
                      f"{worst['value'] / best['value']:.1f}x faster than the slowest, {worst['cell']} ({worst['impl']}).")
-    accuracy = ok[(ok["measurement"] == ACCURACY) & ok["metric"].isin(["loss_ratio", "solved"])]
-    for (task, seq_len, device), group in accuracy.groupby(["task", "seq_len", "device"], sort=False):
-        ratios = group[group["metric"] == "loss_ratio"].groupby("cell", sort=False)["value"].mean()
-        if ratios.empty:
-            continue
-        solved = group[group["metric"] == "solved"].groupby("cell", sort=False)["value"]
-        best = ratios.idxmin()
-        solved_text = f", solved {int(solved.sum()[best])}/{int(solved.count()[best])} seeds" if best in solved.count() else ""
-        lines.append(f"Best on {task} (T = {int(seq_len)}, {device}): {best}, held-out loss {ratios[best]:.3g}x the "
-                     f"memoryless baseline{solved_text}.")
+    lines += _accuracy_glance(results)
     decay = ok[(ok["measurement"] == GRADIENTS) & (ok["metric"] == "decay_rate") & (ok["phase"] == "trained")]
     for (task, seq_len, device), group in decay.groupby(["task", "seq_len", "device"], sort=False):
         rates = group.groupby("cell", sort=False)["value"].mean()
@@ -134,6 +127,24 @@ def _glance(results: Results) -> list[str]:
             continue
         lines.append(f"Slowest gradient decay after training on {task} (T = {int(seq_len)}, {device}): {rates.idxmax()} "
                      f"({rates.max():.3g} ln-norm per step; fastest decay: {rates.idxmin()}, {rates.min():.3g}).")
+    return lines
+
+
+def _accuracy_glance(results: Results) -> list[str]:
+    """Per task: the best cell at its chosen rate, and the cells not shown to differ from it."""
+    per_hidden = results.run.config.param_budget is None
+    lines = []
+    for task_ranking in task_rankings(results.rows, per_hidden_size=per_hidden):
+        ranking = task_ranking.ranking
+        best = ranking.cells[0]
+        line = f"Best on {task_ranking.group}: {ranking.best}, test loss {best.mean:.3g}x the memoryless baseline"
+        line += f" (mean over {best.n_seeds} seed{'s' * (best.n_seeds > 1)})."
+        if len(ranking.cells) > 1:
+            tied = [cell for cell in ranking.tied_with_best if cell != ranking.best]
+            line += (f" Not shown to differ from it: {', '.join(tied)}." if tied
+                     else " Every other cell is shown to be worse.")
+            line += f" Method: {ranking.note}."
+        lines.append(line)
     return lines
 
 

@@ -21,8 +21,10 @@ GLOSSARY = {
     "speed": "fwd s / fwd+bwd s: median seconds per batch; IQR: interquartile range of the repeats (s); "
              "steps/s: B·T / median fwd+bwd; peak mem: see the method in the run's rows "
              "(CUDA: max_memory_allocated; CPU: rise of the peak RSS).",
-    "accuracy": "loss/baseline < 1 means the cell learned more than a memoryless predictor; solved: seeds meeting the "
-                "task's criterion; steps/s to solve count training steps only.",
+    "accuracy": "loss/baseline < 1 means the cell learned more than a memoryless predictor; solved: seeds whose test set meets the "
+                "task's criterion; steps to solve: Kaplan-Meier median over seeds, training steps only; "
+                "rank: ≈ best = not shown to differ from the best.",
+    "sweep": "val loss @ r: mean over seeds of the final validation loss at rate r; '(k failed)': seeds that diverged.",
     "gradients": "decay/step: slope of ln||dL/ds_t|| per step of distance (negative: vanishing); first/last: norm at the "
                  "initial state over the norm one step before the loss; horizon: first probed distance where the norm "
                  "falls below 1e-3 of the last step's (> L: never).",
@@ -46,7 +48,7 @@ def environment_lines(run: StoredRun) -> list[str]:
     ]
     if run.reason:
         lines.append(f"- ended {run.status}: {run.reason}")
-    lines.append(f"- training recipe (every cell): {run.recipe.describe()}")
+    lines.append(f"- training recipe (every cell): {run.recipe.describe(run.config.learning_rates)}")
     return lines
 
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
+from harness.fairness import at_chosen_lr
 from harness.names import ACCURACY, GRADIENTS, SPEED
 from harness.names import FUSED, GRAPHED, LOOPED_IMPLEMENTATIONS, MODULE, NUMPY, UNROLLED
 from harness.results import TASK_CONDITION, Results, ok_values
@@ -228,9 +229,9 @@ def _learning_plots(results: Results, colors) -> list[Plot]:
         positive = group["low"][group["low"] > 0]
         if not positive.empty and group["high"].max() / positive.min() > 30:
             axes[0].set_yscale("log")
-        axes[0].set_ylabel("held-out loss / baseline (1 = memoryless)")
+        axes[0].set_ylabel("validation loss / baseline (1 = memoryless)")
         axes[0].set_title("loss relative to the baseline (lower is better)")
-        axes[1].set_ylabel("held-out accuracy (fraction)")
+        axes[1].set_ylabel("validation accuracy (fraction)")
         axes[1].set_ylim(-0.02, 1.02)
         axes[1].set_title("accuracy (higher is better)")
         handles, labels = axes[0].get_legend_handles_labels()
@@ -240,8 +241,9 @@ def _learning_plots(results: Results, colors) -> list[Plot]:
         seeds = int(group["seeds"].max())
         plots.append(Plot(
             name=safe_stem("learning", task, seq_len, hidden, device), section=ACCURACY, title=title,
-            caption=("Held-out loss divided by the task's memoryless baseline (left) and accuracy (right) during "
-                     "training. Below the dashed line the cell uses what it remembers."
+            caption=("Validation loss divided by the task's memoryless baseline (left) and validation accuracy (right) "
+                     "during training, at each cell's chosen learning rate. Below the dashed line the cell uses what "
+                     "it remembers."
                      + (f" Mean over {seeds} seeds, the band spans min to max; a seed that stopped early because it "
                         "solved the task keeps its last value." if seeds > 1 else "")),
             png=_png(fig),
@@ -329,8 +331,13 @@ def build_plots(results: Results) -> list[Plot]:
     """Every figure the run's rows allow, in report order: speed, learning curves, gradient decay."""
     if results.rows.empty:
         return []
+    from reports.fair_plots import build_fair_plots
+
     colors = cell_colors(results)
-    plots = _speed_plots(results, colors) + _learning_plots(results, colors) + _gradient_plots(results, colors)
+    # Learning curves and gradient profiles are drawn at each cell's chosen learning rate.
+    chosen = replace(results, rows=at_chosen_lr(results.rows))
+    plots = (_speed_plots(results, colors) + _learning_plots(chosen, colors) + build_fair_plots(results, colors)
+             + _gradient_plots(chosen, colors))
     # Names become file names: two conditions that differ only in punctuation must not overwrite each other.
     seen: dict[str, int] = {}
     unique = []

@@ -11,8 +11,12 @@ import math
 
 import pandas as pd
 
+from harness.fairness import (INTERVAL_METHOD, at_chosen_lr, lr_choices, rank_text, seed_interval, solve_curve_of,
+                              solved_proportion, task_rankings, with_recipe_columns)
 from harness.names import ACCURACY, GRADIENTS, SPEED
-from harness.results import TRAIN_CONDITION, Results, all_ok, per_seed, problem, stats, value
+from harness.results import TRAIN_CONDITION, Results, all_ok, as_int, of, per_seed, problem, stats, value
+
+SWEEP = "sweep"  # the learning-rate sweep's table, shown after the accuracy table
 from harness.stats import UNSTABLE_IQR_RATIO, Summary
 
 
@@ -40,7 +44,7 @@ def _status_note(group: pd.DataFrame) -> str | None:
     return error if status == "skipped" else f"FAILED: {error}"
 
 
-SPEED_COLUMNS = ["cell", "impl", "device", "B", "T", "I", "H", "fwd s", "fwd IQR", "fwd+bwd s", "fwd+bwd IQR", "repeats",
+SPEED_COLUMNS = ["cell", "impl", "device", "B", "T", "I", "H", "params", "fwd s", "fwd IQR", "fwd+bwd s", "fwd+bwd IQR", "repeats",
                  "steps/s", "peak mem MiB", "threads", "note"]
 
 
@@ -58,7 +62,7 @@ def speed_table(results: Results) -> pd.DataFrame:
         out.append({
             "cell": first["cell"], "impl": first["impl"] or "—", "device": first["device"],
             "B": first["batch_size"], "T": first["seq_len"], "I": first["input_size"], "H": first["hidden_size"],
-            "fwd s": fmt_seconds(fwd["median"]) if fwd else "—", "fwd IQR": fmt_seconds(fwd["iqr"]) if fwd else "—",
+            "params": fmt(_first(group, "param_count")), "fwd s": fmt_seconds(fwd["median"]) if fwd else "—", "fwd IQR": fmt_seconds(fwd["iqr"]) if fwd else "—",
             "fwd+bwd s": fmt_seconds(fb["median"]) if fb else "—", "fwd+bwd IQR": fmt_seconds(fb["iqr"]) if fb else "—",
             "repeats": fb["n"] if fb else "—",
             "steps/s": fmt(value(group, "steps_per_s"), 3),
@@ -68,49 +72,116 @@ def speed_table(results: Results) -> pd.DataFrame:
     return pd.DataFrame(out, columns=SPEED_COLUMNS)
 
 
-ACCURACY_COLUMNS = ["cell", "task", "T", "H", "device", "seeds", "loss", "loss/baseline", "accuracy", "solved", "steps to solve",
-                    "s to solve", "train s", "note"]
+ACCURACY_COLUMNS = ["cell", "task", "T", "H", "params", "device", "lr", "seeds", "loss", "loss/baseline", "accuracy", "solved",
+                    "steps to solve", "train s", "rank", "note"]
 
 
-def _mean_std(values: list[float], digits: int = 3) -> str:
-    values = [v for v in values if v is not None]
-    if not values:
+def _interval(values: list[float], digits: int = 3) -> str:
+    """Mean over seeds with its 95% t interval, "0.2 [0.0516, 0.348]"; one seed: the value alone."""
+    found = seed_interval(values)
+    if found is None:
         return "—"
-    mean = sum(values) / len(values)
-    if len(values) == 1:
-        return fmt(mean, digits)
-    std = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
-    return f"{fmt(mean, digits)} ± {fmt(std, 2)}"
+    if not found.has_interval:
+        return fmt(found.mean, digits)
+    return f"{fmt(found.mean, digits)} [{fmt(found.low, digits)}, {fmt(found.high, digits)}]"
 
 
-def _by_condition(rows: pd.DataFrame):
-    return rows.groupby(list(TRAIN_CONDITION), sort=False, dropna=False)
+def _log_interval(values: list[float], digits: int = 3) -> str:
+    """Geometric mean over seeds with a 95% t interval computed on ln (for ratios that span decades)."""
+    positive = [math.log(v) for v in values if v is not None and v > 0 and math.isfinite(v)]
+    found = seed_interval(positive)
+    if found is None:
+        return "—"
+    if not found.has_interval:
+        return fmt(math.exp(found.mean), digits)
+    return f"{fmt(math.exp(found.mean), digits)} [{fmt(math.exp(found.low), 2)}, {fmt(math.exp(found.high), 2)}]"
+
+
+def _groups(rows: pd.DataFrame):
+    """(condition, rate) -> rows: the accuracy or gradient rows at each condition's chosen rate."""
+    rows = with_recipe_columns(rows)
+    rows = rows.assign(lr=rows["lr"].astype(object).where(rows["lr"].notna(), None))
+    return rows.groupby([*TRAIN_CONDITION, "lr"], sort=False, dropna=False)
+
+
+def _first(group: pd.DataFrame, column: str):
+    found = group[column].dropna() if column in group else ()
+    return found.iloc[0] if len(found) else None
+
+
+def _lr_text(lr, choice) -> str:
+    if lr is None or (isinstance(lr, float) and math.isnan(lr)):
+        return "—"
+    if choice is None or len(choice.scores) < 2:
+        return f"{lr:g}"
+    return f"{lr:g} (chosen{', edge' if choice.at_grid_edge else ''})"
 
 
 def accuracy_table(results: Results) -> pd.DataFrame:
+    """Test figures at each (cell, task, T, H, device)'s chosen rate: means with 95% t intervals,
+    solved k/n with Wilson intervals, Kaplan-Meier median steps to solve, rank within the task."""
     rows = results.of(ACCURACY)
+    if rows.empty:
+        return pd.DataFrame(columns=ACCURACY_COLUMNS)
+    choices = lr_choices(rows)
+    per_hidden = getattr(results.run.config, "param_budget", None) is None
+    rankings = {(r.task, r.seq_len, r.device, r.hidden_size): r.ranking
+                for r in task_rankings(rows, per_hidden_size=per_hidden)}
     out = []
-    for (cell, task, seq_len, hidden, device), group in _by_condition(rows):
+    for (cell, task, seq_len, hidden, device, lr), group in _groups(at_chosen_lr(rows, choices)):
         seeds = per_seed(group)
         ok_seeds = [g for g in seeds if all_ok(g)]
         notes = [n for g in seeds if (n := _status_note(g))]
-        solved = [g for g in ok_seeds if value(g, "solved")]
+        choice = choices.get((cell, task, seq_len, hidden, device))
+        if choice is not None and choice.lr is None:
+            notes.insert(0, choice.note)
+        solved = solved_proportion([value(g, "solved") for g in ok_seeds])
+        curve = solve_curve_of(ok_seeds)
+        ranking = rankings.get((task, as_int(seq_len), device, as_int(hidden) if per_hidden else None))
         out.append({
-            "cell": cell, "task": task, "T": seq_len, "H": hidden, "device": device, "seeds": len(seeds),
-            "loss": _mean_std([value(g, "loss") for g in ok_seeds]),
-            "loss/baseline": _mean_std([value(g, "loss_ratio") for g in ok_seeds]),
-            "accuracy": _mean_std([value(g, "accuracy") for g in ok_seeds]),
-            "solved": f"{len(solved)}/{len(seeds)}",
-            "steps to solve": _mean_std([value(g, "steps_to_solve") for g in solved], 4),
-            "s to solve": _mean_std([value(g, "time_to_solve_s") for g in solved]),
-            "train s": _mean_std([value(g, "train_time_s") for g in ok_seeds]),
+            "cell": cell, "task": task, "T": seq_len, "H": hidden, "params": fmt(_first(group, "param_count")),
+            "device": device, "lr": _lr_text(lr, choice), "seeds": len(seeds),
+            "loss": _interval([value(g, "loss") for g in ok_seeds]),
+            "loss/baseline": _interval([value(g, "loss_ratio") for g in ok_seeds]),
+            "accuracy": _interval([value(g, "accuracy") for g in ok_seeds]),
+            "solved": solved.text() if solved else "—",
+            "steps to solve": curve.text() if curve else "—",
+            "train s": _interval([value(g, "train_time_s") for g in ok_seeds]),
+            "rank": rank_text(ranking, cell) if ranking and len(ranking.cells) > 1 else "—",
             "note": "; ".join(dict.fromkeys(notes)),
         })
     return pd.DataFrame(out, columns=ACCURACY_COLUMNS)
 
 
-GRADIENT_COLUMNS = ["cell", "task", "T", "H", "device", "decay/step init", "decay/step trained", "first/last init",
-                    "first/last trained", "horizon init", "horizon trained", "note"]
+SWEEP_COLUMNS = ["cell", "task", "T", "H", "device", "chosen lr", "note"]
+
+
+def sweep_table(results: Results) -> pd.DataFrame:
+    """The whole learning-rate sweep: mean validation loss over seeds at every rate tried, and
+    why the rate was chosen. Empty when the run trained at a single rate."""
+    choices = lr_choices(results.of(ACCURACY))
+    rates = sorted({score.lr for choice in choices.values() for score in choice.scores})
+    if len(rates) < 2:
+        return pd.DataFrame(columns=SWEEP_COLUMNS)
+    out = []
+    for (cell, task, seq_len, hidden, device), choice in choices.items():
+        row = {"cell": cell, "task": task, "T": seq_len, "H": hidden, "device": device}
+        by_rate = {score.lr: score for score in choice.scores}
+        for rate in rates:
+            score = by_rate.get(rate)
+            text = "—" if score is None else fmt(score.mean_val_loss, 3)
+            if score is not None and score.n_failed:
+                text += f" ({score.n_failed} failed)"
+            row[f"val loss @ {rate:g}"] = text
+        row["chosen lr"] = "none" if choice.lr is None else f"{choice.lr:g}"
+        row["note"] = choice.note
+        out.append(row)
+    columns = SWEEP_COLUMNS[:5] + [f"val loss @ {rate:g}" for rate in rates] + SWEEP_COLUMNS[5:]
+    return pd.DataFrame(out, columns=columns)
+
+
+GRADIENT_COLUMNS = ["cell", "task", "T", "H", "params", "device", "lr", "decay/step init", "decay/step trained",
+                    "first/last init", "first/last trained", "horizon init", "horizon trained", "note"]
 
 
 def _horizon(groups: list[pd.DataFrame], phase: str) -> str:
@@ -126,23 +197,28 @@ def _horizon(groups: list[pd.DataFrame], phase: str) -> str:
             values.append(float(found))
     if censored_at is not None and not values:
         return f"> {censored_at}"
-    text = _mean_std(values, 4)
+    text = _interval(values, 4)
     return text + (f" (some > {censored_at})" if censored_at is not None else "")
 
 
 def gradient_table(results: Results) -> pd.DataFrame:
-    rows = results.of(GRADIENTS)
+    """Gradient decay at each condition's chosen rate (chosen on the accuracy rows' validation loss)."""
+    rows = results.rows
+    if rows.empty:
+        return pd.DataFrame(columns=GRADIENT_COLUMNS)
+    choices = lr_choices(rows)
     out = []
-    for (cell, task, seq_len, hidden, device), group in _by_condition(rows):
+    for (cell, task, seq_len, hidden, device, lr), group in _groups(of(at_chosen_lr(rows, choices), GRADIENTS)):
         seeds = per_seed(group)
         ok = [g for g in seeds if all_ok(g)]
         notes = [n for g in seeds if (n := _status_note(g))]
         out.append({
-            "cell": cell, "task": task, "T": seq_len, "H": hidden, "device": device,
-            "decay/step init": _mean_std([value(g, "decay_rate", "init") for g in ok]),
-            "decay/step trained": _mean_std([value(g, "decay_rate", "trained") for g in ok]),
-            "first/last init": _mean_std([value(g, "first_last_ratio", "init") for g in ok]),
-            "first/last trained": _mean_std([value(g, "first_last_ratio", "trained") for g in ok]),
+            "cell": cell, "task": task, "T": seq_len, "H": hidden, "params": fmt(_first(group, "param_count")),
+            "device": device, "lr": _lr_text(lr, choices.get((cell, task, seq_len, hidden, device))),
+            "decay/step init": _interval([value(g, "decay_rate", "init") for g in ok]),
+            "decay/step trained": _interval([value(g, "decay_rate", "trained") for g in ok]),
+            "first/last init": _log_interval([value(g, "first_last_ratio", "init") for g in ok]),
+            "first/last trained": _log_interval([value(g, "first_last_ratio", "trained") for g in ok]),
             "horizon init": _horizon(ok, "init"),
             "horizon trained": _horizon(ok, "trained"),
             "note": "; ".join(dict.fromkeys(notes)),
@@ -152,8 +228,11 @@ def gradient_table(results: Results) -> pd.DataFrame:
 
 TABLES = {
     SPEED: ("Speed: seconds per batch (median over repeats, IQR), forward and forward+backward", speed_table),
-    ACCURACY: ("Accuracy: held-out metrics after training (mean ± std over seeds)", accuracy_table),
-    GRADIENTS: ("Gradient decay: ||dL/ds_t|| of the last-step loss vs distance from the loss", gradient_table),
+    ACCURACY: ("Accuracy: test-set metrics after training at the chosen learning rate "
+               f"(mean [{INTERVAL_METHOD}])", accuracy_table),
+    SWEEP: ("Learning-rate sweep: final validation loss, mean over seeds, at every rate tried", sweep_table),
+    GRADIENTS: ("Gradient decay: ||dL/ds_t|| of the last-step loss vs distance from the loss "
+                f"(mean [{INTERVAL_METHOD}])", gradient_table),
 }
 
 

@@ -17,14 +17,27 @@ TABLE_CAPTIONS = {
              "plus backward (a loss on the last step, gradients for every parameter), median over the "
              "repeated calls, in seconds: lower is faster. The IQR (interquartile range) shows how much the repeats "
              "varied; rows marked unstable varied by more than 10% of the median.",
-    "accuracy": "Each cell trained with the same recipe on each task, then evaluated on held-out sequences. "
-                "loss/baseline below 1 means the cell learned more than a predictor that remembers nothing; "
-                "values are mean ± standard deviation over seeds, and 'solved' counts the seeds that met the "
-                "task's solved criterion.",
+    "accuracy": "Each cell trained with the same recipe on each task, then evaluated once on a held-out test set. "
+                "Training watched a separate validation set: it stopped once the validation set met the task's "
+                "solved criterion, and when several learning rates were tried, the rate was chosen per cell and task "
+                "on the mean final validation loss (never on the test set); the table shows the test figures at that "
+                "rate. loss/baseline below 1 means the cell learned more than a predictor that remembers nothing. "
+                "Values are the mean over seeds with its 95% Student t interval in brackets (one seed: no interval). "
+                "'solved' counts the seeds whose test set met the criterion, k/n with a 95% Wilson interval. "
+                "'steps to solve' is the Kaplan-Meier median step at which the validation set was solved, with the "
+                "seeds that never solved counted as censored at the step they stopped ('not reached': fewer than half "
+                "solved). 'rank' orders the cells on each task by mean test loss/baseline; each is compared with the "
+                "best by an exact paired sign-flip test on the seeds, Holm-corrected, α = 0.05: '≈ best' means not "
+                "shown to differ, which is not the same as shown equal. 'params' counts the cell and its readout.",
+    "sweep": "Every learning rate tried, with the mean over seeds of the final validation loss; the rate with the "
+             "fewest failed seeds and then the lowest mean was chosen (ties: the smaller rate). A choice at the "
+             "edge of the sweep means a better rate may lie outside it.",
     "gradients": "How fast the gradient of the last step's loss fades as it flows back in time. decay/step is the "
                  "slope of ln‖∂L/∂s_t‖ per step of distance (more negative: vanishes faster); first/last is the norm "
                  "at the first state over the norm one step before the loss; the horizon is the distance at which "
-                 "the norm falls below 1/1000 of its value next to the loss ('> T': never within the sequence).",
+                 "the norm falls below 1/1000 of its value next to the loss ('> T': never within the sequence). "
+                 "Means over seeds with 95% t intervals; first/last is a geometric mean, its interval taken on ln. "
+                 "Rows are at each cell's chosen learning rate.",
 }
 
 # Column names as the tables build them -> labels with units, for formats with room for them.
@@ -50,6 +63,9 @@ COLUMN_LABELS = {
     "steps to solve": "training steps to solve",
     "s to solve": "seconds to solve",
     "train s": "training time (s)",
+    "params": "parameters",
+    "lr": "learning rate",
+    "rank": "rank on the task",
     "decay/step init": "decay per step, at init (ln-norm/step)",
     "decay/step trained": "decay per step, trained (ln-norm/step)",
     "first/last init": "first/last norm, at init",
@@ -117,9 +133,12 @@ def environment_items(run: StoredRun, rows: pd.DataFrame | None = None) -> list[
         ("threads", f"torch {environment.get('torch_threads')}, BLAS {environment.get('blas_threads')}"),
         ("devices", ", ".join(run.devices) or "—"),
         ("executed", execution_text(run.execution)),
-        ("training recipe", f"the same for every cell: {run.recipe.describe()}"),
+        ("training recipe", f"the same for every cell: {run.recipe.describe(run.config.learning_rates)}"),
         ("seeds", ", ".join(str(s) for s in run.config.seeds)),
     ]
+    if getattr(run.config, "param_budget", None):
+        items.append(("parameter budget", f"each cell's hidden size chosen so that its parameter count is closest to "
+                                          f"{run.config.param_budget}"))
     if rows is not None and not rows.empty and "plugin" in rows:
         sources = rows.drop_duplicates("cell")[["cell", "plugin", "plugin_version"]]
         items.append(("cells from", "; ".join(f"{r.cell}: {r.plugin} {r.plugin_version}" for r in sources.itertuples())))
@@ -140,6 +159,15 @@ def table_notes(key: str, rows: pd.DataFrame) -> list[str]:
     if key == ACCURACY:
         seeds = rows[rows["measurement"] == ACCURACY]["seed"].dropna().unique()
         if len(seeds) == 1:
-            notes.append("One seed: no spread is shown, and differences between cells may be within seed-to-seed "
+            notes.append("One seed: no interval is shown, and differences between cells may be within seed-to-seed "
                          "variation; run with --seeds 3 or more before quoting them.")
+        notes += ranking_notes(rows)
     return notes
+
+
+def ranking_notes(rows: pd.DataFrame) -> list[str]:
+    """The ranking method with its power at these seeds, once per distinct note."""
+    from harness.fairness import task_rankings
+
+    return [f"Rank: {note}." for note in dict.fromkeys(r.ranking.note for r in task_rankings(rows)
+                                                       if len(r.ranking.cells) > 1)]

@@ -19,11 +19,13 @@ from harness.results import Results
 
 # 2: the ``length`` column (steps the cell sees, beside the difficulty ``seq_len``); metrics
 # ``train_time_s`` and ``time_to_solve_s`` (were ``train_seconds`` and ``seconds_to_solve``).
-FORMAT_VERSION = "rnnbench-results/2"
+# 3: ``lr`` (the rate a training row was trained at) and ``param_count``.
+FORMAT_VERSION = "rnnbench-results/3"
 COLUMNS = ("run_id", "measurement", "cell", "impl", "device", "task", "batch_size", "seq_len", "length", "input_size",
-           "hidden_size", "seed", "phase", "step", "metric", "value", "unit", "status", "error", "backend", "plugin",
-           "plugin_version", "threads", "item", "created_at")
-INTEGER_COLUMNS = {"run_id", "batch_size", "seq_len", "length", "input_size", "hidden_size", "seed", "step", "threads"}
+           "hidden_size", "param_count", "seed", "lr", "phase", "step", "metric", "value", "unit", "status", "error",
+           "backend", "plugin", "plugin_version", "threads", "item", "created_at")
+INTEGER_COLUMNS = {"run_id", "batch_size", "seq_len", "length", "input_size", "hidden_size", "param_count", "seed", "step",
+                   "threads"}
 
 
 def _plain(column: str, value):

@@ -87,7 +87,7 @@ def test_smoke_run_prints_three_tables_with_a_row_per_cell(smoke):
         assert sorted(rows) == sorted([cell, task] for cell in CELL_NAMES for task in TASK_NAMES)
     assert "FAILED" not in smoke.out
     assert "Note: Peak memory measured as cpu: cpu peak RSS rise" in smoke.out
-    assert "Note: One seed: no spread is shown" in smoke.out
+    assert "Note: One seed: no interval is shown" in smoke.out
 
 
 def test_smoke_run_stores_every_cell_and_measurement(smoke):

@@ -24,7 +24,7 @@ from reports.tables import accuracy_table
 
 CELLS = list(load_plugins().cells)
 TASKS = list(load_plugins().tasks)
-N_PLOTS = 1 + 2 * len(TASKS)  # speed on cpu, then learning curves and gradient decay per task
+N_PLOTS = 1 + 3 * len(TASKS)  # speed on cpu, then learning curves, fraction solved and gradient decay per task (one rate: no sweep plot)
 
 
 def run_captured(argv):
@@ -151,7 +151,7 @@ def test_json_holds_the_run_and_every_row(smoke):
         raise AssertionError(f"{name} is not JSON")
 
     document = json.loads((smoke.out / "results.json").read_text(), parse_constant=no_constants)
-    assert document["format"] == "rnnbench-results/2"
+    assert document["format"] == "rnnbench-results/3"
     assert document["run"]["status"] == "complete"
     assert len(document["rows"]) == len(stored_rows(smoke.db))
     curve = [r for r in document["rows"] if r["metric"] == "curve_loss"]
@@ -255,16 +255,20 @@ def train_row(seed, metric, value, **extra):
 
 
 def test_accuracy_aggregates_seeds():
-    """Three seeds: loss/baseline 0.1, 0.2, 0.3 -> "0.2 ± 0.1" (sample std); two of three solved -> "2/3"."""
+    """Three seeds, by hand: loss/baseline 0.1, 0.2, 0.3 -> mean 0.2, s = 0.1, t_{0.975,2} = 4.3027, half-width
+    4.3027 * 0.1 / sqrt(3) = 0.2484 -> "0.2 [-0.0484, 0.448]"; 2 of 3 solved, Wilson (z = 1.96):
+    centre (2 + 1.921) / (3 + 3.841) = 0.5731, half 1.96 / 6.841 * sqrt(2/3 + 0.9604) = 0.3654 -> [0.21, 0.94];
+    steps to solve 100, 300 and one seed censored at 500: S(100) = 2/3, S(300) = 1/3, median 300 (not the
+    mean 200 of the two that solved)."""
     rows = []
-    for seed, (ratio, solved, steps) in enumerate([(0.1, 1.0, 100), (0.2, 1.0, 300), (0.3, 0.0, None)]):
+    for seed, (ratio, solved, steps, ran) in enumerate([(0.1, 1.0, 100, 100), (0.2, 1.0, 300, 300), (0.3, 0.0, None, 500)]):
         rows += [train_row(seed, "loss_ratio", ratio), train_row(seed, "solved", solved),
-                 train_row(seed, "steps_to_solve", steps)]
+                 train_row(seed, "steps_to_solve", steps), train_row(seed, "steps_run", ran)]
     table = accuracy_table(synthetic(rows))
     assert table.loc[0, "seeds"] == 3
-    assert table.loc[0, "loss/baseline"] == "0.2 ± 0.1"
-    assert table.loc[0, "solved"] == "2/3"
-    assert table.loc[0, "steps to solve"] == f"200 ± {math.sqrt(2 * 100**2):.2g}"  # over the solved seeds only
+    assert table.loc[0, "loss/baseline"] == "0.2 [-0.0484, 0.448]"
+    assert table.loc[0, "solved"] == "2/3 [0.21, 0.94]"
+    assert table.loc[0, "steps to solve"] == "300 (2/3 solved; 1 censored at 500)"
 
 
 def test_learning_curves_carry_a_solved_seed_forward():
