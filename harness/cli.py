@@ -54,7 +54,7 @@ def cli():
 
 @cli.command()
 @click.option("--cells", type=NameList(), default=(ALL,), show_default="all", help="Cells to compare, comma-separated, or 'all' (every registered cell).")
-@click.option("--tasks", type=NameList(), default=(ALL,), show_default="all", help="Tasks, comma-separated, or 'all'.")
+@click.option("--tasks", type=NameList(), default=None, show_default="the profile's: copy,adding", help="Tasks, comma-separated, or 'all'.")
 @click.option("--device", "devices", type=NameList(DEVICE_CHOICES), default=(AUTO,), show_default="auto", help="cpu, cuda or auto (cpu, plus cuda when present).")
 @click.option("--measure", "measures", type=NameList(MEASUREMENTS), default=MEASUREMENTS, show_default="speed,accuracy,gradients", help="Measurements to run.")
 @click.option("--profile", "profile_name", default="default", show_default=True, help="Sizes and budgets: smoke (<30 s, for tests), default (~3 min on 2 CPU cores), paper (literature settings, for a GPU).")

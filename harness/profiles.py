@@ -11,7 +11,9 @@ from harness.config import Recipe, TimingConfig
 class Profile:
     """Sizes and budgets of a run.
 
-    ``task_seq_lens`` gives T per task name; tasks not named use ``default_seq_lens``.
+    ``task_seq_lens`` gives T per task name; a task not named runs at its own
+    ``default_seq_len`` if it has one, else at ``default_seq_lens``. ``tasks`` is what
+    runs when ``--tasks`` is not given.
     Speed is measured over ``speed_batch_sizes x speed_seq_lens x speed_hidden_sizes``
     at ``speed_input_size``; training uses ``hidden_sizes`` and ``recipe``. ``lrs``: the
     learning rates a profile sweeps (chosen per cell on validation); empty: ``recipe.lr`` alone.
@@ -29,6 +31,7 @@ class Profile:
     speed_hidden_sizes: tuple[int, ...]
     speed_input_size: int
     timing: TimingConfig = field(default_factory=TimingConfig)
+    tasks: tuple[str, ...] = ("copy", "adding")  # what runs when --tasks is not given
     # Default --item-timeout: a wall-clock limit per item (seconds), far above what an item
     # of the profile takes on a slow machine, so that only a hung item reaches it.
     item_timeout_s: float | None = None

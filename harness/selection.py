@@ -126,9 +126,8 @@ def hidden_size_for_budget(count_params: Callable[[int], int], budget: int, *, s
                            largest: int = MAX_HIDDEN_SIZE) -> int:
     """The hidden size H in [smallest, largest] whose parameter count is closest to ``budget``.
 
-    ``count_params(H)`` must not decrease as H grows (true of every cell whose weights grow with
-    H). Doubling from ``smallest`` and then bisection find the smallest H with count ≥ budget; the answer is it or H - 1, whichever
-    count is nearer the budget, the smaller H on a tie. A budget below the count at
+    Sizes are tried from ``smallest`` up to the first whose count reaches the budget; the
+    answer is the one among them whose count is nearest the budget, the smaller H on a tie. A budget below the count at
     ``smallest`` gives ``smallest``; one above the count at ``largest`` is refused.
 
     What to count: the whole trained model, cell *and* the harness's linear readout
@@ -141,20 +140,17 @@ def hidden_size_for_budget(count_params: Callable[[int], int], budget: int, *, s
         raise ValueError(f"a parameter budget must be a positive whole number, got {budget}")
     if not 1 <= smallest <= largest:
         raise ValueError(f"need 1 ≤ smallest ≤ largest hidden size, got {smallest} and {largest}")
-    # Gallop upwards from ``smallest`` so that no count is taken at a size far beyond the
-    # answer (counting may mean building the module); then bisect.
-    low, high = smallest, smallest
-    while count_params(high) < budget:
-        if high == largest:
-            raise ValueError(f"a budget of {budget} parameters exceeds the count at the largest hidden size "
-                             f"{largest} ({count_params(largest)})")
-        low, high = high, min(2 * high, largest)
-    if high == smallest:
-        return smallest
-    while high - low > 1:  # invariant: count(low) < budget ≤ count(high)
-        middle = (low + high) // 2
-        if count_params(middle) >= budget:
-            high = middle
-        else:
-            low = middle
-    return low if budget - count_params(low) <= count_params(high) - budget else high
+    # A plain scan upwards to the first size whose count reaches the budget: counts need not
+    # grow monotonically (sLSTM and mLSTM pick their head count by divisibility, so an odd H
+    # with one head holds more weights than H + 1 with two), which rules out bisection.
+    # Counting is cheap when the caller builds modules on torch's "meta" device.
+    sizes, counts = [], []
+    for size in range(smallest, largest + 1):
+        sizes.append(size)
+        counts.append(count_params(size))
+        if counts[-1] >= budget:
+            break
+    else:
+        raise ValueError(f"a budget of {budget} parameters exceeds the count at the largest hidden size "
+                         f"{largest} ({counts[-1]})")
+    return min(zip(sizes, counts), key=lambda pair: (abs(pair[1] - budget), pair[0]))[0]

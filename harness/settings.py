@@ -11,6 +11,14 @@ from harness.names import SPEED
 from harness.profiles import get_profile
 
 
+def _profile_seq_lens(profile, task) -> tuple[int, ...]:
+    """The profile's lengths for ``task``; a task it does not name runs at its own default T if it has one."""
+    own = getattr(task.factory, "default_seq_len", None)
+    if task.name in profile.task_seq_lens or own is None:
+        return profile.seq_lens_for(task.name)
+    return (own,)
+
+
 def build_config(registry, *, cells, tasks, devices, measures, profile_name="default", seq_len=None, hidden_size=None,
                  batch_size=None, input_size=None, steps=None, seeds=None, lr=None, threads=1, impls=None,
                  param_budget=None) -> RunConfig:
@@ -21,7 +29,7 @@ def build_config(registry, *, cells, tasks, devices, measures, profile_name="def
     """
     profile = get_profile(profile_name)
     cell_names = tuple(c.name for c in registry.select_cells(list(cells)))
-    task_names = tuple(t.name for t in registry.select_tasks(list(tasks)))
+    task_names = tuple(t.name for t in registry.select_tasks(list(tasks or profile.tasks)))
     recipe = profile.recipe
     if batch_size:
         recipe = replace(recipe, batch_size=batch_size[0])
@@ -32,7 +40,7 @@ def build_config(registry, *, cells, tasks, devices, measures, profile_name="def
         recipe = replace(recipe, lr=rates[0])
     if isinstance(seeds, int):
         seeds = tuple(range(seeds))
-    task_seq_lens = {t: tuple(seq_len) if seq_len else profile.seq_lens_for(t) for t in task_names}
+    task_seq_lens = {t: tuple(seq_len) if seq_len else _profile_seq_lens(profile, registry.task(t)) for t in task_names}
     for name, lengths in task_seq_lens.items():
         for length in lengths:
             try:

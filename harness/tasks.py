@@ -7,6 +7,18 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+
+from harness.errors import UsageError
+
+# Targets of token tasks hold this where a step has no loss (torch's default ignore_index).
+IGNORE_INDEX = -100
+# The disjoint parts of a real data set; synthetic tasks draw every part from the same law.
+SPLITS = ("train", "validation", "test")
+
+
+class TaskSizeError(UsageError, ValueError):
+    """A task asked for at a size it does not define (one line on the command line)."""
 
 
 @dataclass(frozen=True)
@@ -38,10 +50,13 @@ class Task(ABC):
 
     def __init__(self, seq_len: int):
         if not isinstance(seq_len, int) or seq_len < self.min_seq_len:
-            raise ValueError(f"{self.name}: seq_len must be an integer >= {self.min_seq_len}, got {seq_len!r}")
+            raise TaskSizeError(f"{self.name}: seq_len must be an integer >= {self.min_seq_len}, got {seq_len!r}")
         self.seq_len = seq_len
 
     min_seq_len: int = 1
+    # T at which the task runs when neither --seq-len nor the profile names one (None: the
+    # profile's default lengths); tasks whose data fixes T (digits: 64 pixels) set it.
+    default_seq_len: int | None = None
 
     @property
     @abstractmethod
@@ -74,3 +89,45 @@ class Task(ABC):
         """Whether held-out metrics meet the task's "solved" criterion."""
 
     solved_rule: str = ""
+
+    @property
+    def options(self) -> dict[str, object]:
+        """The task's options beyond ``seq_len`` (factory keyword arguments), for the record."""
+        return {}
+
+    def sample_split(self, batch_size: int, rng: np.random.Generator, split: str) -> Batch:
+        """Draw one batch from one part of the data: ``"train"``, ``"validation"`` or ``"test"``.
+
+        Synthetic tasks draw every part from the same distribution (the harness keeps the
+        parts apart by giving each its own seeded stream), so this is :meth:`sample`.
+        Tasks on a fixed data set override it to draw from disjoint parts; their
+        :meth:`sample` is the training part.
+        """
+        if split not in SPLITS:
+            raise ValueError(f"{self.name}: split must be one of {', '.join(SPLITS)}, got {split!r}")
+        return self.sample(batch_size, rng)
+
+
+def one_hot(tokens: np.ndarray, size: int) -> np.ndarray:
+    """Integer tokens of any shape -> float32 one-hot vectors, shape ``tokens.shape + (size,)``."""
+    return np.eye(size, dtype=np.float32)[tokens]
+
+
+class TokenTask(Task):
+    """A task whose targets are classes: ``target`` is int64 of shape (L, B), one class per
+    step, with :data:`IGNORE_INDEX` at steps without a loss. The loss is the mean
+    cross-entropy (nats) over the steps with a target, accuracy the fraction of those steps
+    whose arg-max is the target. A task scored at the last step alone fills every earlier
+    step with :data:`IGNORE_INDEX`; every token task has a target at its last step, which
+    the gradient probe needs.
+    """
+
+    def loss(self, logits, target):
+        return F.cross_entropy(logits.reshape(-1, self.output_size), target.reshape(-1), ignore_index=IGNORE_INDEX)
+
+    def last_step_loss(self, logits_last, target):
+        return F.cross_entropy(logits_last, target[-1], ignore_index=IGNORE_INDEX)
+
+    def accuracy(self, logits, target):
+        scored = target != IGNORE_INDEX
+        return (logits.argmax(dim=-1)[scored] == target[scored]).to(torch.float64).mean()

@@ -70,11 +70,13 @@ def rng_for(seed: int, stream: int) -> np.random.Generator:
 
 def held_out(task, recipe: Recipe, seed: int, device, dtype, stream: int = TEST_STREAM):
     """A held-out set of ``recipe.eval_size`` sequences from ``stream`` (TEST_STREAM or
-    VALIDATION_STREAM): identical for every cell and every learning rate with this seed."""
+    VALIDATION_STREAM): identical for every cell and every learning rate with this seed. A
+    task on real data draws it from its own test or validation split."""
     if stream not in (TEST_STREAM, VALIDATION_STREAM):
         raise ValueError(f"held-out data comes from the test ({TEST_STREAM}) or validation ({VALIDATION_STREAM}) "
                          f"stream, got {stream}")
-    batch = task.sample(recipe.eval_size, rng_for(seed, stream))
+    split = "test" if stream == TEST_STREAM else "validation"
+    batch = task.sample_split(recipe.eval_size, rng_for(seed, stream), split)
     return batch.to(device, dtype)
 
 

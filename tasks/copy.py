@@ -16,10 +16,9 @@ import math
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from harness import hookimpl
-from harness.tasks import Batch, Task
+from harness.tasks import Batch, TokenTask
 
 N_SYMBOLS = 8
 N_RECALL = 10
@@ -27,7 +26,7 @@ BLANK = 0
 DELIMITER = N_SYMBOLS + 1
 
 
-class CopyTask(Task):
+class CopyTask(TokenTask):  # every step has a target: no IGNORE_INDEX
     name = "copy"
     input_size = N_SYMBOLS + 2
     output_size = N_SYMBOLS + 1
@@ -52,12 +51,6 @@ class CopyTask(Task):
         target[-N_RECALL:] = symbols
         x = np.eye(self.input_size, dtype=np.float32)[tokens]
         return Batch(x=x, target=target)
-
-    def loss(self, logits, target):
-        return F.cross_entropy(logits.reshape(-1, self.output_size), target.reshape(-1))
-
-    def last_step_loss(self, logits_last, target):
-        return F.cross_entropy(logits_last, target[-1])
 
     def accuracy(self, logits, target):
         recalled = logits[-N_RECALL:].argmax(dim=-1)

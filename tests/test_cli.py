@@ -27,6 +27,7 @@ from tasks.copy import CopyTask
 SMOKE = PROFILES["smoke"]
 _BUILTINS = load_plugins()  # conftest has already switched entry-point autoload off
 CELL_NAMES, TASK_NAMES = list(_BUILTINS.cells), list(_BUILTINS.tasks)
+SMOKE_TASKS = list(SMOKE.tasks)  # what a run without --tasks trains: copy and adding
 # (cell, implementation) pairs the speed table times on a CPU, e.g. ("lstm", "fused"), ("lstm", "unrolled").
 SPEED_IMPLS = [(c.name, impl) for c in _BUILTINS.cells.values() for impl in available_impls(c, "cpu")]
 TITLES = {"speed": "Speed", "accuracy": "Accuracy", "gradients": "Gradient decay"}
@@ -84,7 +85,7 @@ def test_smoke_run_prints_three_tables_with_a_row_per_cell(smoke):
     assert {line.split()[0] for line in sections["speed"]} == set(CELL_NAMES)
     for key in ("accuracy", "gradients"):
         rows = [line.split()[:2] for line in sections[key]]
-        assert sorted(rows) == sorted([cell, task] for cell in CELL_NAMES for task in TASK_NAMES)
+        assert sorted(rows) == sorted([cell, task] for cell in CELL_NAMES for task in SMOKE_TASKS)
     assert "FAILED" not in smoke.out
     assert "Note: Peak memory measured as cpu: cpu peak RSS rise" in smoke.out
     assert "Note: One seed: no interval is shown" in smoke.out
@@ -101,7 +102,7 @@ def test_smoke_run_stores_every_cell_and_measurement(smoke):
     timed = {(r["cell"], r["impl"]) for r in query(smoke.db, "SELECT DISTINCT cell, impl FROM results WHERE measurement = 'speed'")}
     assert timed == set(SPEED_IMPLS)
     trained = {(r["cell"], r["task"]) for r in query(smoke.db, "SELECT DISTINCT cell, task FROM results WHERE task IS NOT NULL")}
-    assert trained == {(c, t) for c in CELL_NAMES for t in TASK_NAMES}
+    assert trained == {(c, t) for c in CELL_NAMES for t in SMOKE_TASKS}
     version = importlib.metadata.version("rnnbench")
     for r in query(smoke.db, "SELECT DISTINCT cell, plugin, plugin_version, device, threads FROM results"):
         plugin = f"rnnbench:{_BUILTINS.cell(r['cell']).plugin.name}"  # which built-in module registered the cell
@@ -134,6 +135,26 @@ def test_smoke_run_stores_known_values(smoke):
                                                                                    SMOKE.speed_seq_lens[0])
 
 
+def test_tasks_default_to_the_profiles_and_all_means_every_task_at_a_length_it_accepts():
+    """Without --tasks a run trains copy and adding; --tasks all plans every task, each not named by the profile
+    at its own default T when it has one (digits: 64), else at the profile's default lengths."""
+    from harness.settings import build_config
+
+    def planned(tasks, profile):
+        config = build_config(_BUILTINS, cells=["lstm"], tasks=tasks, devices=["cpu"], measures=("accuracy",),
+                              profile_name=profile)
+        return config.task_seq_lens
+
+    assert planned(None, "default") == {"copy": (10,), "adding": (100,)}
+    every = planned(["all"], "default")
+    assert list(every) == TASK_NAMES
+    for name, lengths in every.items():
+        own = getattr(_BUILTINS.task(name).factory, "default_seq_len", None)
+        expected = PROFILES["default"].task_seq_lens.get(name) or ((own,) if own else PROFILES["default"].default_seq_lens)
+        assert lengths == expected, name
+    assert every["digits"] == (64,) and every["associative-recall"] == (64,)
+
+
 def test_smoke_run_stores_one_gradient_norm_per_step(smoke):
     """Gradient rows hold ||dL/ds|| at distances 1..L for each phase, positive and finite."""
     lengths = {"copy": CopyTask(SMOKE.seq_lens_for("copy")[0]).length, "adding": SMOKE.seq_lens_for("adding")[0]}
@@ -155,7 +176,7 @@ def test_smoke_run_writes_the_markdown_report(smoke):
     rows = [line for line in report.splitlines() if line.startswith("| ")]
     for cell in CELL_NAMES:
         n_impls = sum(c == cell for c, _ in SPEED_IMPLS)
-        assert sum(line.startswith(f"| {cell} ") for line in rows) == n_impls + 2 * len(TASK_NAMES)
+        assert sum(line.startswith(f"| {cell} ") for line in rows) == n_impls + 2 * len(SMOKE_TASKS)
 
 
 @pytest.fixture(scope="module")

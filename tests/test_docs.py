@@ -1,8 +1,9 @@
-"""docs/writing-cells.md cannot rot: its code blocks are the example files, every example runs,
-and the commands it shows parse."""
+"""docs/writing-cells.md and docs/writing-tasks.md cannot rot: their code blocks are the example
+files, every example runs, and the commands they show parse."""
 
 import ast
 import importlib.util
+import math
 import re
 import shlex
 import sys
@@ -18,13 +19,14 @@ from harness.testing import CHECK_NAMES, run_checks
 
 REPO = Path(__file__).resolve().parent.parent
 DOC = REPO / "docs" / "writing-cells.md"
+DOCS = (DOC, REPO / "docs" / "writing-tasks.md")
 EXAMPLES = REPO / "docs" / "examples"
 INCLUDE = re.compile(r"<!-- include: (?P<path>\S+) -->\n```python\n(?P<code>.*?)```\n", re.S)
 EXAMPLE_CELLS = {"mycell.py": "mycell", "mycell_sequence.py": "mycell-seq", "mycell_numpy.py": "mycell-numpy"}
 
 
 def included() -> dict[str, str]:
-    return {m["path"]: m["code"] for m in INCLUDE.finditer(DOC.read_text())}
+    return {m["path"]: m["code"] for doc in DOCS for m in INCLUDE.finditer(doc.read_text())}
 
 
 def test_every_included_block_is_the_file_verbatim():
@@ -142,7 +144,7 @@ def test_the_custom_task_runs_through_rnnbench_run(rnnbench, tmp_path):
 
 def _doc_commands() -> list[list[str]]:
     commands = []
-    for block in re.findall(r"```bash\n(.*?)```", DOC.read_text(), re.S):
+    for block in (b for doc in DOCS for b in re.findall(r"```bash\n(.*?)```", doc.read_text(), re.S)):
         for line in block.splitlines():
             line = line.split("#")[0].strip()
             if line.startswith("rnnbench "):
@@ -157,6 +159,36 @@ def test_every_command_in_the_doc_parses(argv):
     command = cli.get_command(None, name)
     assert command is not None, f"no command {name!r}"
     command.make_context(name, list(args))
+
+
+def test_the_docs_task_tests_pass():
+    """docs/examples/test_myecho.py, the task-author tests writing-tasks.md shows, pass."""
+    module = _module(EXAMPLES / "test_myecho.py")
+    tests = [getattr(module, name) for name in dir(module) if name.startswith("test_")]
+    assert len(tests) == 2
+    try:
+        for test in tests:
+            test()
+    finally:
+        sys.modules.pop("rnnbench_plugin_myecho", None)
+
+
+def test_the_token_task_example_runs_through_rnnbench_run(rnnbench, tmp_path):
+    """`rnnbench run --plugin myecho.py --tasks myecho`: ok rows for both cells, against its baseline ln 4."""
+    from harness.store import ResultStore
+
+    db = tmp_path / "r.sqlite"
+    result = rnnbench("run", "--plugin", EXAMPLES / "myecho.py", "--tasks", "myecho", "--cells", "lstm,gru",
+                      "--measure", "accuracy,gradients", "--profile", "smoke", "--device", "cpu", "--db", db,
+                      "--out", tmp_path / "out")
+    sys.modules.pop("rnnbench_plugin_myecho", None)
+    assert result.code == 0, result.err
+    with ResultStore(db) as store:
+        rows = store.rows(store.resolve_run("latest"))
+    assert {(r["task"], r["cell"]) for r in rows} == {("myecho", "lstm"), ("myecho", "gru")}
+    baselines = {r["value"] for r in rows if r["metric"] == "baseline"}
+    assert len(baselines) == 1 and baselines.pop() == pytest.approx(math.log(4))
+    assert all(r["status"] == "ok" for r in rows)
 
 
 def test_the_doc_describes_every_check():

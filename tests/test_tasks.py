@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from harness.tasks import IGNORE_INDEX, SPLITS, TaskSizeError, TokenTask
 from tasks.adding import AddingTask
 from tasks.copy import CopyTask
 
@@ -16,11 +17,17 @@ def rng(seed):
     return np.random.default_rng(seed)
 
 
+def build(registry, task_name):
+    """The task at its default T, else T = 10 (digits, for one, exists only at T = 64)."""
+    factory = registry.task(task_name).factory
+    return factory(getattr(factory, "default_seq_len", None) or 10)
+
+
 # --- every registered task ------------------------------------------------------------
 
 def test_task_batches_have_the_declared_shapes(registry, task_name):
     """A batch is time-major (length, B, input_size) float32 and finite."""
-    task = registry.task(task_name).factory(10)
+    task = build(registry, task_name)
     batch = task.sample(5, rng(0))
     assert batch.x.shape == (task.length, 5, task.input_size)
     assert batch.x.dtype == np.float32
@@ -30,7 +37,7 @@ def test_task_batches_have_the_declared_shapes(registry, task_name):
 
 def test_task_batches_are_seeded(registry, task_name):
     """The same seed gives the same batch; another seed gives another batch."""
-    task = registry.task(task_name).factory(10)
+    task = build(registry, task_name)
     first, again, other = task.sample(8, rng(3)), task.sample(8, rng(3)), task.sample(8, rng(4))
     np.testing.assert_array_equal(first.x, again.x)
     np.testing.assert_array_equal(first.target, again.target)
@@ -39,7 +46,7 @@ def test_task_batches_are_seeded(registry, task_name):
 
 def test_task_losses_and_accuracy_are_well_formed(registry, task_name):
     """loss and last_step_loss are finite scalars, accuracy lies in [0, 1], and float64 flows through."""
-    task = registry.task(task_name).factory(10)
+    task = build(registry, task_name)
     x, target = task.sample(6, rng(0)).to(torch.device("cpu"), torch.float64)
     assert x.dtype == torch.float64
     logits = torch.randn(task.length, 6, task.output_size, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
@@ -51,9 +58,38 @@ def test_task_losses_and_accuracy_are_well_formed(registry, task_name):
 
 
 def test_task_rejects_a_bad_sequence_length(registry, task_name):
-    """A zero sequence length is refused with a message that shows it."""
-    with pytest.raises(ValueError, match="got 0"):
+    """A zero sequence length is refused with a message that shows it, as a usage error (one line on the CLI)."""
+    with pytest.raises(TaskSizeError, match="got 0"):
         registry.task(task_name).factory(0)
+
+
+def test_every_split_is_seeded_and_well_formed(registry, task_name):
+    """sample_split gives batches of the declared shapes for train, validation and test, the same for the same seed."""
+    task = build(registry, task_name)
+    for split in SPLITS:
+        first, again = task.sample_split(7, rng(1), split), task.sample_split(7, rng(1), split)
+        assert first.x.shape == (task.length, 7, task.input_size)
+        np.testing.assert_array_equal(first.x, again.x)
+        np.testing.assert_array_equal(first.target, again.target)
+    with pytest.raises(ValueError, match="split must be one of train, validation, test"):
+        task.sample_split(7, rng(1), "dev")
+
+
+def test_token_targets_follow_the_contract(registry, task_name):
+    """A token task's target is int64 (L, B): a class or IGNORE_INDEX at each step, and a class at the last step."""
+    task = build(registry, task_name)
+    if not isinstance(task, TokenTask):
+        pytest.skip(f"{task_name} is not a token task")
+    target = task.sample(16, rng(2)).target
+    assert target.dtype == np.int64 and target.shape == (task.length, 16)
+    assert ((target == IGNORE_INDEX) | ((target >= 0) & (target < task.output_size))).all()
+    assert (target[-1] != IGNORE_INDEX).all()
+
+
+def test_task_options_are_a_record(registry, task_name):
+    task = build(registry, task_name)
+    assert isinstance(task.options, dict)
+    assert all(isinstance(k, str) for k in task.options)
 
 
 # --- copy (Arjovsky, Shah & Bengio 2016) -----------------------------------------------
