@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from harness.cli_types import NUMBER, RATES, SEEDS, SIZES, NameList, Percent
+from harness.cli_types import NUMBER, RATES, SEEDS, SIZES, THREAD_COUNT, NameList, Percent
 from harness.errors import RnnbenchError, UsageError
 from harness.executor_choice import AUTO as AUTO_WORKERS
 from harness.executor_choice import WORKERS_ENV
@@ -36,11 +36,11 @@ def _load(plugin_files):
     return registry
 
 
-def _open_store(db_path, *, create: bool = True):
+def _open_store(db_path, *, create: bool = True, write: bool | None = None):
     """The results database, brought up to date; what the upgrade could not fill in is warned about."""
     from harness.store import ResultStore
 
-    store = ResultStore(db_path, create=create)
+    store = ResultStore(db_path, create=create, write=write, notify=_warn)
     for note in store.notes:
         _warn(note)
     return store
@@ -70,7 +70,9 @@ def cli():
 @click.option("--param-budget", type=NUMBER, metavar="N", help="Choose each cell's hidden size so that its parameter count "
               "(training: cell plus readout; speed: the cell) is closest to N; overrides --hidden-size.")
 @click.option("--impl", "impls", type=NameList(IMPLEMENTATIONS), help="Speed implementations to time [default: all a cell has: fused/module/numpy, unrolled, graphed on cuda].")
-@click.option("--threads", type=NUMBER, default=1, show_default=True, help="CPU threads for torch and NumPy's BLAS, recorded in every row.")
+@click.option("--threads", type=THREAD_COUNT, default=1, show_default=True, help="CPU threads for torch and NumPy's BLAS, recorded in every row.")
+@click.option("--ignore-memory-estimate", "allow_large", is_flag=True,
+              help="Run even when the sizes need more memory than the machine has (by a lower-bound estimate).")
 @click.option("--db", "db_path", type=click.Path(dir_okay=False), help="Results database [default: $RNNBENCH_DB or rnnbench-results/results.sqlite].")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Report folder [default: rnnbench-results/run-<ID>/].")
 @click.option("--json", "as_json", is_flag=True, help="Print the run's rows as JSON on stdout instead of tables.")
@@ -86,24 +88,28 @@ def cli():
 @plugin_option
 @click.pass_context
 def run(ctx, cells, tasks, devices, measures, profile_name, seq_len, hidden_size, batch_size, input_size, steps, seeds, lrs,
-        param_budget, impls, threads, db_path, out_dir, as_json, resume_run, retry_failed, workers, cluster, item_timeout,
+        param_budget, impls, threads, allow_large, db_path, out_dir, as_json, resume_run, retry_failed, workers, cluster,
+        item_timeout,
         plugin_files):
     """Train, time and probe every selected cell on every selected task and device."""
     from harness.driver import RunInterrupted, execute
+    from harness.preflight import check_out_dir, thread_warnings
     from harness.results import Results
     from harness.runner import resolve_devices
     from harness.settings import build_config
     from reports.terminal import rows_json, run_tables
 
     started = time.perf_counter()
+    check_out_dir(out_dir)
     if retry_failed and resume_run is None:
         raise UsageError("--retry-failed goes with --resume RUN_ID (it measures a stored run's failed items again)")
     if cluster and ctx.get_parameter_source("workers") != click.core.ParameterSource.COMMANDLINE:
         workers = AUTO_WORKERS  # RNNBENCH_WORKERS is for this machine; a cluster's workers are its own
     request = _execution_request(workers, cluster, item_timeout)
     if resume_run is not None:
-        store = _open_store(db_path, create=False)
+        store = _open_store(db_path, create=False, write=True)
         stored = store.run(resume_run)
+        store.check_resumable(resume_run)
         config, argv = _grown(stored.config, seeds, lrs), list(stored.argv)
         if config != stored.config:
             store.update_config(resume_run, config)
@@ -113,6 +119,7 @@ def run(ctx, cells, tasks, devices, measures, profile_name, seq_len, hidden_size
             _warn(f"--resume continues run {resume_run} with its stored settings; ignored: {', '.join(ignored)}")
         plugin_files = tuple(dict.fromkeys([*stored.plugin_files, *plugin_files]))
         out_dir = out_dir or stored.out_dir
+        check_out_dir(out_dir)
         registry = _load(plugin_files)
     else:
         registry = _load(plugin_files)
@@ -121,8 +128,10 @@ def run(ctx, cells, tasks, devices, measures, profile_name, seq_len, hidden_size
             registry, cells=cells, tasks=tasks, devices=resolve_devices(list(devices)), measures=measures,
             profile_name=profile_name, seq_len=seq_len, hidden_size=hidden_size, batch_size=batch_size,
             input_size=input_size, steps=steps, seeds=seeds, lr=lrs, threads=threads, impls=impls,
-            param_budget=param_budget,
+            param_budget=param_budget, allow_large_memory=allow_large,
         )
+        for warning in thread_warnings(threads):
+            _warn(warning)
         argv = ["rnnbench", *sys.argv[1:]] if ctx.obj is None else ctx.obj
     # The executor before a new run's database is touched: an unreachable cluster stores nothing.
     executor = _executor(request, config, registry)
@@ -340,14 +349,16 @@ def runs(db_path):
 @click.argument("run_b", metavar="RUN_B")
 @click.option("--fail-above", type=Percent(), metavar="PCT",
               help="Exit 1 when a speed timing of RUN_B is significantly slower than RUN_A's by more than PCT (e.g. 5%).")
+@click.option("--force", is_flag=True, help="Give verdicts and differences even for rows the two runs measured "
+              "differently (another recipe or timing method, or an edited cell).")
 @db_option
-def compare(run_a, run_b, fail_above, db_path):
+def compare(run_a, run_b, fail_above, force, db_path):
     """Compare two stored runs (ids or 'latest'): speed ratios B/A with noise-aware verdicts, accuracy and gradient differences."""
     from harness.compare import compare_runs, min_change_for_gate
     from reports.compare_text import format_comparison, regression_lines
 
     with _open_store(db_path, create=False) as store:
-        comparison = compare_runs(store, run_a, run_b, min_change=min_change_for_gate(fail_above))
+        comparison = compare_runs(store, run_a, run_b, min_change=min_change_for_gate(fail_above), force=force)
     click.echo(format_comparison(comparison))
     if fail_above is None:
         return 0

@@ -9,12 +9,18 @@ from __future__ import annotations
 import click
 
 from harness.names import split_list
+from harness.preflight import MAX_SEEDS, MAX_THREADS, SQLITE_INT_MAX
 
 
 class PositiveIntList(click.ParamType):
-    """A comma-separated list of positive integers, e.g. ``100,1000``."""
+    """A comma-separated list of positive integers, e.g. ``100,1000``, each at most ``max_value``
+    (by default the largest integer SQLite stores; ``max_why`` says why in the error)."""
 
     name = "N[,N...]"
+
+    def __init__(self, max_value: int = SQLITE_INT_MAX, max_why: str = "the largest integer SQLite stores"):
+        self.max_value = max_value
+        self.max_why = max_why
 
     def convert(self, value, param, ctx):
         if isinstance(value, tuple):
@@ -27,6 +33,8 @@ class PositiveIntList(click.ParamType):
                 self.fail(f"{part!r} is not a positive integer (sizes are whole numbers > 0, e.g. 64 or 100,1000)", param, ctx)
             if number <= 0:
                 self.fail(f"{part!r} is not a positive integer (sizes must be > 0)", param, ctx)
+            if number > self.max_value:
+                self.fail(f"{part} is too large: at most {self.max_value} ({self.max_why})", param, ctx)
             out.append(number)
         if not out:
             self.fail("expected at least one positive integer, e.g. 64 or 100,1000", param, ctx)
@@ -97,7 +105,7 @@ class Seeds(click.ParamType):
         text = str(value).strip()
         allowed = "give a count (3: seeds 0..2), a range (5..9) or a list (0,4,7) of whole numbers >= 0"
         if text.isdigit() and int(text) > 0:
-            return tuple(range(int(text)))
+            return self._checked(range(int(text)), param, ctx)
         seeds: list[int] = []
         for part in split_list(text) if "," in text or ".." in text else ():
             low, dots, high = part.partition("..")
@@ -107,10 +115,22 @@ class Seeds(click.ParamType):
                 self.fail(f"{part!r} is not a seed or a range of seeds; {allowed}", param, ctx)
             if first < 0 or last < first:
                 self.fail(f"{part!r}: a range A..B needs 0 <= A <= B; {allowed}", param, ctx)
+            if last - first >= MAX_SEEDS or len(seeds) >= MAX_SEEDS:
+                self.fail(f"{value!r}: more than {MAX_SEEDS} seeds; at most {MAX_SEEDS} per run", param, ctx)
             seeds += range(first, last + 1)
         if not seeds:
             self.fail(f"{value!r}: {allowed}", param, ctx)
-        return tuple(dict.fromkeys(seeds))
+        return self._checked(dict.fromkeys(seeds), param, ctx)
+
+    def _checked(self, seeds, param, ctx) -> tuple[int, ...]:
+        """At most :data:`MAX_SEEDS` seeds, each an integer SQLite can store (checked before a
+        range is expanded, so that a huge count fails at once instead of filling memory)."""
+        if len(seeds) > MAX_SEEDS:
+            self.fail(f"{len(seeds)} seeds: at most {MAX_SEEDS} per run", param, ctx)
+        if seeds and max(seeds) > SQLITE_INT_MAX:
+            self.fail(f"seed {max(seeds)} is too large: at most {SQLITE_INT_MAX} (the largest integer SQLite stores)",
+                      param, ctx)
+        return tuple(seeds)
 
 
 class PositiveFloatList(click.ParamType):
@@ -139,3 +159,4 @@ SIZES = PositiveIntList()
 SEEDS = Seeds()
 RATES = PositiveFloatList()
 NUMBER = PositiveInt()
+THREAD_COUNT = PositiveInt(MAX_THREADS, "threads; more than the cores is slower anyway")

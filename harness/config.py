@@ -38,12 +38,27 @@ class Recipe:
 @dataclass(frozen=True)
 class TimingConfig:
     """How :func:`harness.speed.time_calls` repeats a call: ``warmup`` untimed calls, then at
-    least ``min_repeats`` and at most ``max_repeats`` timed ones, until they add up to ``min_time_s``."""
+    least ``min_repeats`` and at most ``max_repeats`` timed ones, until they add up to ``min_time_s``.
+
+    ``rounds`` > 1 splits that budget into rounds (forward, then forward+backward, then again):
+    each round times at least ``max(3, min_repeats / rounds)`` calls for ``min_time_s / rounds``,
+    and keeps its median, so that ``rnnbench compare`` can judge a change by the spread *between*
+    rounds (:mod:`harness.speed_verdict`) rather than between repeats of one stretch of time.
+    """
 
     warmup: int = 2
     min_repeats: int = 5
     max_repeats: int = 200
     min_time_s: float = 0.5
+    rounds: int = 1
+
+    def per_round(self) -> "TimingConfig":
+        """The budget of one round (itself when there is one round); warm-up is done once, before round 1."""
+        if self.rounds <= 1:
+            return self
+        return TimingConfig(warmup=0, min_repeats=max(3, -(-self.min_repeats // self.rounds)),
+                            max_repeats=max(3, -(-self.max_repeats // self.rounds)),
+                            min_time_s=self.min_time_s / self.rounds, rounds=1)
 
 
 @dataclass(frozen=True)

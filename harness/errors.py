@@ -15,6 +15,19 @@ class UsageError(RnnbenchError):
     exit_code = 2
 
 
+class StoreError(UsageError):
+    """The results database cannot be used as asked: damaged, read-only, not an rnnbench
+    database, from a newer rnnbench, or locked by another process for too long."""
+
+
+class RunInUseError(StoreError):
+    """``--resume`` of a run whose process is still alive (resuming would measure items twice)."""
+
+
+class RunTakenOverError(StoreError):
+    """Another process resumed this run, judging this one gone; this one must stop writing."""
+
+
 class UnknownNameError(UsageError):
     """A cell, task or reporter name that no plugin registered."""
 

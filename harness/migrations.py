@@ -190,12 +190,23 @@ def _add_lr_and_params(conn: sqlite3.Connection) -> list[str]:
     return []
 
 
+def _add_run_owner(conn: sqlite3.Connection) -> list[str]:
+    """``runs.owner_host``, ``owner_pid``, ``owner_token`` and ``heartbeat_at``: the process that runs
+    a run and when it last showed it was alive (:mod:`harness.ownership`), so that ``--resume`` can
+    tell a live run from one left ``running`` by a killed process. Older runs have no owner, which
+    counts as gone."""
+    for column in ("owner_host TEXT", "owner_pid INTEGER", "owner_token TEXT", "heartbeat_at TEXT"):
+        conn.execute(f"ALTER TABLE runs ADD COLUMN {column}")
+    return []
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "results.length beside results.seq_len", _add_length),
     Migration(2, "runs.plugin_files and runs.out_dir", _add_run_options),
     Migration(3, "metrics named with the _s suffix", _seconds_to_s),
     Migration(4, "items (how each item was executed) and runs.reason", _add_items),
     Migration(5, "results.lr and results.param_count", _add_lr_and_params),
+    Migration(6, "runs.owner_host, owner_pid, owner_token and heartbeat_at", _add_run_owner),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

@@ -44,6 +44,8 @@ BUILTIN_MODULES = (
     "plugins.mamba",
     "plugins.mlstm",
     "plugins.slstm",
+    "plugins.minlstm",
+    "plugins.lru",
     "tasks.copy",
     "tasks.adding",
     "tasks.selective_copy",

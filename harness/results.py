@@ -28,7 +28,10 @@ class StoredRun:
     ``config`` is the typed configuration the run measured; ``environment`` the machine and
     software fingerprint (:func:`harness.env.fingerprint`, free-form keys); ``plugin_files``
     and ``out_dir`` are the ``--plugin`` files and ``--out`` folder it was started with, which
-    ``rnnbench run --resume`` reuses. Times are ISO 8601 UTC strings.
+    ``rnnbench run --resume`` reuses. ``reason`` says why a run ended failed or interrupted;
+    ``owner_host``/``owner_pid`` is the process that runs (or last ran) it, and ``heartbeat_at``
+    when that process last showed it was alive (:mod:`harness.ownership`). Times are ISO 8601
+    UTC strings.
     """
 
     run_id: int
@@ -41,6 +44,9 @@ class StoredRun:
     plugin_files: tuple[str, ...] = ()
     out_dir: str | None = None
     reason: str | None = None  # why a run ended failed or interrupted
+    owner_host: str | None = None
+    owner_pid: int | None = None
+    heartbeat_at: str | None = None
 
     @property
     def execution(self) -> dict:
@@ -67,7 +73,8 @@ class StoredRun:
         return {"run_id": self.run_id, "started_at": self.started_at, "finished_at": self.finished_at,
                 "status": self.status, "argv": list(self.argv), "config": asdict(self.config),
                 "environment": self.environment, "plugin_files": list(self.plugin_files), "out_dir": self.out_dir,
-                "reason": self.reason}
+                "reason": self.reason, "owner_host": self.owner_host, "owner_pid": self.owner_pid,
+                "heartbeat_at": self.heartbeat_at}
 
 
 STATUSES = ("ok", "failed", "skipped")

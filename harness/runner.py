@@ -101,7 +101,9 @@ def _train_hidden_sizes(config: RunConfig, cell: CellSpec, task_spec: TaskSpec, 
 def plan(config: RunConfig, registry: Registry) -> list[SpeedItem | TrainItem]:
     """Every item of the run. Train items come seed-major and then by rate, so that the seeds
     of one rate finish together and an added seed or rate (``--resume``) only adds items."""
-    cells = registry.select_cells(list(config.cells))
+    # build_config chose these names: a duplicate asked for by name was refused there, and with
+    # "all" the first registration stands (as the load warning says), so look names up directly.
+    cells = [registry.cell(name) for name in config.cells]
     items: list[SpeedItem | TrainItem] = []
     if SPEED in config.measures:
         for device in config.devices:
@@ -173,8 +175,10 @@ def _speed_rows(item: SpeedItem, config: RunConfig, threads: int) -> list[Result
         return [ResultRow(**base, status="skipped", error=f"CUDA graph capture failed: {type(exc).__name__}: {exc}")]
     fwd, fb = result.forward, result.forward_backward
     return [
-        ResultRow(**base, metric="forward_s", value=fwd.median, unit="s", stats=fwd.as_dict()),
-        ResultRow(**base, metric="forward_backward_s", value=fb.median, unit="s", stats=fb.as_dict()),
+        ResultRow(**base, metric="forward_s", value=fwd.median, unit="s",
+                  stats={**fwd.as_dict(), "round_medians": list(result.forward_round_medians)}),
+        ResultRow(**base, metric="forward_backward_s", value=fb.median, unit="s",
+                  stats={**fb.as_dict(), "round_medians": list(result.forward_backward_round_medians)}),
         ResultRow(**base, metric="steps_per_s", value=result.steps_per_s, unit="(B*T)/s", stats={"basis": "forward_backward median"}),
         ResultRow(**base, metric="peak_memory_bytes", value=result.peak_memory_bytes, unit="bytes", stats={"method": result.memory_method}),
     ]

@@ -8,6 +8,7 @@ from harness.cells import available_impls
 from harness.config import RunConfig
 from harness.errors import UsageError
 from harness.names import SPEED
+from harness.preflight import check_item_count, check_memory
 from harness.profiles import get_profile
 
 
@@ -21,8 +22,9 @@ def _profile_seq_lens(profile, task) -> tuple[int, ...]:
 
 def build_config(registry, *, cells, tasks, devices, measures, profile_name="default", seq_len=None, hidden_size=None,
                  batch_size=None, input_size=None, steps=None, seeds=None, lr=None, threads=1, impls=None,
-                 param_budget=None) -> RunConfig:
-    """Names are validated against the registry here, before anything runs.
+                 param_budget=None, allow_large_memory=False) -> RunConfig:
+    """Names are validated against the registry here, and sizes against the machine
+    (:mod:`harness.preflight`; ``allow_large_memory`` skips the memory estimate), before anything runs.
 
     ``seeds``: a tuple of seeds (or a count, meaning 0..N-1); ``lr``: one rate, or a tuple of
     rates to sweep (one rate becomes the recipe's); ``param_budget``: parameters per cell.
@@ -41,18 +43,20 @@ def build_config(registry, *, cells, tasks, devices, measures, profile_name="def
     if isinstance(seeds, int):
         seeds = tuple(range(seeds))
     task_seq_lens = {t: tuple(seq_len) if seq_len else _profile_seq_lens(profile, registry.task(t)) for t in task_names}
+    task_shapes = {}  # (task, T) -> (steps the cell sees L, input size I), for the memory estimate
     for name, lengths in task_seq_lens.items():
         for length in lengths:
             try:
-                registry.task(name).factory(length)
+                task = registry.task(name).factory(length)
             except ValueError as exc:  # e.g. adding needs T >= 2
                 raise UsageError(f"--seq-len {length} does not suit task {name!r}: {exc}") from None
+            task_shapes[(name, length)] = (int(task.length), int(task.input_size))
     if impls and SPEED in measures:
         offered = {i for c in cell_names for d in devices for i in available_impls(registry.cell(c), d)}
         if not offered & set(impls):
             raise UsageError(f"--impl {','.join(impls)}: none of these runs for the selected cells on "
                              f"{', '.join(devices)}; available: {', '.join(sorted(offered))}")
-    return RunConfig(
+    config = RunConfig(
         cells=cell_names,
         tasks=task_names,
         devices=tuple(devices),
@@ -72,3 +76,6 @@ def build_config(registry, *, cells, tasks, devices, measures, profile_name="def
         lrs=tuple(sorted(rates)) if len(rates) > 1 else (),
         param_budget=param_budget,
     )
+    check_item_count(config)
+    check_memory(config, task_shapes, allow_large=allow_large_memory)
+    return config

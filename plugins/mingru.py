@@ -1,13 +1,23 @@
-"""Built-in cell ``mingru``: the minimal GRU, written as a single step the harness unrolls.
+"""Built-in cell ``mingru``: the minimal GRU, as a parallel scan over time and as a single step.
 
     z_t = σ(W_z x_t + b_z)                       update gate, from the input alone
     h̃_t = W_h x_t + b_h                          candidate state, linear in the input
     h_t = (1 - z_t) ⊙ h_{t-1} + z_t ⊙ h̃_t
 
 Feng, Tung, Ahmed, Bengio & Hajimirsadeghi, "Were RNNs All We Needed?", 2024, sec. 3.1.
-Neither the gate nor the candidate looks at h_{t-1}, so the recurrence is linear in h and
-could run as a parallel scan; written as one step it shows what a step-form cell plugin
-is. The class is the worked example of ``docs/writing-cells.md`` (``docs/examples/mycell.py``,
+Neither the gate nor the candidate looks at h_{t-1}, so the recurrence is linear in h,
+``h_t = a_t ⊙ h_{t-1} + b_t`` with ``a_t = 1 - z_t = σ(-W_z x_t - b_z)`` and ``b_t = z_t ⊙ h̃_t``,
+and runs as a parallel scan (:func:`harness.scan.linear_scan`; the paper's own parallel
+form is a log-space scan, which needs a positive candidate; the chunked scan does not).
+
+Two forms over the same parameters, one ``nn.Linear(I, 2H)`` (gate rows first):
+
+``MinGRUScan``  sequence form, ``(x: (T, B, I), h0: (B, H) | None) -> (h: (T, B, H), h_T)``;
+                registered as the cell (``module`` in the speed table).
+``MinGRU``      step form, ``(x_t: (B, I), h) -> (h_t, h_t)``; ``step_form(scan)`` builds it
+                on the scan's parameters (``unrolled`` in the speed table).
+
+``MinGRU`` is the worked example of ``docs/writing-cells.md`` (``docs/examples/mycell.py``,
 which registers it as ``mycell``); ``tests/test_docs.py`` keeps the two identical.
 """
 
@@ -15,6 +25,8 @@ import torch
 from torch import nn
 
 from harness import hookimpl
+from harness.scan import in_time_blocks, linear_scan
+from plugins.projection import project
 
 
 class MinGRU(nn.Module):
@@ -32,6 +44,33 @@ class MinGRU(nn.Module):
         return h_t, h_t  # the output at this step, and the state for the next one
 
 
+class MinGRUScan(nn.Module):
+    """The same cell over a whole sequence: h = linear_scan(1 - z, z ⊙ h̃, h0)."""
+
+    def __init__(self, input_size, hidden_size):
+        super().__init__()
+        self.hidden_size = hidden_size
+        self.linear = nn.Linear(input_size, 2 * hidden_size)  # as MinGRU's, so one seed builds the same cell
+
+    def forward(self, x, state=None):  # x: (T, B, I); state: (B, H) or None
+        return in_time_blocks(self._forward, x, state)  # cache-sized blocks on the CPU, whole on a GPU
+
+    def _forward(self, x, state):
+        gate, candidate = project(x, self.linear.weight, self.linear.bias).chunk(2, dim=-1)  # = self.linear(x)
+        keep = torch.sigmoid(-gate)  # a_t = 1 - z_t, written so it does not round to 0 or 1 early
+        h = linear_scan(keep, torch.sigmoid(gate) * candidate, state)
+        return h, h[-1]
+
+
+def step_form(scan: MinGRUScan) -> MinGRU:
+    """The step module computing ``scan``'s function on ``scan``'s own parameters (shared, not copied)."""
+    with torch.device("meta"):  # build without drawing random numbers, then adopt scan's layer
+        step = MinGRU(scan.linear.in_features, scan.hidden_size)
+    step.linear = scan.linear
+    return step
+
+
 @hookimpl
 def register_cells(register):
-    register("mingru", MinGRU, form="step", summary="minimal GRU, gates from the input only (Feng et al. 2024); step form")
+    register("mingru", MinGRUScan, unroll=step_form,
+             summary="minimal GRU, gates from the input only (Feng et al. 2024); chunked scan, step form as unrolled")

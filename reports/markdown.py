@@ -2,10 +2,16 @@
 
 The plots are PNG files in ``plots/`` beside ``report.md``, linked by relative paths so the
 folder can be moved or committed as a whole.
+
+Every stored string (cell, task and plugin names, error messages, the command line, the machine's
+description) comes from plugins or users, so it is written as literal text: see :func:`md_text`
+and :func:`md_code`. Only the report's own headings, captions and glossary are Markdown.
 """
 
 from __future__ import annotations
 
+import html
+import re
 from pathlib import Path
 
 from tabulate import tabulate
@@ -31,12 +37,33 @@ GLOSSARY = {
 }
 
 
+# Characters that Markdown would read as formatting, links, code or table borders.
+_MD_PUNCTUATION = set("\\`*_[]|#")
+
+
+def md_text(value) -> str:
+    """A stored string as literal Markdown on one line: Markdown punctuation backslash-escaped,
+    ``<``, ``>`` and ``&`` as HTML entities (no tag from a plugin or an error message reaches a
+    browser), and line breaks as ``<br>`` so that a table row stays one row."""
+    text = "".join("\\" + ch if ch in _MD_PUNCTUATION else ch for ch in str(value))
+    return "<br>".join(html.escape(text, quote=False).splitlines())
+
+
+def md_code(value) -> str:
+    """A stored string as an inline code span (shown verbatim, HTML included): on one line, fenced
+    by more backticks than the longest run of backticks it holds."""
+    text = " ".join(str(value).splitlines())
+    fence = "`" * (max((len(run) for run in re.findall("`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
 def environment_lines(run: StoredRun) -> list[str]:
-    environment = run.environment
+    environment = {key: md_text(value) for key, value in run.environment.items()}
     gpu = environment.get("gpu_name")
     lines = [
-        f"- run {run.run_id}, started {run.started_at}, status **{run.status}**",
-        f"- command: `{' '.join(run.argv)}`",
+        f"- run {run.run_id}, started {md_text(run.started_at)}, status **{md_text(run.status)}**",
+        f"- command: {md_code(' '.join(run.argv))}",
         f"- machine: {environment.get('cpu_model')} ({environment.get('cpu_count')} cores), {environment.get('platform')}"
         + (f"; GPU {gpu}, driver {environment.get('gpu_driver', '?')}, CUDA {environment.get('cuda_version')}, "
            f"cuDNN {environment.get('cudnn_version')}" if gpu else ""),
@@ -44,11 +71,11 @@ def environment_lines(run: StoredRun) -> list[str]:
         f"torch {environment.get('torch')}, NumPy {environment.get('numpy')} ({environment.get('blas')}), "
         f"Python {environment.get('python')}",
         f"- threads: torch {environment.get('torch_threads')}, BLAS {environment.get('blas_threads')}",
-        f"- executed: {execution_text(run.execution)}",
+        f"- executed: {md_text(execution_text(run.execution))}",
     ]
     if run.reason:
-        lines.append(f"- ended {run.status}: {run.reason}")
-    lines.append(f"- training recipe (every cell): {run.recipe.describe(run.config.learning_rates)}")
+        lines.append(f"- ended {md_text(run.status)}: {md_text(run.reason)}")
+    lines.append(f"- training recipe (every cell): {md_text(run.recipe.describe(run.config.learning_rates))}")
     return lines
 
 
@@ -63,20 +90,16 @@ def render_markdown(results: Results, out_dir: Path) -> Path:
         table = drop_empty_note(build(results))
         if table.empty:
             continue
+        cells = table.apply(lambda column: column.map(lambda v: md_text(v) if isinstance(v, str) else v))
         parts += [f"## {title}", "", TABLE_CAPTIONS[key], "",
-                  tabulate(table, headers="keys", tablefmt="github", showindex=False, disable_numparse=True), "",
-                  f"_{GLOSSARY[key]}_", "", *(f"_{note}_\n" for note in table_notes(key, results.rows))]
+                  tabulate(cells, headers="keys", tablefmt="github", showindex=False, disable_numparse=True), "",
+                  f"_{GLOSSARY[key]}_", "", *(f"_{md_text(note)}_\n" for note in table_notes(key, results.rows))]
         for plot in (p for p in plots if p.section == key):
             (out_dir / "plots" / f"{plot.name}.png").write_bytes(plot.png)
-            parts += [f"![{_md_text(plot.title)}](plots/{plot.name}.png)", "", f"_{_md_text(plot.caption)}_", ""]
+            parts += [f"![{md_text(plot.title)}](plots/{plot.name}.png)", "", f"_{md_text(plot.caption)}_", ""]
     path = out_dir / "report.md"
     path.write_text("\n".join(parts))
     return path
-
-
-def _md_text(text: str) -> str:
-    """Plot titles hold plugin-supplied names; keep them from closing the link or the emphasis."""
-    return "".join("\\" + ch if ch in "[]_*`" else ch for ch in text)
 
 
 @hookimpl

@@ -1,0 +1,176 @@
+"""Checks of a run's settings made before anything is measured or stored.
+
+A run that cannot finish should fail in its first second with one line, not after an hour of
+measuring or on its first allocation: sizes whose memory cannot fit the machine, more items than
+a run can hold, a report folder that cannot be created, more threads than cores.
+
+The memory figure is a *lower bound* for any recurrent cell with at least one ``H x (I + H)``
+weight matrix, in float32 (4 bytes), so a refusal is never a false alarm (real cells need more:
+an LSTM has four such matrices):
+
+- speed item: weights and their gradients ``2 P`` plus the input, the outputs and their gradient
+  ``B T (I + 2 H)``, where ``P = H (I + H + 1)``;
+- training item: weights, gradients and Adam's two moments ``4 P``, the training batch
+  ``B L (I + 2 H)`` and the held-out set evaluated at once ``E L (I + H)`` (``L`` the steps the
+  cell sees, ``E`` the held-out size).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.errors import UsageError
+from harness.names import CUDA, SPEED, TRAIN_MEASUREMENTS
+
+FLOAT32_BYTES = 4
+# The largest integer SQLite stores (a signed 64-bit integer): every stored size must fit.
+SQLITE_INT_MAX = 2**63 - 1
+MAX_ITEMS = 100_000
+MAX_SEEDS = 100_000
+MAX_THREADS = 1024
+ALLOW_LARGE_FLAG = "--ignore-memory-estimate"
+
+
+@dataclass(frozen=True)
+class MemoryNeed:
+    """The largest item of a run: what it is and its lower-bound memory in bytes."""
+
+    what: str
+    device: str
+    need_bytes: int
+
+
+def cell_params(input_size: int, hidden_size: int) -> int:
+    """``P = H (I + H + 1)``: the fewest parameters a recurrent cell of these sizes has."""
+    return hidden_size * (input_size + hidden_size + 1)
+
+
+def speed_item_bytes(batch_size: int, seq_len: int, input_size: int, hidden_size: int, params: int | None = None) -> int:
+    params = cell_params(input_size, hidden_size) if params is None else params
+    return FLOAT32_BYTES * (2 * params + batch_size * seq_len * (input_size + 2 * hidden_size))
+
+
+def train_item_bytes(batch_size: int, eval_size: int, length: int, input_size: int, hidden_size: int,
+                     params: int | None = None) -> int:
+    params = cell_params(input_size, hidden_size) if params is None else params
+    return FLOAT32_BYTES * (4 * params + batch_size * length * (input_size + 2 * hidden_size)
+                            + eval_size * length * (input_size + hidden_size))
+
+
+def _cgroup_limit_bytes() -> int | None:
+    """A container's memory limit (cgroup v2, then v1), when one is set."""
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = Path(path).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit():
+            return int(text)
+    return None
+
+
+def machine_memory_bytes(device: str) -> int | None:
+    """Total memory an item on ``device`` can use: the GPU's, or the host's RAM (within a
+    container's limit). None when it cannot be read."""
+    if device == CUDA:
+        import torch
+
+        return int(torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory)
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+    limit = _cgroup_limit_bytes()
+    return min(total, limit) if limit else total
+
+
+def largest_items(config, task_shapes: dict[tuple[str, int], tuple[int, int]]) -> list[MemoryNeed]:
+    """The largest speed and training item per device; ``task_shapes[(task, T)] = (L, I)``."""
+    # With a parameter budget the hidden size is chosen per cell: count the budget's parameters
+    # and the smallest hidden state (H = 1), still a lower bound.
+    budget = config.param_budget
+    needs = []
+    for device in config.devices:
+        if SPEED in config.measures:
+            hidden = 1 if budget else max(config.speed_hidden_sizes)
+            sizes = (max(config.speed_batch_sizes), max(config.speed_seq_lens), config.speed_input_size, hidden)
+            shown = f"a parameter budget of {budget}" if budget else f"H={hidden}"
+            needs.append(MemoryNeed(f"a speed item with B={sizes[0]}, T={sizes[1]}, I={sizes[2]}, {shown}",
+                                    device, speed_item_bytes(*sizes, params=budget)))
+        if any(m in TRAIN_MEASUREMENTS for m in config.measures):
+            recipe = config.recipe
+            hidden = 1 if budget else max(config.hidden_sizes)
+            shown = f"a parameter budget of {budget}" if budget else f"H={hidden}"
+            for (task, seq_len), (length, input_size) in task_shapes.items():
+                needs.append(MemoryNeed(
+                    f"a training item of task {task!r} with T={seq_len} (L={length}), B={recipe.batch_size}, {shown}, "
+                    f"{recipe.eval_size} held-out sequences", device,
+                    train_item_bytes(recipe.batch_size, recipe.eval_size, length, input_size, hidden, params=budget)))
+    return needs
+
+
+def _gb(n_bytes: float) -> str:
+    return f"{n_bytes / 1e9:.3g} GB"
+
+
+def check_memory(config, task_shapes, *, allow_large: bool) -> None:
+    """Refuse a run whose largest item cannot fit the machine's memory (unless ``allow_large``)."""
+    if allow_large:
+        return
+    for need in largest_items(config, task_shapes):
+        available = machine_memory_bytes(need.device)
+        if available is not None and need.need_bytes > available:
+            raise UsageError(f"{need.what} needs at least {_gb(need.need_bytes)} (lower-bound estimate), more than the "
+                             f"{_gb(available)} of memory on {need.device}; choose smaller sizes, or pass "
+                             f"{ALLOW_LARGE_FLAG} to try anyway")
+
+
+def count_items(config) -> int:
+    """How many items the run plans, at most (speed: every implementation a cell may have)."""
+    devices, cells = len(config.devices), len(config.cells)
+    total = 0
+    if SPEED in config.measures:
+        impls = len(config.impls) if config.impls else 4
+        total += (devices * cells * impls * len(config.speed_batch_sizes) * len(config.speed_seq_lens)
+                  * len(config.speed_hidden_sizes))
+    if any(m in TRAIN_MEASUREMENTS for m in config.measures):
+        lengths = sum(len(v) for v in config.task_seq_lens.values())
+        total += (devices * cells * lengths * len(config.hidden_sizes) * len(config.seeds)
+                  * len(config.learning_rates))
+    return total
+
+
+def check_item_count(config) -> None:
+    count = count_items(config)
+    if count > MAX_ITEMS:
+        raise UsageError(f"this run would plan up to {count} items, more than the {MAX_ITEMS} one run holds; "
+                         "select fewer cells, sizes or seeds, or split it into several runs")
+
+
+def thread_warnings(threads: int) -> list[str]:
+    cores = os.cpu_count() or 1
+    if threads > cores:
+        return [f"--threads {threads} is more than the {cores} CPU cores here: threads will compete for cores "
+                "and timings will be slower than with at most one thread per core"]
+    return []
+
+
+def check_out_dir(out_dir: str | os.PathLike | None, option: str = "--out") -> None:
+    """A report folder must be creatable: the nearest existing part of the path a writable folder."""
+    if out_dir is None:
+        return
+    path = Path(out_dir)
+    if path.exists():
+        if not path.is_dir():
+            raise UsageError(f"{option} {str(path)!r} is a file, not a folder; give a folder for the report")
+        probe = path
+    else:
+        probe = path.parent
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        if not probe.is_dir():
+            raise UsageError(f"{option} {str(path)!r} cannot be created: {str(probe)!r} is a file, not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise UsageError(f"{option} {str(path)!r} cannot be created: {str(probe)!r} is not writable")
