@@ -20,14 +20,14 @@ at both settings.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch.random import fork_rng
 
 from harness.cells import build_cell, derive_impl, flatten_state
 
-__all__ = ["FLOAT32", "FLOAT64", "Gaps", "Setting", "compare_impls", "implementation_gaps"]
+__all__ = ["FLOAT32", "FLOAT64", "Gaps", "Setting", "compare_impls", "implementation_gaps", "warm_state"]
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,19 @@ class Gaps:
     setting: Setting
     values: tuple[tuple[str, float], ...]  # ("outputs", gap), ("state[0]", gap), ...
     grads: tuple[tuple[str, float], ...]  # ("grad linear.weight", gap), ..., ("grad x", gap)
+
+    @property
+    def outputs(self) -> float:
+        return dict(self.values)["outputs"]
+
+    @property
+    def states(self) -> tuple[float, ...]:
+        return tuple(gap for what, gap in self.values if what.startswith("state"))
+
+    @property
+    def worst(self) -> float:
+        """The largest gap of all, values and gradients."""
+        return max(gap for _, gap in self.values + self.grads)
 
     @property
     def worst_value(self) -> tuple[str, float]:
@@ -110,12 +123,12 @@ def implementation_gaps(candidate, reference, x: torch.Tensor, state=None, *, pa
     initial ``state``.
 
     :param params: ``[(name, parameter), ...]`` whose gradients are compared; default: the
-        reference's named parameters (the candidate must use the same parameter objects).
+        candidate's named parameters (the reference must use the same parameter objects).
     :param names: the two implementations' names, for messages.
     :param setting: recorded in the result (tolerances); default: the float64 or float32 setting by ``x``'s dtype.
     """
-    params = list(reference.named_parameters()) if params is None else list(params)
-    shared = {id(p) for p in candidate.parameters()}
+    params = list(candidate.named_parameters()) if params is None else list(params)
+    shared = {id(p) for p in reference.parameters()}
     if params and not any(id(p) in shared for _, p in params):
         raise ValueError(f"{names[0]} and {names[1]} share no parameters: derive one from the other "
                          "(assign the parameters, do not copy them)")
@@ -132,19 +145,25 @@ def implementation_gaps(candidate, reference, x: torch.Tensor, state=None, *, pa
         values = (("outputs", _gap(y_c, y_r)),) + tuple((f"state[{i}]", _gap(a, b)) for i, (a, b) in enumerate(zip(s_c, s_r)))
     grad_names = [f"grad {name}" for name, _ in params] + ["grad x"]
     grads = tuple((name, _gap(a, b)) for name, a, b in zip(grad_names, g_c, g_r))
-    chosen = setting or (FLOAT64 if x.dtype == torch.float64 else FLOAT32)
-    return Gaps(names[0], names[1], chosen, values, grads)
+    if setting is None:  # the tolerances of the dtype, the sizes of this input
+        setting = replace(FLOAT64 if x.dtype == torch.float64 else FLOAT32, dtype=x.dtype, seq_len=x.shape[0],
+                          batch_size=x.shape[1], input_size=x.shape[2], hidden_size=y_r.shape[-1])
+    return Gaps(names[0], names[1], setting, values, grads)
+
+
+def warm_state(module, batch_size: int, input_size: int, dtype=torch.float64, seed: int = 3):
+    """A non-zero state of ``module``'s own structure: the state after 5 steps of standard-normal input."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        _, state = module(torch.randn(5, batch_size, input_size, generator=gen, dtype=dtype), None)
+    return state
 
 
 def _inputs(spec, setting: Setting, primary) -> tuple[torch.Tensor, object]:
     """Standard-normal input and a non-zero initial state (from a short run of the primary)."""
     gen = torch.Generator().manual_seed(1)
-    shape = (setting.seq_len, setting.batch_size, setting.input_size)
-    x = torch.randn(shape, generator=gen, dtype=setting.dtype)
-    warm = torch.randn((5, setting.batch_size, setting.input_size), generator=gen, dtype=setting.dtype)
-    with torch.no_grad():
-        _, state = primary(warm, None)
-    return x, state
+    x = torch.randn((setting.seq_len, setting.batch_size, setting.input_size), generator=gen, dtype=setting.dtype)
+    return x, warm_state(primary, setting.batch_size, setting.input_size, setting.dtype)
 
 
 def compare_impls(spec, impls=None, settings=SETTINGS, seed: int = 0) -> list[Gaps]:

@@ -47,14 +47,14 @@ import torch
 from torch.random import fork_rng
 
 from harness.checks import CHECK_NAMES, CHECKS, FAIL, PASS, SKIP, numeric_gradient
-from harness.equivalence import FLOAT32, FLOAT64, Gaps, Setting, compare_impls, implementation_gaps
+from harness.equivalence import FLOAT32, FLOAT64, Gaps, Setting, compare_impls, implementation_gaps, warm_state
 from harness.errors import CellContractError, UnknownCellError
 from harness.impls import impl_table
 from harness.names import SEQUENCE, TORCH
 from harness.plugins import CellSpec, PluginInfo, Registry, load_plugins
 
 __all__ = ["CHECK_NAMES", "CheckResult", "Gaps", "Setting", "assert_conforms", "assert_equivalent", "implementation_gaps",
-           "iter_checks", "make_spec", "numeric_gradient", "resolve", "run_checks", "summary", "PASS", "FAIL", "SKIP"]
+           "iter_checks", "make_spec", "numeric_gradient", "resolve", "run_checks", "summary", "warm_state", "PASS", "FAIL", "SKIP"]
 
 
 @dataclass(frozen=True)
