@@ -86,18 +86,25 @@ def cli():
               "(tcp://HOST:8786); see docs/scale-out.md.")
 @click.option("--item-timeout", metavar="SECONDS|none", help="Wall-clock limit per item; an item past it is ended and "
               "stored as failed. [default: the profile's: smoke 600, default 3600, paper 43200]")
+@click.option("--task-option", "task_option_pairs", multiple=True, metavar="TASK.OPTION=VALUE",
+              help="A task's option, e.g. associative-recall.num_pairs=4 (repeatable); "
+                   "'rnnbench tasks' lists each task's options.")
+@click.option("--text", "text_file", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Train the text task on this UTF-8 file (its size and SHA-256 are recorded) instead of Python's help text.")
+@click.option("--eval-lengths", metavar="2x,4x|T,...",
+              help="After training at T, also evaluate each model at these lengths: multiples of T (2x) or lengths (200).")
 @plugin_option
 @click.pass_context
 def run(ctx, cells, tasks, devices, measures, profile_name, seq_len, hidden_size, batch_size, input_size, steps, seeds, lrs,
         param_budget, impls, threads, allow_large, db_path, out_dir, as_json, resume_run, retry_failed, workers, cluster,
-        item_timeout,
-        plugin_files):
+        item_timeout, task_option_pairs, text_file, eval_lengths, plugin_files):
     """Train, time and probe every selected cell on every selected task and device."""
     from harness.driver import RunInterrupted, execute
     from harness.preflight import check_out_dir, thread_warnings
     from harness.results import Results
     from harness.runner import resolve_devices
     from harness.settings import build_config
+    from harness.task_options import parse_task_options, with_text_file
     from reports.terminal import rows_json, run_tables
 
     started = time.perf_counter()
@@ -125,11 +132,15 @@ def run(ctx, cells, tasks, devices, measures, profile_name, seq_len, hidden_size
     else:
         registry = _load(plugin_files)
         # Validate every name and size before the database is touched.
+        task_options = with_text_file(parse_task_options(task_option_pairs, registry), text_file)
+        if text_file and tasks is None:
+            tasks = ("text",)
         config = build_config(
             registry, cells=cells, tasks=tasks, devices=resolve_devices(list(devices)), measures=measures,
             profile_name=profile_name, seq_len=seq_len, hidden_size=hidden_size, batch_size=batch_size,
             input_size=input_size, steps=steps, seeds=seeds, lr=lrs, threads=threads, impls=impls,
-            param_budget=param_budget, allow_large_memory=allow_large,
+            param_budget=param_budget, allow_large_memory=allow_large, task_options=task_options,
+            eval_lengths=eval_lengths,
         )
         for warning in thread_warnings(threads):
             _warn(warning)

@@ -30,6 +30,7 @@ from harness.results import ResultRow
 from harness.runner import failed_rows, plan, strict_float32
 from harness.speed import SPEED_METHOD
 from harness.store import ResultStore
+from harness.task_options import task_records
 
 ProgressCallback = Callable[[int, int, object, str, float], None]
 
@@ -90,7 +91,7 @@ def execute(config: RunConfig, registry: Registry, store: ResultStore, argv: lis
     execution = {**executor.describe(), "item_timeout_s": item_timeout_s}
     if resume_run is None:
         environment = {**env.fingerprint(), **threads, "devices": list(config.devices), "speed_method": SPEED_METHOD,
-                       "execution": execution}
+                       "execution": execution, "tasks": task_records(config, registry)}
         run_id = store.start_run(argv, config, environment, plugin_files=plugin_files, out_dir=out_dir)
         done: set[str] = set()
     else:

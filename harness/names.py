@@ -12,6 +12,9 @@ import re
 SPEED, ACCURACY, GRADIENTS = "speed", "accuracy", "gradients"
 MEASUREMENTS = (SPEED, ACCURACY, GRADIENTS)
 TRAIN_MEASUREMENTS = (ACCURACY, GRADIENTS)  # measured on one trained model per (cell, task, seed)
+# Rows a train item adds beside its accuracy rows: the trained model evaluated at other lengths
+# (--eval-lengths, harness.lengths) and text it generated (tasks with generate(), harness.samples).
+LENGTH, SAMPLE = "length", "sample"
 
 # The two timings of a speed row, metric name -> what a reader calls it.
 TIMINGS = {"forward_s": "forward", "forward_backward_s": "forward+backward"}

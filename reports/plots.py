@@ -332,12 +332,13 @@ def build_plots(results: Results) -> list[Plot]:
     if results.rows.empty:
         return []
     from reports.fair_plots import build_fair_plots
+    from reports.length_plots import length_plots
 
     colors = cell_colors(results)
     # Learning curves and gradient profiles are drawn at each cell's chosen learning rate.
     chosen = replace(results, rows=at_chosen_lr(results.rows))
     plots = (_speed_plots(results, colors) + _learning_plots(chosen, colors) + build_fair_plots(results, colors)
-             + _gradient_plots(chosen, colors))
+             + _gradient_plots(chosen, colors) + length_plots(results, colors))
     # Names become file names: two conditions that differ only in punctuation must not overwrite each other.
     seen: dict[str, int] = {}
     unique = []
