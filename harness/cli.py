@@ -391,26 +391,44 @@ def compare(run_a, run_b, fail_above, force, db_path):
 @click.argument("names", nargs=-1, required=True, metavar="NAME...")
 @plugin_option
 def check(names, plugin_files):
-    """Run the conformance checks on cells (names, comma lists or 'all'): one line per check.
+    """Run the conformance checks on cells and tasks (names, comma lists, or 'all' for every cell and task): one line per check.
 
     Exit 1 when any check fails. The same checks are importable for a plugin's own tests:
-    harness.testing.assert_conforms(NAME).
+    harness.testing.assert_conforms(CELL), harness.task_checks.assert_task_conforms(TASK).
     """
     from harness.plugins import describe
+    from harness.task_checks import iter_task_checks
     from harness.testing import FAIL, iter_checks, summary
 
     registry = _load(plugin_files)
-    specs = registry.select_cells(list(split_list(names)))
+    cells, tasks = _checked(registry, split_list(names))
     any_failed = False
-    for spec in specs:
-        click.echo(f"{spec.name} ({spec.backend} backend, {spec.form} form) from {describe(spec.plugin)}")
+    for kind, spec, checks in [("cell", s, iter_checks) for s in cells] + [("task", s, iter_task_checks) for s in tasks]:
+        what = f"{spec.backend} backend, {spec.form} form" if kind == "cell" else "task"
+        click.echo(f"{spec.name} ({what}) from {describe(spec.plugin)}")
         results = []
-        for result in iter_checks(spec):
+        for result in checks(spec):
             click.echo(f"  {result.line()}")
             results.append(result)
         any_failed |= any(r.status == FAIL for r in results)
         click.echo(f"{spec.name}: {summary(results)}\n")
     return 1 if any_failed else 0
+
+
+def _checked(registry, names):
+    """The cells and tasks ``rnnbench check`` was asked for: a name is a cell if a cell has it, else a task."""
+    if ALL in names:
+        return registry.select_cells([ALL]), registry.select_tasks([ALL])
+    unknown = [n for n in names if n not in registry.cells and n not in registry.tasks]
+    if unknown:
+        message = (f"unknown cell or task {unknown[0]!r}; cells: {', '.join(sorted(registry.cells))}; "
+                   f"tasks: {', '.join(sorted(registry.tasks))}")
+        if registry.errors:
+            message += f"; errors while loading plugins: {'; '.join(registry.errors)}"
+        raise UsageError(message)
+    cells = [n for n in names if n in registry.cells]
+    tasks = [n for n in names if n in registry.tasks and n not in registry.cells]
+    return (registry.select_cells(cells) if cells else []), (registry.select_tasks(tasks) if tasks else [])
 
 
 @cli.command("new-cell")

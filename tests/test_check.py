@@ -309,5 +309,5 @@ def test_cli_check_exits_0_when_every_check_passes(rnnbench):
 def test_cli_check_of_an_unknown_cell_is_a_usage_error(rnnbench):
     result = rnnbench("check", "nosuchcell")
     assert result.code == 2
-    assert "unknown cell 'nosuchcell'" in result.err and "lstm" in result.err
+    assert "unknown cell or task 'nosuchcell'" in result.err and "lstm" in result.err and "parity" in result.err
     assert "Traceback" not in result.err

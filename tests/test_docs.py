@@ -187,7 +187,7 @@ def test_the_docs_task_tests_pass():
     """docs/examples/test_myecho.py, the task-author tests writing-tasks.md shows, pass."""
     module = _module(EXAMPLES / "test_myecho.py")
     tests = [getattr(module, name) for name in dir(module) if name.startswith("test_")]
-    assert len(tests) == 2
+    assert len(tests) == 3
     try:
         for test in tests:
             test()
