@@ -14,7 +14,7 @@ from harness.cli_types import NUMBER, RATES, SEEDS, SIZES, THREAD_COUNT, NameLis
 from harness.errors import RnnbenchError, UsageError
 from harness.executor_choice import AUTO as AUTO_WORKERS
 from harness.executor_choice import WORKERS_ENV
-from harness.names import (ALL, AUTO, BACKENDS, DEVICE_CHOICES, IMPLEMENTATIONS, MEASUREMENTS, REPORT_FORMAT_ALIASES,
+from harness.names import (ALL, AUTO, BACKENDS, DEVICE_CHOICES, MEASUREMENTS, REPORT_FORMAT_ALIASES,
                            RUN_REPORT_FORMAT, TORCH, split_list)
 
 plugin_option = click.option(
@@ -69,7 +69,8 @@ def cli():
               "each and the rate is chosen per cell and task on validation loss. With --resume: rates to add.")
 @click.option("--param-budget", type=NUMBER, metavar="N", help="Choose each cell's hidden size so that its parameter count "
               "(training: cell plus readout; speed: the cell) is closest to N; overrides --hidden-size.")
-@click.option("--impl", "impls", type=NameList(IMPLEMENTATIONS), help="Speed implementations to time [default: all a cell has: fused/module/numpy, unrolled, graphed on cuda].")
+@click.option("--impl", "impls", type=NameList(), help="Speed implementations to time [default: every one a cell registers "
+              "(e.g. fused, unrolled; scan, step), and graphed on cuda]; see 'rnnbench cells'.")
 @click.option("--threads", type=THREAD_COUNT, default=1, show_default=True, help="CPU threads for torch and NumPy's BLAS, recorded in every row.")
 @click.option("--ignore-memory-estimate", "allow_large", is_flag=True,
               help="Run even when the sizes need more memory than the machine has (by a lower-bound estimate).")
@@ -279,10 +280,17 @@ def cells(plugin_files):
 
     registry = _load(plugin_files)
     _print_table([
-        {"cell": c.name, "backend": c.backend, "form": c.form, "plugin": describe(c.plugin), "summary": c.summary}
+        {"cell": c.name, "backend": c.backend, "form": c.form, "implementations": _impls_cell(c), "plugin": describe(c.plugin),
+         "summary": c.summary}
         for c in registry.cells.values()
     ])
     return 0
+
+
+def _impls_cell(spec) -> str:
+    """``scan, step (ref)``: the implementations, the primary first, the reference marked."""
+    return ", ".join(f"{name} (ref)" if name == spec.reference_impl and len(spec.impls.names) > 1 else name
+                     for name in spec.impls.names)
 
 
 @cli.command()
