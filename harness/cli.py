@@ -14,7 +14,7 @@ from harness.cli_types import NUMBER, RATES, SEEDS, SIZES, THREAD_COUNT, NameLis
 from harness.errors import RnnbenchError, UsageError
 from harness.executor_choice import AUTO as AUTO_WORKERS
 from harness.executor_choice import WORKERS_ENV
-from harness.names import (ALL, AUTO, BACKENDS, DEVICE_CHOICES, IMPLEMENTATIONS, MEASUREMENTS, REPORT_FORMAT_ALIASES,
+from harness.names import (ALL, AUTO, BACKENDS, DEVICE_CHOICES, MEASUREMENTS, REPORT_FORMAT_ALIASES,
                            RUN_REPORT_FORMAT, TORCH, split_list)
 
 plugin_option = click.option(
@@ -69,7 +69,8 @@ def cli():
               "each and the rate is chosen per cell and task on validation loss. With --resume: rates to add.")
 @click.option("--param-budget", type=NUMBER, metavar="N", help="Choose each cell's hidden size so that its parameter count "
               "(training: cell plus readout; speed: the cell) is closest to N; overrides --hidden-size.")
-@click.option("--impl", "impls", type=NameList(IMPLEMENTATIONS), help="Speed implementations to time [default: all a cell has: fused/module/numpy, unrolled, graphed on cuda].")
+@click.option("--impl", "impls", type=NameList(), help="Speed implementations to time [default: every one a cell registers "
+              "(e.g. fused, unrolled; scan, step), and graphed on cuda]; see 'rnnbench cells'.")
 @click.option("--threads", type=THREAD_COUNT, default=1, show_default=True, help="CPU threads for torch and NumPy's BLAS, recorded in every row.")
 @click.option("--ignore-memory-estimate", "allow_large", is_flag=True,
               help="Run even when the sizes need more memory than the machine has (by a lower-bound estimate).")
@@ -279,10 +280,17 @@ def cells(plugin_files):
 
     registry = _load(plugin_files)
     _print_table([
-        {"cell": c.name, "backend": c.backend, "form": c.form, "plugin": describe(c.plugin), "summary": c.summary}
+        {"cell": c.name, "backend": c.backend, "form": c.form, "implementations": _impls_cell(c), "plugin": describe(c.plugin),
+         "summary": c.summary}
         for c in registry.cells.values()
     ])
     return 0
+
+
+def _impls_cell(spec) -> str:
+    """``scan, step (ref)``: the implementations, the primary first, the reference marked."""
+    return ", ".join(f"{name} (ref)" if name == spec.reference_impl and len(spec.impls.names) > 1 else name
+                     for name in spec.impls.names)
 
 
 @cli.command()
@@ -383,26 +391,44 @@ def compare(run_a, run_b, fail_above, force, db_path):
 @click.argument("names", nargs=-1, required=True, metavar="NAME...")
 @plugin_option
 def check(names, plugin_files):
-    """Run the conformance checks on cells (names, comma lists or 'all'): one line per check.
+    """Run the conformance checks on cells and tasks (names, comma lists, or 'all' for every cell and task): one line per check.
 
     Exit 1 when any check fails. The same checks are importable for a plugin's own tests:
-    harness.testing.assert_conforms(NAME).
+    harness.testing.assert_conforms(CELL), harness.task_checks.assert_task_conforms(TASK).
     """
     from harness.plugins import describe
+    from harness.task_checks import iter_task_checks
     from harness.testing import FAIL, iter_checks, summary
 
     registry = _load(plugin_files)
-    specs = registry.select_cells(list(split_list(names)))
+    cells, tasks = _checked(registry, split_list(names))
     any_failed = False
-    for spec in specs:
-        click.echo(f"{spec.name} ({spec.backend} backend, {spec.form} form) from {describe(spec.plugin)}")
+    for kind, spec, checks in [("cell", s, iter_checks) for s in cells] + [("task", s, iter_task_checks) for s in tasks]:
+        what = f"{spec.backend} backend, {spec.form} form" if kind == "cell" else "task"
+        click.echo(f"{spec.name} ({what}) from {describe(spec.plugin)}")
         results = []
-        for result in iter_checks(spec):
+        for result in checks(spec):
             click.echo(f"  {result.line()}")
             results.append(result)
         any_failed |= any(r.status == FAIL for r in results)
         click.echo(f"{spec.name}: {summary(results)}\n")
     return 1 if any_failed else 0
+
+
+def _checked(registry, names):
+    """The cells and tasks ``rnnbench check`` was asked for: a name is a cell if a cell has it, else a task."""
+    if ALL in names:
+        return registry.select_cells([ALL]), registry.select_tasks([ALL])
+    unknown = [n for n in names if n not in registry.cells and n not in registry.tasks]
+    if unknown:
+        message = (f"unknown cell or task {unknown[0]!r}; cells: {', '.join(sorted(registry.cells))}; "
+                   f"tasks: {', '.join(sorted(registry.tasks))}")
+        if registry.errors:
+            message += f"; errors while loading plugins: {'; '.join(registry.errors)}"
+        raise UsageError(message)
+    cells = [n for n in names if n in registry.cells]
+    tasks = [n for n in names if n in registry.tasks and n not in registry.cells]
+    return (registry.select_cells(cells) if cells else []), (registry.select_tasks(tasks) if tasks else [])
 
 
 @cli.command("new-cell")

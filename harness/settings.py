@@ -60,8 +60,9 @@ def build_config(registry, *, cells, tasks, devices, measures, profile_name="def
             task_shapes[(name, length)] = (int(task.length), int(task.input_size))
     if impls and SPEED in measures:
         offered = {i for c in cell_names for d in devices for i in available_impls(registry.cell(c), d)}
-        if not offered & set(impls):
-            raise UsageError(f"--impl {','.join(impls)}: none of these runs for the selected cells on "
+        unknown = [impl for impl in impls if impl not in offered]
+        if unknown:
+            raise UsageError(f"--impl {','.join(map(repr, unknown))}: no selected cell has such an implementation on "
                              f"{', '.join(devices)}; available: {', '.join(sorted(offered))}")
     config = RunConfig(
         cells=cell_names,

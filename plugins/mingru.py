@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from harness import hookimpl
+from harness.names import SCAN, STEP_IMPL
 from harness.scan import in_time_blocks, linear_scan
 from plugins.projection import project
 
@@ -72,5 +73,5 @@ def step_form(scan: MinGRUScan) -> MinGRU:
 
 @hookimpl
 def register_cells(register):
-    register("mingru", MinGRUScan, unroll=step_form,
-             summary="minimal GRU, gates from the input only (Feng et al. 2024); chunked scan, step form as unrolled")
+    register("mingru", MinGRUScan, impl=SCAN, alternatives={STEP_IMPL: step_form}, reference=STEP_IMPL,
+             summary="minimal GRU, gates from the input only (Feng et al. 2024); chunked scan, step form as reference")

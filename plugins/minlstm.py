@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness import hookimpl
+from harness.names import SCAN, STEP_IMPL
 from harness.scan import in_time_blocks, linear_scan
 from plugins.projection import project
 
@@ -86,5 +87,5 @@ class MinLSTMStep(nn.Module):
 
 @hookimpl
 def register_cells(register):
-    register("minlstm", MinLSTM, unroll=MinLSTMStep,
-             summary="minimal LSTM, normalised gates from the input only (Feng et al. 2024); chunked scan, step form as unrolled")
+    register("minlstm", MinLSTM, impl=SCAN, alternatives={STEP_IMPL: MinLSTMStep}, reference=STEP_IMPL,
+             summary="minimal LSTM, normalised gates from the input only (Feng et al. 2024); chunked scan, step form as reference")

@@ -26,11 +26,12 @@ import pandas as pd
 
 from harness.fairness import at_chosen_lr
 from harness.names import ACCURACY, GRADIENTS, SPEED
-from harness.names import FUSED, GRAPHED, LOOPED_IMPLEMENTATIONS, MODULE, NUMPY, UNROLLED
+from harness.names import FUSED, GRAPHED, LOOPED_IMPLEMENTATIONS, MODULE, NUMPY, PARALLEL, SCAN, STEP_IMPL, UNROLLED
 from harness.results import TASK_CONDITION, Results, ok_values
 
-IMPL_STYLES = {FUSED: "-", MODULE: "-", NUMPY: "-", UNROLLED: "--", GRAPHED: ":"}
-IMPL_MARKERS = {FUSED: "o", MODULE: "o", NUMPY: "o", UNROLLED: "s", GRAPHED: "^"}
+# solid: a whole-sequence implementation; dashed: a Python step loop; dotted: that loop graphed
+IMPL_STYLES = {FUSED: "-", MODULE: "-", NUMPY: "-", SCAN: "-", PARALLEL: "-", UNROLLED: "--", STEP_IMPL: "--", GRAPHED: ":"}
+IMPL_MARKERS = {FUSED: "o", MODULE: "o", NUMPY: "o", SCAN: "o", PARALLEL: "o", UNROLLED: "s", STEP_IMPL: "s", GRAPHED: "^"}
 DPI = 100
 
 
