@@ -20,7 +20,8 @@ positive, ``g(h̃)``; here the candidate stays linear as in the equations above 
 State: ``h`` of shape (B, H); the output is ``h`` itself (y_t = h_t), as for ``mingru``.
 Two forms over the same parameters, one ``nn.Linear(I, 3H)`` (rows: forget, input, candidate):
 
-``MinLSTM``      sequence form (``module`` in the speed table): one scan over time.
+``MinLSTM``      sequence form (``module`` in the speed table): one fused scan over time
+                 (:func:`plugins.gated_scan.gated_scan`).
 ``MinLSTMStep``  step form (``unrolled``): ``precompute(x)`` does the input projection for
                  every step at once, ``recur`` one step of the recurrence.
 """
@@ -32,16 +33,42 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness import hookimpl
-from harness.scan import in_time_blocks, linear_scan
+from plugins.gated_scan import Gates, gated_scan
 from plugins.projection import project
 
 
 def coefficients(projected: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``(f', i' ⊙ h̃)`` from the projection ``W x + b`` of shape (..., 3H): the recurrence is
-    ``h_t = f'_t ⊙ h_{t-1} + (i' ⊙ h̃)_t``."""
+    ``h_t = f'_t ⊙ h_{t-1} + (i' ⊙ h̃)_t`` (the step form's; the scan form uses :class:`MinLSTMGates`)."""
     forget, input_, candidate = projected.chunk(3, dim=-1)
     keep = torch.sigmoid(F.logsigmoid(forget) - F.logsigmoid(input_))  # σ(log f - log i) = f / (f + i)
     return keep, (1 - keep) * candidate
+
+
+class MinLSTMGates(Gates):
+    """``p = (f̂, î, h̃)``: ``a = f' = σ(d)`` with ``d = log σ(f̂) - log σ(î)``, ``b = (1 - a) ⊙ h̃``;
+    backward, with ``∂L/∂a = g ⊙ (h_{t-1} - h̃)``: ``∂L/∂d = ∂L/∂a ⊙ a ⊙ (1 - a)``,
+    ``∂L/∂f̂ = ∂L/∂d ⊙ σ(-f̂)``, ``∂L/∂î = -∂L/∂d ⊙ σ(-î)``, ``∂L/∂h̃ = g ⊙ (1 - a)``."""
+
+    groups = 3
+
+    def forward(self, p, a, b):
+        forget, input_, candidate = p.chunk(3, dim=-1)
+        torch.sigmoid(torch.sub(F.logsigmoid(forget), F.logsigmoid(input_), out=a), out=a)
+        if b is not None:
+            torch.addcmul(candidate, a, candidate, value=-1, out=b)  # (1 - f') ⊙ h̃
+
+    def backward(self, p, a, g, h_prev, grad_p):
+        forget, input_, candidate = p.chunk(3, dim=-1)
+        grad_forget, grad_input, grad_candidate = grad_p.chunk(3, dim=-1)
+        torch.sub(1, a, out=grad_candidate)  # 1 - a
+        grad_d = torch.sub(h_prev, candidate, out=grad_input).mul_(g).mul_(a).mul_(grad_candidate)
+        grad_candidate.mul_(g)
+        torch.sigmoid(torch.neg(forget, out=grad_forget), out=grad_forget).mul_(grad_d)
+        grad_d.mul_(torch.sigmoid(input_.neg())).neg_()
+
+
+GATES = MinLSTMGates()
 
 
 class MinLSTM(nn.Module):
@@ -57,11 +84,7 @@ class MinLSTM(nn.Module):
             self.linear.bias[:hidden_size] += forget_bias
 
     def forward(self, x: torch.Tensor, state: torch.Tensor | None = None):
-        return in_time_blocks(self._forward, x, state)  # cache-sized blocks on the CPU, whole on a GPU
-
-    def _forward(self, x: torch.Tensor, state: torch.Tensor | None):
-        keep, write = coefficients(project(x, self.linear.weight, self.linear.bias))
-        h = linear_scan(keep, write, state)
+        h = gated_scan(GATES, x, self.linear.weight, self.linear.bias, state)  # fused, gates recomputed in backward
         return h, h[-1]
 
 
