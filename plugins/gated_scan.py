@@ -16,7 +16,7 @@ backward: the same again, the adjoint scan ``g_t = ∂L/∂h_t + a_{t+1} ⊙ g_{
 backwards, the gates' gradients, and the weight gradient accumulated as ``x^T @ ∂L/∂p``
 (the operand order that MKL runs fast on these shapes, see :mod:`plugins.projection`).
 
-A cell supplies its gate math as a :class:`Gates` object: ``forward(p, a, b)`` writes the
+A cell supplies its gate math as a :class:`Gates` object: ``forward(p, a, b, scratch)`` writes the
 coefficients and ``backward(p, g, h_prev, grad_p)`` writes ``∂L/∂p`` given ``g = ∂L/∂h_t``
 (total) and the previous states. Real dtypes only; once differentiable.
 """
@@ -36,8 +36,10 @@ class Gates:
 
     groups: int
 
-    def forward(self, p: torch.Tensor, a: torch.Tensor, b: torch.Tensor | None) -> None:
-        """Write ``a_t`` and (unless ``b`` is ``None``) ``b_t``, (L, B, H), from the projection ``p`` (L, B, K·H)."""
+    def forward(self, p: torch.Tensor, a: torch.Tensor, b: torch.Tensor | None, scratch: torch.Tensor) -> None:
+        """Write ``a_t`` and (unless ``b`` is ``None``) ``b_t``, (L, B, H), from the projection ``p`` (L, B, K·H).
+        ``scratch`` (L, B, K·H) is free space; in the backward pass it is the ``grad_p`` that
+        :meth:`backward` receives next, so intermediate values left there can be reused."""
         raise NotImplementedError
 
     def backward(self, p: torch.Tensor, a: torch.Tensor, g: torch.Tensor, h_prev: torch.Tensor,
@@ -71,14 +73,14 @@ class _GatedScan(torch.autograd.Function):
         width = weight.shape[0]
         hidden = width // gates.groups
         h = x.new_empty(seq_len, batch, hidden)
-        p = x.new_empty(block_len * batch, width)
+        p, scratch = x.new_empty(block_len * batch, width), x.new_empty(block_len, batch, width)
         a, b = x.new_empty(block_len, batch, hidden), x.new_empty(block_len, batch, hidden)
         state = h0
         weight_t = weight.t()
         for block in _blocks(seq_len, block_len):
             steps = block.stop - block.start
             p_block = torch.addmm(bias, x[block].reshape(-1, inputs), weight_t, out=p[:steps * batch])
-            gates.forward(p_block.view(steps, batch, width), a[:steps], b[:steps])
+            gates.forward(p_block.view(steps, batch, width), a[:steps], b[:steps], scratch[:steps])
             state = scan_into(a[:steps], b[:steps], state, h[block])
         ctx.gates, ctx.block_len = gates, block_len
         ctx.save_for_backward(x, weight, bias, h0, h)
@@ -106,7 +108,8 @@ class _GatedScan(torch.autograd.Function):
             x_rows = x[block].reshape(-1, inputs)
             p_block = torch.addmm(bias, x_rows, weight_t, out=p[:rows]).view(steps, batch, width)
             a_b, g_b = a[:steps], g[:steps]
-            gates.forward(p_block, a_b, None)
+            gp = grad_p[:rows]
+            gates.forward(p_block, a_b, None, gp.view(steps, batch, width))
             # adjoint: g_t = ∂L/∂h_t + a_{t+1} ⊙ g_{t+1}, backwards; the block's last step takes the carry
             if carry is None:
                 g_b[-1].copy_(grad_h[block.stop - 1])
@@ -115,7 +118,6 @@ class _GatedScan(torch.autograd.Function):
             scan_into(a_b[1:], grad_h[block.start:block.stop - 1], g_b[-1], g_b[:-1], reverse=True)
             carry = a_b[0] * g_b[0]
             h_prev = h[block.start - 1:block.stop - 1] if block.start else torch.cat([h0[None], h[:block.stop - 1]])
-            gp = grad_p[:rows]
             gates.backward(p_block, a_b, g_b, h_prev, gp.view(steps, batch, width))
             grad_weight_t.addmm_(x_rows.t(), gp)
             grad_bias += gp.sum(0)

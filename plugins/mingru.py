@@ -51,7 +51,7 @@ class MinGRUGates(Gates):
 
     groups = 2
 
-    def forward(self, p, a, b):
+    def forward(self, p, a, b, scratch):
         gate, candidate = p.chunk(2, dim=-1)
         torch.sigmoid(torch.neg(gate, out=a), out=a)
         if b is not None:
