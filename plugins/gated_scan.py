@@ -56,10 +56,18 @@ def gated_scan(gates: Gates, x: torch.Tensor, weight: torch.Tensor, bias: torch.
     seq_len, batch = x.shape[0], x.shape[1]
     hidden = weight.shape[0] // gates.groups
     if block_len is None:
-        block_len = max(16, CPU_BLOCK_ELEMENTS // max(1, batch * hidden)) if x.device.type == "cpu" else seq_len
+        block_len = default_block_len(x, batch * hidden)
     if h0 is None:
         h0 = x.new_zeros(batch, hidden)
     return _GatedScan.apply(gates, x, weight, bias, h0, max(1, min(block_len, seq_len)))
+
+
+def default_block_len(x: torch.Tensor, elements_per_step: int) -> int:
+    """Steps per block: about ``CPU_BLOCK_ELEMENTS`` state elements (at least 16 steps) on the
+    CPU, where blocks keep the buffers in cache; the whole sequence on other devices."""
+    if x.device.type != "cpu":
+        return x.shape[0]
+    return max(16, CPU_BLOCK_ELEMENTS // max(1, elements_per_step))
 
 
 def _blocks(seq_len: int, block_len: int) -> list[slice]:
