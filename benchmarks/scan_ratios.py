@@ -46,11 +46,13 @@ SWEEP_LENGTHS = (16, 64, 256, 1024, 4096, 16384)
 
 
 def both_forms(registry, name: str, inputs: int, hidden: int) -> dict[str, torch.nn.Module]:
-    """The scan module and its unrolled step form, built under one seed (same parameters)."""
+    """The scan module ("module") and its step form, the reference ("unrolled"), built under one
+    seed (same parameters)."""
+    spec = registry.cell(name)
     forms = {}
-    for impl in ("module", "unrolled"):
+    for label, impl in (("module", spec.primary_impl), ("unrolled", spec.reference_impl)):
         torch.manual_seed(0)
-        forms[impl] = build_impl(registry.cell(name), impl, inputs, hidden)
+        forms[label] = build_impl(spec, impl, inputs, hidden)
     return forms
 
 

@@ -1,6 +1,7 @@
 """rnnbench's library: plugin contracts, measurements, results store and CLI.
 
-Plugin authors need only :data:`hookimpl`::
+Plugin authors need only :data:`hookimpl` (and :class:`Alternative`, for a cell with an
+implementation in sequence form beside its primary one; see :mod:`harness.impls`)::
 
     from harness import hookimpl
 
@@ -12,8 +13,9 @@ Analysts need only :func:`load_results`::
 """
 
 from harness.hookspecs import hookimpl
+from harness.impls import Alternative
 
-__all__ = ["hookimpl", "load_results"]
+__all__ = ["Alternative", "hookimpl", "load_results"]
 
 
 def load_results(db=None, run=None):

@@ -5,7 +5,7 @@ run (``rnnbench runs``, ``compare``, reports) stays light.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 # Every step for sequences up to 1024 long (the paper profile's copy T=1000 is 1020 steps).
 DEFAULT_MAX_PROBES = 1024
@@ -70,7 +70,10 @@ class RunConfig:
     ``lrs``: the learning rates every (cell, task, T, seed) is trained at (empty: just
     ``recipe.lr``; see :attr:`learning_rates`). ``param_budget``: when set, each cell's hidden
     size is the one whose parameter count is closest to it (``hidden_sizes`` and
-    ``speed_hidden_sizes`` are then not used).
+    ``speed_hidden_sizes`` are then not used). ``task_options``: per task name, the keyword
+    options its factory is built with (``--task-option``, ``--text``). ``eval_lengths``: the
+    lengths a trained model is also evaluated at, as typed (``"2x"``: twice the trained T;
+    ``"200"``: T = 200; :mod:`harness.lengths`).
     """
 
     cells: tuple[str, ...]
@@ -92,6 +95,12 @@ class RunConfig:
     profile: str = "custom"
     lrs: tuple[float, ...] = ()
     param_budget: int | None = None
+    task_options: dict[str, dict[str, object]] = field(default_factory=dict)
+    eval_lengths: tuple[str, ...] = ()
+
+    def options_for(self, task: str) -> dict[str, object]:
+        """The keyword options ``task``'s factory is built with (empty: its defaults)."""
+        return dict(self.task_options.get(task, {}))
 
     @property
     def learning_rates(self) -> tuple[float, ...]:

@@ -36,6 +36,10 @@ class Profile:
     # of the profile takes on a slow machine, so that only a hung item reaches it.
     item_timeout_s: float | None = None
     lrs: tuple[float, ...] = ()
+    # Per task name, factory keyword options (``--task-option`` adds to them and wins).
+    task_options: dict[str, dict[str, object]] = field(default_factory=dict)
+    # Lengths every trained model is also evaluated at (``--eval-lengths``; e.g. "2x", "200").
+    eval_lengths: tuple[str, ...] = ()
 
     def seq_lens_for(self, task: str) -> tuple[int, ...]:
         return self.task_seq_lens.get(task, self.default_seq_lens)

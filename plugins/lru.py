@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from harness import hookimpl
+from harness.names import SCAN, STEP_IMPL
 from plugins.lru_scan import lru_scan
 from plugins.projection import project
 
@@ -134,5 +135,5 @@ class LRUStep(nn.Module):
 
 @hookimpl
 def register_cells(register):
-    register("lru", LRU, unroll=LRUStep,
-             summary="Linear Recurrent Unit, complex diagonal λ on a ring (Orvieto et al. 2023); chunked scan, step form as unrolled")
+    register("lru", LRU, impl=SCAN, alternatives={STEP_IMPL: LRUStep}, reference=STEP_IMPL,
+             summary="Linear Recurrent Unit, complex diagonal λ on a ring (Orvieto et al. 2023); chunked scan, step form as reference")

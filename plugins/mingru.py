@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from harness import hookimpl
+from harness.names import SCAN, STEP_IMPL
 from plugins.gated_scan import Gates, gated_scan
 
 
@@ -91,5 +92,5 @@ def step_form(scan: MinGRUScan) -> MinGRU:
 
 @hookimpl
 def register_cells(register):
-    register("mingru", MinGRUScan, unroll=step_form,
-             summary="minimal GRU, gates from the input only (Feng et al. 2024); chunked scan, step form as unrolled")
+    register("mingru", MinGRUScan, impl=SCAN, alternatives={STEP_IMPL: step_form}, reference=STEP_IMPL,
+             summary="minimal GRU, gates from the input only (Feng et al. 2024); chunked scan, step form as reference")

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness import hookimpl
+from harness.names import SCAN, STEP_IMPL
 from plugins.gated_scan import Gates, gated_scan
 from plugins.projection import project
 
@@ -122,5 +123,5 @@ class MinLSTMStep(nn.Module):
 
 @hookimpl
 def register_cells(register):
-    register("minlstm", MinLSTM, unroll=MinLSTMStep,
-             summary="minimal LSTM, normalised gates from the input only (Feng et al. 2024); chunked scan, step form as unrolled")
+    register("minlstm", MinLSTM, impl=SCAN, alternatives={STEP_IMPL: MinLSTMStep}, reference=STEP_IMPL,
+             summary="minimal LSTM, normalised gates from the input only (Feng et al. 2024); chunked scan, step form as reference")

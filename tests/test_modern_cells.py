@@ -1,7 +1,7 @@
 """mingru, minlstm and lru: known values by hand, scan form == step form, and the LRU's exact gradient decay.
 
-Every cell here is registered as its scan module (``module`` in the speed table) with an
-``unroll`` that builds the step module on the same parameters (``unrolled``). The
+Every cell here is registered as its scan module (``scan`` in the speed table) with a ``step``
+alternative that builds the step module on the same parameters, the reference. The
 equivalence check compares outputs, final state and the gradients of every parameter, the
 input and the initial state, in float64 at short T (tight) and in float32 at T = 4096
 (``F32_RTOL`` of the largest magnitude of each compared tensor); a version with two gates
@@ -81,7 +81,7 @@ def _state_like(module, x, seed):
 def test_registered_as_scan_with_step_form(name):
     spec = REGISTRY.cell(name)
     assert spec.form == "sequence" and spec.unroll is not None
-    assert available_impls(spec, "cpu") == ["module", "unrolled"]
+    assert available_impls(spec, "cpu") == ["scan", "step"] and spec.reference_impl == "step"
     scan, unrolled = _forms(name, 3, 4)
     shared = {id(p) for p in scan.parameters()}
     assert {id(p) for p in unrolled.parameters()} == shared, "the step form must use the scan's own parameters"
