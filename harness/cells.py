@@ -26,8 +26,7 @@ import torch
 from torch import nn
 
 from harness.errors import CellContractError, NotSupportedError
-from harness.names import (CUDA, FUSED, GRAPHED, LOOPED_IMPLEMENTATIONS, MODULE, NUMPY_BACKEND, SEQUENCE, STEP, TORCH,
-                           UNROLLED)
+from harness.names import CUDA, GRAPHED, NUMPY_BACKEND, STEP
 
 State = Union[torch.Tensor, tuple]
 
@@ -176,7 +175,7 @@ class NumpyCell(nn.Module):
 
 
 def build_cell(spec, input_size: int, hidden_size: int) -> nn.Module:
-    """Build a cell from its registration as a sequence-form ``nn.Module``."""
+    """Build a cell's primary implementation (what its factory builds) as a sequence-form ``nn.Module``."""
     obj = spec.factory(input_size, hidden_size)
     if spec.backend == NUMPY_BACKEND:
         return NumpyCell(obj)
@@ -186,26 +185,59 @@ def build_cell(spec, input_size: int, hidden_size: int) -> nn.Module:
 
 
 def available_impls(spec, device: str) -> list[str]:
-    """Implementations the speed table compares for this cell on this device: its primary one
-    (:attr:`harness.plugins.CellSpec.primary_impl`), ``unrolled`` when a sequence module
-    registers a step form, and ``graphed`` on CUDA wherever there is an unrolled loop."""
-    primary = spec.primary_impl
-    impls = [primary]
-    if primary in (FUSED, MODULE) and spec.unroll is not None:
-        impls.append(UNROLLED)
-    if UNROLLED in impls and torch.device(device).type == CUDA:
+    """Implementations the speed table compares for this cell on this device: every one it
+    registered (:mod:`harness.impls`; the primary first), and ``graphed`` on CUDA when it has a
+    step form to loop."""
+    impls = list(spec.impls.names)
+    if spec.impls.looped is not None and torch.device(device).type == CUDA:
         impls.append(GRAPHED)
     return impls
 
 
+def unknown_impl_message(spec, impl: str, *, training: bool = False) -> str:
+    """One line: the cell has no implementation ``impl``; here is what it has."""
+    names = list(spec.impls.names)
+    if not training and spec.impls.looped is not None:
+        names.append(f"{GRAPHED} (cuda)")
+    if training and impl == GRAPHED:
+        return f"cell {spec.name!r}: {GRAPHED!r} is timed, not trained (a CUDA graph replays one fixed shape); it trains with: {', '.join(names)}"
+    return f"cell {spec.name!r} has no implementation {impl!r}; it has: {', '.join(names)}"
+
+
+def _as_sequence(module, form: str, spec, impl: str) -> nn.Module:
+    if not isinstance(module, nn.Module):
+        raise CellContractError(f"cell {spec.name!r}: implementation {impl!r} is a {type(module).__name__}, expected a torch.nn.Module")
+    return Unrolled(module) if form == STEP else module
+
+
+def derive_impl(spec, impl: str, primary: nn.Module) -> nn.Module:
+    """Implementation ``impl`` of the cell whose primary module (as :func:`build_cell` returned it)
+    is ``primary``, sharing its parameters; ``graphed`` is the looped form the speed measurement captures."""
+    if impl == GRAPHED and spec.impls.looped is not None:
+        impl = spec.impls.looped
+    if impl == spec.impls.primary:
+        return primary
+    alternative = spec.impls.alternative(impl)
+    if alternative is None:
+        raise NotSupportedError(unknown_impl_message(spec, impl))
+    raw = primary.step if isinstance(primary, Unrolled) else primary  # a step-form primary: derive from the step
+    return _as_sequence(alternative.derive(raw), alternative.form, spec, impl)
+
+
 def build_impl(spec, impl: str, input_size: int, hidden_size: int) -> nn.Module:
-    """Build the cell as ``impl`` runs it. ``graphed`` builds the unrolled module that the
-    speed measurement captures in a CUDA graph."""
-    if impl in LOOPED_IMPLEMENTATIONS and spec.form == SEQUENCE and spec.backend == TORCH:
-        if spec.unroll is None:
-            raise NotSupportedError(f"cell {spec.name!r} registers no step form, so it has no {impl!r} implementation")
-        return Unrolled(spec.unroll(spec.factory(input_size, hidden_size)))
-    return build_cell(spec, input_size, hidden_size)
+    """Build the cell as ``impl`` runs it, as a sequence-form module: its primary module, or an
+    alternative derived from a freshly built one (same parameters as :func:`build_cell` under the
+    same seed)."""
+    if impl not in spec.impls.names and not (impl == GRAPHED and spec.impls.looped is not None):
+        raise NotSupportedError(unknown_impl_message(spec, impl))
+    return derive_impl(spec, impl, build_cell(spec, input_size, hidden_size))
+
+
+def build_impls(spec, input_size: int, hidden_size: int) -> dict[str, nn.Module]:
+    """Every registered implementation of one built cell, all sharing the primary's parameters:
+    what the equivalence check compares."""
+    primary = build_cell(spec, input_size, hidden_size)
+    return {impl: derive_impl(spec, impl, primary) for impl in spec.impls.names}
 
 
 class SequenceModel(nn.Module):

@@ -21,6 +21,7 @@ from harness.config import Recipe
 from harness.contract import NEW_TENSORS_HINT, call, check_outputs
 from harness.contract import check_zero_state as check_contract_zero_state
 from harness.echo import EchoTask
+from harness.equivalence import compare_impls
 from harness.errors import CellContractError, DivergedError, RnnbenchError
 from harness.names import NUMPY_BACKEND
 from harness.plugins import CellSpec
@@ -298,6 +299,21 @@ def check_training(spec: CellSpec) -> str:
     return f"{recipe.steps} Adam steps on a one-step echo task: held-out MSE {before:.3f} -> {after:.3f}"
 
 
+def check_implementations(spec: CellSpec):
+    """Every alternative implementation equals the reference (:mod:`harness.equivalence`)."""
+    reference = spec.impls.reference
+    alternatives = [name for name in spec.impls.names if name != reference]
+    if not alternatives:
+        return SKIP, f"one implementation ({spec.impls.primary}); nothing to compare"
+    found = compare_impls(spec)
+    for gaps in found:
+        if gaps.failures:
+            raise CellContractError(f"{gaps.impl} differs from {reference} (the reference) in {gaps.setting.describe()}: "
+                                    + "; ".join(gaps.failures[:3]) + ("; ..." if len(gaps.failures) > 3 else ""))
+    lines = [f"{name}: " + ", ".join(g.line() for g in found if g.impl == name) for name in alternatives]
+    return f"equal to {reference} (reference) — " + "; ".join(lines)
+
+
 CHECKS = (
     ("build", check_build),
     ("shapes", check_shapes),
@@ -306,6 +322,7 @@ CHECKS = (
     ("determinism", check_determinism),
     ("gradients", check_gradients),
     ("finite-differences", check_finite_differences),
+    ("implementations", check_implementations),
     ("cuda", check_cuda),
     ("training", check_training),
 )

@@ -14,7 +14,7 @@ from harness.cli_types import NUMBER, RATES, SEEDS, SIZES, THREAD_COUNT, NameLis
 from harness.errors import RnnbenchError, UsageError
 from harness.executor_choice import AUTO as AUTO_WORKERS
 from harness.executor_choice import WORKERS_ENV
-from harness.names import (ALL, AUTO, BACKENDS, DEVICE_CHOICES, IMPLEMENTATIONS, MEASUREMENTS, REPORT_FORMAT_ALIASES,
+from harness.names import (ALL, AUTO, BACKENDS, DEVICE_CHOICES, MEASUREMENTS, REPORT_FORMAT_ALIASES,
                            RUN_REPORT_FORMAT, TORCH, split_list)
 
 plugin_option = click.option(
@@ -69,7 +69,8 @@ def cli():
               "each and the rate is chosen per cell and task on validation loss. With --resume: rates to add.")
 @click.option("--param-budget", type=NUMBER, metavar="N", help="Choose each cell's hidden size so that its parameter count "
               "(training: cell plus readout; speed: the cell) is closest to N; overrides --hidden-size.")
-@click.option("--impl", "impls", type=NameList(IMPLEMENTATIONS), help="Speed implementations to time [default: all a cell has: fused/module/numpy, unrolled, graphed on cuda].")
+@click.option("--impl", "impls", type=NameList(), help="Speed implementations to time [default: every one a cell registers "
+              "(e.g. fused, unrolled; scan, step), and graphed on cuda]; see 'rnnbench cells'.")
 @click.option("--threads", type=THREAD_COUNT, default=1, show_default=True, help="CPU threads for torch and NumPy's BLAS, recorded in every row.")
 @click.option("--ignore-memory-estimate", "allow_large", is_flag=True,
               help="Run even when the sizes need more memory than the machine has (by a lower-bound estimate).")
@@ -85,18 +86,25 @@ def cli():
               "(tcp://HOST:8786); see docs/scale-out.md.")
 @click.option("--item-timeout", metavar="SECONDS|none", help="Wall-clock limit per item; an item past it is ended and "
               "stored as failed. [default: the profile's: smoke 600, default 3600, paper 43200]")
+@click.option("--task-option", "task_option_pairs", multiple=True, metavar="TASK.OPTION=VALUE",
+              help="A task's option, e.g. associative-recall.num_pairs=4 (repeatable); "
+                   "'rnnbench tasks' lists each task's options.")
+@click.option("--text", "text_file", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Train the text task on this UTF-8 file (its size and SHA-256 are recorded) instead of Python's help text.")
+@click.option("--eval-lengths", metavar="2x,4x|T,...",
+              help="After training at T, also evaluate each model at these lengths: multiples of T (2x) or lengths (200).")
 @plugin_option
 @click.pass_context
 def run(ctx, cells, tasks, devices, measures, profile_name, seq_len, hidden_size, batch_size, input_size, steps, seeds, lrs,
         param_budget, impls, threads, allow_large, db_path, out_dir, as_json, resume_run, retry_failed, workers, cluster,
-        item_timeout,
-        plugin_files):
+        item_timeout, task_option_pairs, text_file, eval_lengths, plugin_files):
     """Train, time and probe every selected cell on every selected task and device."""
     from harness.driver import RunInterrupted, execute
     from harness.preflight import check_out_dir, thread_warnings
     from harness.results import Results
     from harness.runner import resolve_devices
     from harness.settings import build_config
+    from harness.task_options import parse_task_options, with_text_file
     from reports.terminal import rows_json, run_tables
 
     started = time.perf_counter()
@@ -126,11 +134,15 @@ def run(ctx, cells, tasks, devices, measures, profile_name, seq_len, hidden_size
     else:
         registry = _load(plugin_files)
         # Validate every name and size before the database is touched.
+        task_options = with_text_file(parse_task_options(task_option_pairs, registry), text_file)
+        if text_file and tasks is None:
+            tasks = ("text",)
         config = build_config(
             registry, cells=cells, tasks=tasks, devices=resolve_devices(list(devices)), measures=measures,
             profile_name=profile_name, seq_len=seq_len, hidden_size=hidden_size, batch_size=batch_size,
             input_size=input_size, steps=steps, seeds=seeds, lr=lrs, threads=threads, impls=impls,
-            param_budget=param_budget, allow_large_memory=allow_large,
+            param_budget=param_budget, allow_large_memory=allow_large, task_options=task_options,
+            eval_lengths=eval_lengths,
         )
         argv = ["rnnbench", *sys.argv[1:]] if ctx.obj is None else ctx.obj
     # The executor before a new run's database is touched: an unreachable cluster stores nothing.
@@ -268,10 +280,17 @@ def cells(plugin_files):
 
     registry = _load(plugin_files)
     _print_table([
-        {"cell": c.name, "backend": c.backend, "form": c.form, "plugin": describe(c.plugin), "summary": c.summary}
+        {"cell": c.name, "backend": c.backend, "form": c.form, "implementations": _impls_cell(c), "plugin": describe(c.plugin),
+         "summary": c.summary}
         for c in registry.cells.values()
     ])
     return 0
+
+
+def _impls_cell(spec) -> str:
+    """``scan, step (ref)``: the implementations, the primary first, the reference marked."""
+    return ", ".join(f"{name} (ref)" if name == spec.reference_impl and len(spec.impls.names) > 1 else name
+                     for name in spec.impls.names)
 
 
 @cli.command()
@@ -349,14 +368,16 @@ def runs(db_path):
 @click.argument("run_b", metavar="RUN_B")
 @click.option("--fail-above", type=Percent(), metavar="PCT",
               help="Exit 1 when a speed timing of RUN_B is significantly slower than RUN_A's by more than PCT (e.g. 5%).")
+@click.option("--force", is_flag=True, help="Give verdicts and differences even for rows the two runs measured "
+              "differently (another recipe or timing method, or an edited cell).")
 @db_option
-def compare(run_a, run_b, fail_above, db_path):
+def compare(run_a, run_b, fail_above, force, db_path):
     """Compare two stored runs (ids or 'latest'): speed ratios B/A with noise-aware verdicts, accuracy and gradient differences."""
     from harness.compare import compare_runs, min_change_for_gate
     from reports.compare_text import format_comparison, regression_lines
 
     with _open_store(db_path, create=False) as store:
-        comparison = compare_runs(store, run_a, run_b, min_change=min_change_for_gate(fail_above))
+        comparison = compare_runs(store, run_a, run_b, min_change=min_change_for_gate(fail_above), force=force)
     click.echo(format_comparison(comparison))
     if fail_above is None:
         return 0
@@ -370,26 +391,44 @@ def compare(run_a, run_b, fail_above, db_path):
 @click.argument("names", nargs=-1, required=True, metavar="NAME...")
 @plugin_option
 def check(names, plugin_files):
-    """Run the conformance checks on cells (names, comma lists or 'all'): one line per check.
+    """Run the conformance checks on cells and tasks (names, comma lists, or 'all' for every cell and task): one line per check.
 
     Exit 1 when any check fails. The same checks are importable for a plugin's own tests:
-    harness.testing.assert_conforms(NAME).
+    harness.testing.assert_conforms(CELL), harness.task_checks.assert_task_conforms(TASK).
     """
     from harness.plugins import describe
+    from harness.task_checks import iter_task_checks
     from harness.testing import FAIL, iter_checks, summary
 
     registry = _load(plugin_files)
-    specs = registry.select_cells(list(split_list(names)))
+    cells, tasks = _checked(registry, split_list(names))
     any_failed = False
-    for spec in specs:
-        click.echo(f"{spec.name} ({spec.backend} backend, {spec.form} form) from {describe(spec.plugin)}")
+    for kind, spec, checks in [("cell", s, iter_checks) for s in cells] + [("task", s, iter_task_checks) for s in tasks]:
+        what = f"{spec.backend} backend, {spec.form} form" if kind == "cell" else "task"
+        click.echo(f"{spec.name} ({what}) from {describe(spec.plugin)}")
         results = []
-        for result in iter_checks(spec):
+        for result in checks(spec):
             click.echo(f"  {result.line()}")
             results.append(result)
         any_failed |= any(r.status == FAIL for r in results)
         click.echo(f"{spec.name}: {summary(results)}\n")
     return 1 if any_failed else 0
+
+
+def _checked(registry, names):
+    """The cells and tasks ``rnnbench check`` was asked for: a name is a cell if a cell has it, else a task."""
+    if ALL in names:
+        return registry.select_cells([ALL]), registry.select_tasks([ALL])
+    unknown = [n for n in names if n not in registry.cells and n not in registry.tasks]
+    if unknown:
+        message = (f"unknown cell or task {unknown[0]!r}; cells: {', '.join(sorted(registry.cells))}; "
+                   f"tasks: {', '.join(sorted(registry.tasks))}")
+        if registry.errors:
+            message += f"; errors while loading plugins: {'; '.join(registry.errors)}"
+        raise UsageError(message)
+    cells = [n for n in names if n in registry.cells]
+    tasks = [n for n in names if n in registry.tasks and n not in registry.cells]
+    return (registry.select_cells(cells) if cells else []), (registry.select_tasks(tasks) if tasks else [])
 
 
 @cli.command("new-cell")

@@ -1,13 +1,25 @@
 """Run-to-run comparison: matching rows of two runs side by side, with verdicts that respect noise.
 
 Speed rows match when cell, implementation, device and sizes (B, T, I, H) are equal; each of
-the two timings (forward, forward+backward) gets the ratio of medians B/A and a verdict:
-"1.42x slower", "1.10x faster" or "not significant". Accuracy and gradient rows match on
-cell, task, T, H and device and are shown with their differences. Rows that only one run
-has are listed as unmatched, never dropped.
+the two timings (forward, forward+backward) gets the ratio B/A and a verdict: "1.42x slower",
+"1.10x faster" or "not significant". Accuracy and gradient rows match on cell, task, T, H and
+device, each run at its own chosen learning rate (:func:`harness.fairness.at_chosen_lr`), and
+are shown with their differences. Rows that only one run has are listed as unmatched, never
+dropped. Every difference between the two runs' configurations is listed
+(:mod:`harness.run_diff`); where the training recipe differs, accuracy and gradient
+differences are withheld, where the timing method differs, speed verdicts are, and so are the
+rows of a cell whose code differs — unless asked for (``force``).
 
-The verdict
------------
+The verdict from rounds (runs timed in rounds, speed method 3 on)
+-----------------------------------------------------------------
+Each timing stores one median per round; :func:`harness.speed_verdict.rounds_verdict` compares
+them: the ratio of geometric means of the round medians, a Welch 99% interval on their logs,
+and a change called only when that interval excludes 1 and the ratio is at least
+``min_change`` (5%) from 1. Rounds spread over the item's measurement vary more than repeats
+inside one stretch of time, so unchanged code is rarely called changed (``benchmarks/aa_ab.py``).
+
+The verdict from repeats (older runs, without round medians)
+------------------------------------------------------------
 A difference is *significant* when all three hold:
 
 1. **The samples differ beyond chance**: a two-sided Mann-Whitney U test on the stored repeat
@@ -45,8 +57,13 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from harness.fairness import at_chosen_lr, with_recipe_columns
 from harness.names import ACCURACY, GRADIENTS, MEASUREMENTS, SPEED, TIMINGS
-from harness.results import SPEED_CONDITION, TRAIN_CONDITION, as_int, conditions, problem, rows_frame, samples, seed_values
+from harness.results import (SPEED_CONDITION, TRAIN_CONDITION, as_int, conditions, problem, rows_frame, samples, seed_values,
+                             stats)
+from harness.run_diff import (ACCURACY_EFFECT, SPEED_EFFECT, Difference, cell_code_differences, config_differences,
+                              withheld_reason)
+from harness.speed_verdict import MIN_ROUNDS, ratio_words, rounds_verdict
 from harness.stats import Summary, mann_whitney_u
 
 ALPHA = 0.05
@@ -61,22 +78,16 @@ TRAIN_METRICS = {
 }
 
 
-def ratio_text(ratio: float) -> str:
-    """B/A as a reader says it: 1.42 -> "1.42x slower", 0.5 -> "2.00x faster" (times, so lower is faster)."""
-    if f"{ratio:.2f}" == "1.00" or f"{1 / ratio:.2f}" == "1.00":
-        return "1.00x"
-    if ratio >= 1:
-        return f"{ratio:.2f}x slower"
-    return f"{1 / ratio:.2f}x faster"
-
-
 @dataclass(frozen=True)
 class SpeedComparison:
     """One timing of one speed condition in both runs.
 
     ``timing`` is "forward" or "forward+backward" (or "—" when a side has no timings);
     medians are seconds per batch; ``ratio`` is median B / median A; ``verdict`` is what a
-    reader sees ("1.42x slower", "not significant", "failed in B: ...").
+    reader sees ("1.42x slower", "not significant", "failed in B: ...", "withheld: ...").
+    ``method``: "rounds" (per-round medians, :func:`harness.speed_verdict.rounds_verdict`; ``ratio``
+    is then the ratio of geometric means of the round medians, ``low``/``high`` its 99% interval)
+    or "repeats" (older runs: Mann-Whitney on the pooled repeats, ``p_value``).
     """
 
     cell: str
@@ -96,6 +107,11 @@ class SpeedComparison:
     separated: bool = False  # the IQRs of A and B do not overlap
     significant: bool = False
     verdict: str = "not significant"
+    method: str = "repeats"
+    low: float | None = None
+    high: float | None = None
+    rounds_a: int = 0
+    rounds_b: int = 0
 
     @property
     def slower(self) -> bool:
@@ -111,7 +127,9 @@ class MetricComparison:
     """One accuracy or gradient metric of one condition, averaged over seeds, in both runs.
 
     For "seeds solved" ``a``/``b`` are counts out of ``seeds_a``/``seeds_b``; otherwise means
-    over the seeds that finished; ``difference`` is b - a.
+    over the seeds that finished; ``difference`` is b - a, None when ``withheld`` says why it is
+    not shown (the recipe or the cell's code differs). ``lr_a``/``lr_b``: the rate each run's
+    figures are at (its chosen rate in a sweep).
     """
 
     measurement: str
@@ -125,10 +143,13 @@ class MetricComparison:
     b: float | None
     seeds_a: int
     seeds_b: int
+    lr_a: float | None = None
+    lr_b: float | None = None
+    withheld: str | None = None
 
     @property
     def difference(self) -> float | None:
-        return None if self.a is None or self.b is None else self.b - self.a
+        return None if self.a is None or self.b is None or self.withheld else self.b - self.a
 
 
 @dataclass(frozen=True)
@@ -151,6 +172,8 @@ class Comparison:
     min_change: float = MIN_CHANGE
     min_repeats: int = 0  # fewest repeats on either side of a compared timing
     notes: tuple[str, ...] = ()  # caveats about the comparison as a whole
+    differences: tuple[Difference, ...] = ()  # configuration differences, cells whose code differs included
+    force: bool = False  # verdicts given even where recipe, timing method or cell code differ
 
     def compared(self, timing: str | None = None) -> list[SpeedComparison]:
         """Speed comparisons with a ratio (both sides measured), optionally of one timing."""
@@ -171,11 +194,11 @@ class Comparison:
         if not compared:
             return "no speed rows measured in both runs"
         overall = self.geometric_mean()
-        per_timing = [f"{name} {ratio_text(g)}" for name in TIMINGS.values()
+        per_timing = [f"{name} {ratio_words(g)}" for name in TIMINGS.values()
                       if (g := self.geometric_mean(name)) is not None]
         slower = sum(s.slower for s in compared)
         faster = sum(s.faster for s in compared)
-        return (f"geometric mean of B/A over {len(compared)} timings: {ratio_text(overall)} — "
+        return (f"geometric mean of B/A over {len(compared)} timings: {ratio_words(overall)} — "
                 f"{', '.join(per_timing)}; {slower} slower, {faster} faster, "
                 f"{len(compared) - slower - faster} not significant")
 
@@ -193,8 +216,9 @@ def _failure(group: pd.DataFrame, side: str) -> str | None:
 
 
 def compare_speed(key: tuple, group_a: pd.DataFrame, group_b: pd.DataFrame, alpha: float = ALPHA,
-                  min_change: float = MIN_CHANGE) -> list[SpeedComparison]:
-    """The two timings of one speed condition, A against B (see the module docstring for the verdict)."""
+                  min_change: float = MIN_CHANGE, withheld: str | None = None) -> list[SpeedComparison]:
+    """The two timings of one speed condition, A against B (see the module docstring for the verdict).
+    ``withheld``: why no verdict may be given (the timing method or the cell's code differs)."""
     base = dict(zip(SPEED_CONDITION, key))
     for name in ("batch_size", "seq_len", "input_size", "hidden_size"):
         base[name] = as_int(base[name])
@@ -208,25 +232,50 @@ def compare_speed(key: tuple, group_a: pd.DataFrame, group_b: pd.DataFrame, alph
         if not a or not b:
             out.append(SpeedComparison(**base, timing=timing, verdict="no samples in " + ("A" if not a else "B")))
             continue
-        spread_a, spread_b = Summary(tuple(a)), Summary(tuple(b))
-        median_a, median_b = spread_a.median, spread_b.median
-        ratio = median_b / median_a if median_a > 0 else None
-        test = mann_whitney_u(a, b)
-        large = ratio is not None and (ratio >= 1 + min_change or ratio <= 1 / (1 + min_change))
-        separated = spread_a.q3 < spread_b.q1 or spread_b.q3 < spread_a.q1
-        significant = test.p_value < alpha and large and separated
-        out.append(SpeedComparison(
-            **base, timing=timing, median_a=median_a, median_b=median_b, n_a=len(a), n_b=len(b), ratio=ratio,
-            p_value=test.p_value, separated=separated, significant=significant,
-            verdict=ratio_text(ratio) if significant else "not significant",
-        ))
+        comparison = _timing_comparison(base, timing, a, b, _round_medians(group_a, metric),
+                                        _round_medians(group_b, metric), alpha, min_change)
+        if withheld and comparison.significant:
+            comparison = dataclasses.replace(comparison, significant=False, verdict=f"withheld: {withheld}")
+        elif withheld:
+            comparison = dataclasses.replace(comparison, verdict=f"withheld: {withheld}")
+        out.append(comparison)
     return out
 
 
-def compare_train(measurement: str, key: tuple, group_a: pd.DataFrame, group_b: pd.DataFrame) -> list[MetricComparison]:
+def _round_medians(group: pd.DataFrame, metric: str) -> list[float]:
+    found = stats(group, metric) or {}
+    return [float(m) for m in found.get("round_medians") or []]
+
+
+def _timing_comparison(base: dict, timing: str, a: list[float], b: list[float], rounds_a: list[float],
+                       rounds_b: list[float], alpha: float, min_change: float) -> SpeedComparison:
+    spread_a, spread_b = Summary(tuple(a)), Summary(tuple(b))
+    common = dict(**base, timing=timing, median_a=spread_a.median, median_b=spread_b.median, n_a=len(a), n_b=len(b),
+                  separated=spread_a.q3 < spread_b.q1 or spread_b.q3 < spread_a.q1)
+    if min(len(rounds_a), len(rounds_b)) >= MIN_ROUNDS:
+        verdict = rounds_verdict(rounds_a, rounds_b, min_change=min_change)
+        return SpeedComparison(**common, ratio=verdict.ratio, significant=verdict.significant, verdict=verdict.verdict,
+                               method="rounds", low=verdict.low, high=verdict.high, rounds_a=len(rounds_a),
+                               rounds_b=len(rounds_b))
+    ratio = spread_b.median / spread_a.median if spread_a.median > 0 else None
+    test = mann_whitney_u(a, b)
+    large = ratio is not None and (ratio >= 1 + min_change or ratio <= 1 / (1 + min_change))
+    significant = test.p_value < alpha and large and common["separated"]
+    return SpeedComparison(**common, ratio=ratio, p_value=test.p_value, significant=significant,
+                           verdict=ratio_words(ratio) if significant else "not significant")
+
+
+def _rate(group: pd.DataFrame) -> float | None:
+    rates = group["lr"].dropna().unique() if "lr" in group else ()
+    return float(rates[0]) if len(rates) == 1 else None
+
+
+def compare_train(measurement: str, key: tuple, group_a: pd.DataFrame, group_b: pd.DataFrame,
+                  withheld: str | None = None) -> list[MetricComparison]:
     base = dict(zip(TRAIN_CONDITION, key))
     base["seq_len"], base["hidden_size"] = as_int(base["seq_len"]), as_int(base["hidden_size"])
     seeds_a, seeds_b = (int(g["seed"].nunique(dropna=False)) for g in (group_a, group_b))
+    rates = dict(lr_a=_rate(group_a), lr_b=_rate(group_b))
     out = []
     for (which, metric, phase), label in TRAIN_METRICS.items():
         if which != measurement:
@@ -237,18 +286,36 @@ def compare_train(measurement: str, key: tuple, group_a: pd.DataFrame, group_b: 
         else:
             a = sum(values_a) / len(values_a) if values_a else None
             b = sum(values_b) / len(values_b) if values_b else None
-        out.append(MetricComparison(measurement, **base, metric=label, a=a, b=b, seeds_a=seeds_a, seeds_b=seeds_b))
+        out.append(MetricComparison(measurement, **base, metric=label, a=a, b=b, seeds_a=seeds_a, seeds_b=seeds_b,
+                                    **rates, withheld=withheld))
     return out
 
 
 def compare_rows(rows_a, rows_b, *, run_a: int | None = None, run_b: int | None = None, alpha: float = ALPHA,
-                 min_change: float = MIN_CHANGE) -> Comparison:
-    """Compare two runs' tidy rows (lists of dicts as ``ResultStore.rows`` gives, or DataFrames)."""
+                 min_change: float = MIN_CHANGE, differences: tuple[Difference, ...] = (),
+                 force: bool = False) -> Comparison:
+    """Compare two runs' tidy rows (lists of dicts as ``ResultStore.rows`` gives, or DataFrames).
+
+    ``differences``: the runs' configuration differences (:func:`harness.run_diff.config_differences`);
+    unless ``force``, they withhold the verdicts they affect. Cells whose code differs are found here.
+    """
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be between 0 and 1, got {alpha}")
     if min_change < 0:
         raise ValueError(f"min_change must be >= 0, got {min_change}")
-    frame_a, frame_b = rows_frame(rows_a), rows_frame(rows_b)
+    frame_a, frame_b = (at_chosen_lr(with_recipe_columns(rows_frame(rows))) for rows in (rows_a, rows_b))
+    cells_changed = cell_code_differences(frame_a, frame_b)
+    differences = tuple(differences) + tuple(cells_changed.values())
+    withheld_for = {effect: None if force else withheld_reason(list(differences), effect)
+                    for effect in (ACCURACY_EFFECT, SPEED_EFFECT)}
+
+    def withheld(cell: str, effect: str) -> str | None:
+        if force:
+            return None
+        if cell in cells_changed:
+            return "the cell's code differs"
+        return withheld_for[effect]
+
     speed: list[SpeedComparison] = []
     metrics: list[MetricComparison] = []
     unmatched: list[Unmatched] = []
@@ -259,13 +326,13 @@ def compare_rows(rows_a, rows_b, *, run_a: int | None = None, run_b: int | None 
             if key not in groups_b:
                 unmatched.append(Unmatched("A", measurement, _describe(measurement, key, names)))
             elif measurement == SPEED:
-                speed += compare_speed(key, group_a, groups_b[key], alpha, min_change)
+                speed += compare_speed(key, group_a, groups_b[key], alpha, min_change, withheld(key[0], SPEED_EFFECT))
             else:
-                metrics += compare_train(measurement, key, group_a, groups_b[key])
+                metrics += compare_train(measurement, key, group_a, groups_b[key], withheld(key[0], ACCURACY_EFFECT))
         unmatched += [Unmatched("B", measurement, _describe(measurement, key, names)) for key in groups_b if key not in groups_a]
-    repeats = [min(s.n_a, s.n_b) for s in speed if s.ratio is not None]
+    repeats = [min(s.n_a, s.n_b) for s in speed if s.ratio is not None and s.method == "repeats"]
     return Comparison(run_a, run_b, tuple(speed), tuple(metrics), tuple(unmatched), alpha, min_change,
-                      min(repeats) if repeats else 0)
+                      min(repeats) if repeats else 0, differences=differences, force=force)
 
 
 def min_change_for_gate(fail_above: float | None) -> float:
@@ -274,13 +341,10 @@ def min_change_for_gate(fail_above: float | None) -> float:
     return MIN_CHANGE if fail_above is None else min(MIN_CHANGE, fail_above)
 
 
-def compare_runs(store, run_a, run_b, *, alpha: float = ALPHA, min_change: float = MIN_CHANGE) -> Comparison:
+def compare_runs(store, run_a, run_b, *, alpha: float = ALPHA, min_change: float = MIN_CHANGE,
+                 force: bool = False) -> Comparison:
     """Compare two stored runs (ids or "latest") of one :class:`harness.store.ResultStore`."""
     id_a, id_b = store.resolve_run(run_a), store.resolve_run(run_b)
-    comparison = compare_rows(store.rows(id_a), store.rows(id_b), run_a=id_a, run_b=id_b, alpha=alpha, min_change=min_change)
-    method_a, method_b = (store.run(i).speed_method for i in (id_a, id_b))
-    if comparison.speed and method_a != method_b:
-        note = (f"run {id_a} and run {id_b} measured speed with different harness methods ({method_a} and {method_b}, "
-                f"see harness.speed.SPEED_METHOD): part of a speed difference may come from the harness, not the cells")
-        comparison = dataclasses.replace(comparison, notes=comparison.notes + (note,))
-    return comparison
+    stored_a, stored_b = store.run(id_a), store.run(id_b)
+    return compare_rows(store.rows(id_a), store.rows(id_b), run_a=id_a, run_b=id_b, alpha=alpha, min_change=min_change,
+                        differences=tuple(config_differences(stored_a, stored_b)), force=force)

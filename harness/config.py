@@ -5,7 +5,7 @@ run (``rnnbench runs``, ``compare``, reports) stays light.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 # Every step for sequences up to 1024 long (the paper profile's copy T=1000 is 1020 steps).
 DEFAULT_MAX_PROBES = 1024
@@ -38,12 +38,27 @@ class Recipe:
 @dataclass(frozen=True)
 class TimingConfig:
     """How :func:`harness.speed.time_calls` repeats a call: ``warmup`` untimed calls, then at
-    least ``min_repeats`` and at most ``max_repeats`` timed ones, until they add up to ``min_time_s``."""
+    least ``min_repeats`` and at most ``max_repeats`` timed ones, until they add up to ``min_time_s``.
+
+    ``rounds`` > 1 splits that budget into rounds (forward, then forward+backward, then again):
+    each round times at least ``max(3, min_repeats / rounds)`` calls for ``min_time_s / rounds``,
+    and keeps its median, so that ``rnnbench compare`` can judge a change by the spread *between*
+    rounds (:mod:`harness.speed_verdict`) rather than between repeats of one stretch of time.
+    """
 
     warmup: int = 2
     min_repeats: int = 5
     max_repeats: int = 200
     min_time_s: float = 0.5
+    rounds: int = 1
+
+    def per_round(self) -> "TimingConfig":
+        """The budget of one round (itself when there is one round); warm-up is done once, before round 1."""
+        if self.rounds <= 1:
+            return self
+        return TimingConfig(warmup=0, min_repeats=max(3, -(-self.min_repeats // self.rounds)),
+                            max_repeats=max(3, -(-self.max_repeats // self.rounds)),
+                            min_time_s=self.min_time_s / self.rounds, rounds=1)
 
 
 @dataclass(frozen=True)
@@ -55,7 +70,10 @@ class RunConfig:
     ``lrs``: the learning rates every (cell, task, T, seed) is trained at (empty: just
     ``recipe.lr``; see :attr:`learning_rates`). ``param_budget``: when set, each cell's hidden
     size is the one whose parameter count is closest to it (``hidden_sizes`` and
-    ``speed_hidden_sizes`` are then not used).
+    ``speed_hidden_sizes`` are then not used). ``task_options``: per task name, the keyword
+    options its factory is built with (``--task-option``, ``--text``). ``eval_lengths``: the
+    lengths a trained model is also evaluated at, as typed (``"2x"``: twice the trained T;
+    ``"200"``: T = 200; :mod:`harness.lengths`).
     """
 
     cells: tuple[str, ...]
@@ -77,6 +95,12 @@ class RunConfig:
     profile: str = "custom"
     lrs: tuple[float, ...] = ()
     param_budget: int | None = None
+    task_options: dict[str, dict[str, object]] = field(default_factory=dict)
+    eval_lengths: tuple[str, ...] = ()
+
+    def options_for(self, task: str) -> dict[str, object]:
+        """The keyword options ``task``'s factory is built with (empty: its defaults)."""
+        return dict(self.task_options.get(task, {}))
 
     @property
     def learning_rates(self) -> tuple[float, ...]:

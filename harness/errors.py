@@ -55,6 +55,10 @@ class PluginError(RnnbenchError):
     exit_code = 2
 
 
+class TaskContractError(RnnbenchError):
+    """A task's batches, losses or baseline break the task contract (``rnnbench check TASK``)."""
+
+
 class CellContractError(RnnbenchError):
     """A cell returned outputs or state that break the cell contract (shapes, structure)."""
 

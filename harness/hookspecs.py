@@ -24,24 +24,31 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 def register_cells(register):
     """Register recurrent cells.
 
-    Call ``register(name, factory, *, backend="torch", form="sequence", summary="", unroll=None, impl=None)``
-    once per cell.
+    Call ``register(name, factory, *, backend="torch", form="sequence", summary="", impl=None,
+    alternatives=None, reference=None, defaults=None, unroll=None)`` once per cell.
 
     :param register: the callback. ``name`` is the cell's unique name (lower case,
         used on the command line). ``factory(input_size, hidden_size)`` builds one
-        cell. ``backend`` is ``"torch"`` (an ``nn.Module``) or ``"numpy"`` (an object
-        with ``params``, ``forward`` and ``backward``; see ``harness.cells``).
-        ``form`` is ``"sequence"`` for a module whose ``forward(x: (T, B, I), state)``
-        returns ``(y: (T, B, H), state)``, or ``"step"`` for a module whose
-        ``forward(x_t: (B, I), state)`` returns ``(h_t: (B, H), state)``; the harness
-        unrolls step cells. ``summary`` is one line shown by ``rnnbench cells``.
-        ``unroll`` (optional, sequence-form torch cells): ``unroll(module)`` returns a
-        step-form module that shares ``module``'s parameters and computes the same
-        function; the speed table then also times it as ``unrolled`` (and, on CUDA,
-        ``graphed``). ``impl`` (optional, sequence-form torch cells) names what the
-        module runs, as the speed and training rows label it: ``"fused"`` for torch's own
-        RNN/LSTM/GRU kernels; default ``"module"``. NumPy cells are ``"numpy"`` and step
-        cells ``"unrolled"`` whatever it says.
+        cell: its *primary* implementation. ``backend`` is ``"torch"`` (an ``nn.Module``) or
+        ``"numpy"`` (an object with ``params``, ``forward`` and ``backward``; see
+        ``harness.cells``). ``form`` is ``"sequence"`` for a module whose
+        ``forward(x: (T, B, I), state)`` returns ``(y: (T, B, H), state)``, or ``"step"`` for a
+        module whose ``forward(x_t: (B, I), state)`` returns ``(h_t: (B, H), state)``; the
+        harness unrolls step cells. ``summary`` is one line shown by ``rnnbench cells``.
+
+        Several implementations of the one function (see ``harness.impls``): ``impl`` names
+        the primary one as rows label it (``"fused"``, ``"scan"``, ``"step"``, ...; default
+        ``"module"`` for a sequence form, ``"unrolled"`` for a step form, ``"numpy"`` for a
+        NumPy cell). ``alternatives`` maps further names to ``derive(module)``, which returns
+        a module sharing the built primary's parameters and computing the same function: a
+        step form, or a sequence form when given as ``harness.Alternative(derive,
+        form="sequence")``; torch cells only. ``reference`` names the plain recurrence every
+        other implementation is verified against by ``rnnbench check`` (default: the first
+        step-form alternative, else the primary). ``defaults`` maps a device type (``"cpu"``,
+        ``"cuda"``) to the implementation training uses there (default: the primary). Each
+        implementation is a row of the speed table; on CUDA the harness adds ``"graphed"``,
+        the step loop captured in a CUDA graph. ``unroll(module)`` is the older spelling of
+        ``alternatives={"unrolled": unroll}``.
     """
 
 

@@ -12,19 +12,27 @@ import re
 SPEED, ACCURACY, GRADIENTS = "speed", "accuracy", "gradients"
 MEASUREMENTS = (SPEED, ACCURACY, GRADIENTS)
 TRAIN_MEASUREMENTS = (ACCURACY, GRADIENTS)  # measured on one trained model per (cell, task, seed)
+# Rows a train item adds beside its accuracy rows: the trained model evaluated at other lengths
+# (--eval-lengths, harness.lengths) and text it generated (tasks with generate(), harness.samples).
+LENGTH, SAMPLE = "length", "sample"
 
 # The two timings of a speed row, metric name -> what a reader calls it.
 TIMINGS = {"forward_s": "forward", "forward_backward_s": "forward+backward"}
 
 # --- implementations of a cell (see harness.cells.available_impls) ------------------------------
+# A cell is one function; it may register several implementations of it under names of its own
+# choosing (NAME_PATTERN below). These are the names the built-in cells use, each said once.
 FUSED = "fused"  # torch's own RNN/LSTM/GRU kernels (cuDNN, oneDNN)
-MODULE = "module"  # any other sequence-form torch module
+MODULE = "module"  # a sequence-form torch module that names its implementation no further
 NUMPY = "numpy"  # a NumPy cell with hand-written BPTT
-UNROLLED = "unrolled"  # a step cell looped over time in Python
-GRAPHED = "graphed"  # the unrolled loop captured once in a CUDA graph and replayed
-IMPLEMENTATIONS = (FUSED, MODULE, NUMPY, UNROLLED, GRAPHED)
-PRIMARY_IMPLEMENTATIONS = (FUSED, MODULE, NUMPY, UNROLLED)  # what a cell may run by default
-LOOPED_IMPLEMENTATIONS = (UNROLLED, GRAPHED)  # one Python step per time step
+UNROLLED = "unrolled"  # a step cell looped over time in Python (the step form of torch's own cells)
+STEP_IMPL = "step"  # the plain recurrence, one step at a time: the reference of the modern cells
+SCAN = "scan"  # a (chunked) parallel scan over time of a linear recurrence
+PARALLEL = "parallel"  # a parallel or chunkwise-parallel form (mLSTM's decay-matrix form)
+GRAPHED = "graphed"  # a cell's step loop captured once in a CUDA graph and replayed (speed only)
+IMPLEMENTATIONS = (FUSED, MODULE, NUMPY, UNROLLED, STEP_IMPL, SCAN, PARALLEL, GRAPHED)  # the well-known names
+LOOPED_IMPLEMENTATIONS = (UNROLLED, STEP_IMPL, GRAPHED)  # one Python step per time step
+SPEED_ONLY_IMPLEMENTATIONS = (GRAPHED,)  # derived by the harness for timing; never trained or registered
 
 # --- cells ----------------------------------------------------------------------------------------
 TORCH, NUMPY_BACKEND = "torch", "numpy"

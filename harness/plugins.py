@@ -24,8 +24,8 @@ import pluggy
 
 from harness import hookspecs
 from harness.errors import PluginError, UnknownCellError, UnknownNameError, UnknownTaskError, UsageError
-from harness.names import (ALL, BACKENDS, FORMS, MODULE, NAME_PATTERN, NAME_RULE, NUMPY, NUMPY_BACKEND,
-                           PRIMARY_IMPLEMENTATIONS, STEP, UNROLLED, split_list)
+from harness.impls import ImplTable, impl_table
+from harness.names import ALL, BACKENDS, FORMS, NAME_PATTERN, NAME_RULE, split_list
 
 ENTRY_POINT_GROUP = "rnnbench"
 AUTOLOAD_ENV = "RNNBENCH_DISABLE_PLUGIN_AUTOLOAD"
@@ -44,6 +44,8 @@ BUILTIN_MODULES = (
     "plugins.mamba",
     "plugins.mlstm",
     "plugins.slstm",
+    "plugins.minlstm",
+    "plugins.lru",
     "tasks.copy",
     "tasks.adding",
     "tasks.selective_copy",
@@ -70,8 +72,7 @@ class PluginInfo:
 
 @dataclass(frozen=True)
 class CellSpec:
-    """A registered cell. ``impl`` names the implementation the cell runs by default when its
-    plugin said so (``"fused"`` for torch's own RNN/LSTM/GRU kernels); see :attr:`primary_impl`."""
+    """A registered cell: how to build it and its implementations (:mod:`harness.impls`)."""
 
     name: str
     factory: Callable[[int, int], Any]
@@ -79,19 +80,33 @@ class CellSpec:
     form: str
     summary: str
     plugin: PluginInfo
-    unroll: Callable[[Any], Any] | None = None
-    impl: str | None = None
+    impls: ImplTable | None = None  # None: the primary implementation alone, labelled by backend and form
+
+    def __post_init__(self):
+        if self.impls is None:
+            object.__setattr__(self, "impls", impl_table(backend=self.backend, form=self.form))
 
     @property
     def primary_impl(self) -> str:
-        """The implementation the cell runs by default, read from its registration (nothing is
-        built): ``numpy`` for NumPy cells, ``unrolled`` for step cells, else the ``impl`` the
-        plugin registered, ``module`` when it named none."""
-        if self.backend == NUMPY_BACKEND:
-            return NUMPY
-        if self.form == STEP:
-            return UNROLLED
-        return self.impl or MODULE
+        """What ``factory`` builds, as the speed and training rows label it (``fused``, ``scan``,
+        ``numpy``, ``unrolled``, ...); nothing is built."""
+        return self.impls.primary
+
+    @property
+    def reference_impl(self) -> str:
+        """The implementation every other one is verified against: the plain recurrence."""
+        return self.impls.reference
+
+    def default_impl(self, device: str) -> str:
+        """The implementation training uses on ``device`` unless ``--train-impl`` names another."""
+        return self.impls.default_for(device)
+
+    @property
+    def unroll(self) -> Callable[[Any], Any] | None:
+        """``derive(module)`` of the looped (step-form) alternative, as the older ``unroll=`` gave it."""
+        looped = self.impls.looped
+        alternative = self.impls.alternative(looped) if looped else None
+        return alternative.derive if alternative is not None else None
 
 
 @dataclass(frozen=True)
@@ -315,7 +330,8 @@ def _registrar(registry: Registry, hook_name: str, info: PluginInfo) -> Callable
             return False
         return True
 
-    def register_cell(name, factory, *, backend="torch", form="sequence", summary="", unroll=None, impl=None):
+    def register_cell(name, factory, *, backend="torch", form="sequence", summary="", impl=None, alternatives=None,
+                      reference=None, defaults=None, unroll=None):
         if backend not in BACKENDS:
             registry.errors.append(f"plugin {info.name!r}: cell {name!r} has backend {backend!r}; allowed: {', '.join(BACKENDS)}")
             return
@@ -325,12 +341,14 @@ def _registrar(registry: Registry, hook_name: str, info: PluginInfo) -> Callable
         if not callable(factory) or (unroll is not None and not callable(unroll)):
             registry.errors.append(f"plugin {info.name!r}: cell {name!r} factory or unroll is not callable")
             return
-        if impl is not None and impl not in PRIMARY_IMPLEMENTATIONS:
-            registry.errors.append(f"plugin {info.name!r}: cell {name!r} has impl {impl!r}; "
-                                   f"allowed: {', '.join(PRIMARY_IMPLEMENTATIONS)}")
+        try:
+            impls = impl_table(backend=backend, form=form, impl=impl, alternatives=alternatives, unroll=unroll,
+                               reference=reference, defaults=defaults)
+        except ValueError as exc:
+            registry.errors.append(f"plugin {info.name!r}: cell {name!r} {exc}")
             return
         if _check_new(registry.cells, "cell", name):
-            registry.cells[name] = CellSpec(name, factory, backend, form, summary, info, unroll, impl)
+            registry.cells[name] = CellSpec(name, factory, backend, form, summary, info, impls)
 
     def register_task(name, factory, *, summary=""):
         if not callable(factory):

@@ -36,6 +36,10 @@ class Profile:
     # of the profile takes on a slow machine, so that only a hung item reaches it.
     item_timeout_s: float | None = None
     lrs: tuple[float, ...] = ()
+    # Per task name, factory keyword options (``--task-option`` adds to them and wins).
+    task_options: dict[str, dict[str, object]] = field(default_factory=dict)
+    # Lengths every trained model is also evaluated at (``--eval-lengths``; e.g. "2x", "200").
+    eval_lengths: tuple[str, ...] = ()
 
     def seq_lens_for(self, task: str) -> tuple[int, ...]:
         return self.task_seq_lens.get(task, self.default_seq_lens)
@@ -54,7 +58,7 @@ PROFILES: dict[str, Profile] = {
         speed_seq_lens=(20,),
         speed_hidden_sizes=(16,),
         speed_input_size=8,
-        timing=TimingConfig(warmup=1, min_repeats=3, max_repeats=10, min_time_s=0.0),
+        timing=TimingConfig(warmup=1, min_repeats=3, max_repeats=10, min_time_s=0.0, rounds=3),
         item_timeout_s=600.0,
     ),
     "default": Profile(
@@ -69,7 +73,7 @@ PROFILES: dict[str, Profile] = {
         speed_seq_lens=(100,),
         speed_hidden_sizes=(128,),
         speed_input_size=8,
-        timing=TimingConfig(warmup=2, min_repeats=5, max_repeats=100, min_time_s=0.5),
+        timing=TimingConfig(warmup=2, min_repeats=5, max_repeats=100, min_time_s=0.5, rounds=5),
         item_timeout_s=3600.0,
     ),
     "paper": Profile(
@@ -84,7 +88,7 @@ PROFILES: dict[str, Profile] = {
         speed_seq_lens=(100, 1000),
         speed_hidden_sizes=(128, 512),
         speed_input_size=64,
-        timing=TimingConfig(warmup=3, min_repeats=10, max_repeats=500, min_time_s=1.0),
+        timing=TimingConfig(warmup=3, min_repeats=10, max_repeats=500, min_time_s=1.0, rounds=10),
         item_timeout_s=12 * 3600.0,
         # Papers tune the rate per model (Melis et al. 2018); Adam's usual window for RNNs.
         lrs=(3e-4, 1e-3, 3e-3),

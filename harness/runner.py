@@ -16,12 +16,15 @@ from harness.config import RunConfig
 from harness.contract import check_contract
 from harness.errors import UsageError
 from harness.gradients import GradientProfile, measure_profile, probe_steps
-from harness.names import (ACCURACY, AUTO, CPU, CUDA, DEVICE_CHOICES, GRADIENTS, GRAPHED, NUMPY, NUMPY_BACKEND, SPEED,
-                           TRAIN_MEASUREMENTS)
+from harness.lengths import length_rows
+from harness.names import (ACCURACY, AUTO, CPU, CUDA, DEVICE_CHOICES, GRADIENTS, GRAPHED, LENGTH, NUMPY, NUMPY_BACKEND,
+                           SAMPLE, SPEED, TRAIN_MEASUREMENTS)
 from harness.plugins import CellSpec, Registry, TaskSpec
 from harness.results import ResultRow
+from harness.samples import can_generate, sample_rows
 from harness.sizing import hidden_size_for, param_count
 from harness.speed import measure_speed
+from harness.task_options import build_task
 from harness.training import VALIDATION_STREAM, held_out, train
 
 
@@ -94,7 +97,7 @@ def _train_hidden_sizes(config: RunConfig, cell: CellSpec, task_spec: TaskSpec, 
     """H for training: the configured sizes, or the one matching the budget (cell plus readout)."""
     if config.param_budget is None:
         return config.hidden_sizes
-    task = task_spec.factory(seq_len)
+    task = build_task(task_spec, seq_len, config.options_for(task_spec.name))
     return (hidden_size_for(cell, config.param_budget, task.input_size, task.output_size),)
 
 
@@ -175,8 +178,10 @@ def _speed_rows(item: SpeedItem, config: RunConfig, threads: int) -> list[Result
         return [ResultRow(**base, status="skipped", error=f"CUDA graph capture failed: {type(exc).__name__}: {exc}")]
     fwd, fb = result.forward, result.forward_backward
     return [
-        ResultRow(**base, metric="forward_s", value=fwd.median, unit="s", stats=fwd.as_dict()),
-        ResultRow(**base, metric="forward_backward_s", value=fb.median, unit="s", stats=fb.as_dict()),
+        ResultRow(**base, metric="forward_s", value=fwd.median, unit="s",
+                  stats={**fwd.as_dict(), "round_medians": list(result.forward_round_medians)}),
+        ResultRow(**base, metric="forward_backward_s", value=fb.median, unit="s",
+                  stats={**fb.as_dict(), "round_medians": list(result.forward_backward_round_medians)}),
         ResultRow(**base, metric="steps_per_s", value=result.steps_per_s, unit="(B*T)/s", stats={"basis": "forward_backward median"}),
         ResultRow(**base, metric="peak_memory_bytes", value=result.peak_memory_bytes, unit="bytes", stats={"method": result.memory_method}),
     ]
@@ -227,7 +232,7 @@ def _accuracy_rows(base: dict, result) -> list[ResultRow]:
 
 def _train_bases(item: TrainItem, config: RunConfig, threads: int) -> dict[str, dict]:
     """The fields every row of a train item shares, one dict per measurement."""
-    task = item.task.factory(item.seq_len)
+    task = build_task(item.task, item.seq_len, config.options_for(item.task.name))
     sizes = dict(task=item.task.name, batch_size=config.recipe.batch_size, seq_len=item.seq_len, length=task.length,
                  input_size=task.input_size, hidden_size=item.hidden_size, seed=item.seed, lr=item.lr,
                  param_count=_count_or_none(item.cell, task.input_size, item.hidden_size, task.output_size))
@@ -237,7 +242,7 @@ def _train_bases(item: TrainItem, config: RunConfig, threads: int) -> dict[str, 
 def _train_rows(item: TrainItem, config: RunConfig, threads: int) -> list[ResultRow]:
     """Measure one train item. On failure, the rows measured so far are kept and a failed
     row, with the error, is added for each measurement that did not finish."""
-    task = item.task.factory(item.seq_len)
+    task = build_task(item.task, item.seq_len, config.options_for(item.task.name))
     bases = _train_bases(item, config, threads)
     if item.cell.backend == NUMPY_BACKEND and item.device != CPU:
         return [ResultRow(**b, impl=NUMPY, status="skipped", error=f"not supported on {item.device}") for b in bases.values()]
@@ -270,11 +275,32 @@ def _train_rows(item: TrainItem, config: RunConfig, threads: int) -> list[Result
             trained_profile = measure_profile(model, task, probe_x, probe_target, probes)
             rows += _gradient_rows(bases[GRADIENTS], "trained", trained_profile, task.length)
             pending.remove(GRADIENTS)
+        if ACCURACY in item.measures:
+            rows += _trained_model_rows(model, task, item, config, bases[ACCURACY])
     except (KeyboardInterrupt, UsageError):
         raise
     except Exception as exc:
         message = f"{type(exc).__name__}: {exc}"
         rows += [ResultRow(**bases[m], status="failed", error=message) for m in pending]
+    return rows
+
+
+def _trained_model_rows(model, task, item: TrainItem, config: RunConfig, base: dict) -> list[ResultRow]:
+    """What else a trained model is asked: its accuracy at other lengths (``--eval-lengths``) and,
+    for a task that generates text, a sample. An error here fails these rows, not the item's others."""
+    rows: list[ResultRow] = []
+    try:
+        if config.eval_lengths:
+            rows += length_rows(model, item.task, config.options_for(item.task.name), item.seq_len,
+                                config.eval_lengths, base, seed=item.seed, eval_size=config.recipe.eval_size,
+                                device=item.device)
+        if can_generate(task):
+            rows += sample_rows(model, task, base)
+    except (KeyboardInterrupt, UsageError):
+        raise
+    except Exception as exc:
+        rows.append(ResultRow(**{**base, "measurement": LENGTH if config.eval_lengths else SAMPLE}, status="failed",
+                              error=f"{type(exc).__name__}: {exc}"))
     return rows
 
 

@@ -8,8 +8,10 @@ from harness.cells import available_impls
 from harness.config import RunConfig
 from harness.errors import UsageError
 from harness.names import SPEED
+from harness.lengths import parse_eval_lengths
 from harness.preflight import check_item_count, check_memory
 from harness.profiles import get_profile
+from harness.task_options import build_task
 
 
 def _profile_seq_lens(profile, task) -> tuple[int, ...]:
@@ -22,12 +24,14 @@ def _profile_seq_lens(profile, task) -> tuple[int, ...]:
 
 def build_config(registry, *, cells, tasks, devices, measures, profile_name="default", seq_len=None, hidden_size=None,
                  batch_size=None, input_size=None, steps=None, seeds=None, lr=None, threads=1, impls=None,
-                 param_budget=None, allow_large_memory=False) -> RunConfig:
+                 param_budget=None, allow_large_memory=False, task_options=None, eval_lengths=()) -> RunConfig:
     """Names are validated against the registry here, and sizes against the machine
     (:mod:`harness.preflight`; ``allow_large_memory`` skips the memory estimate), before anything runs.
 
     ``seeds``: a tuple of seeds (or a count, meaning 0..N-1); ``lr``: one rate, or a tuple of
-    rates to sweep (one rate becomes the recipe's); ``param_budget``: parameters per cell.
+    rates to sweep (one rate becomes the recipe's); ``param_budget``: parameters per cell;
+    ``task_options``: per task, factory keyword options (over the profile's); ``eval_lengths``:
+    lengths to evaluate trained models at (``"2x"`` or ``"200"``, :mod:`harness.lengths`).
     """
     profile = get_profile(profile_name)
     cell_names = tuple(c.name for c in registry.select_cells(list(cells)))
@@ -43,18 +47,22 @@ def build_config(registry, *, cells, tasks, devices, measures, profile_name="def
     if isinstance(seeds, int):
         seeds = tuple(range(seeds))
     task_seq_lens = {t: tuple(seq_len) if seq_len else _profile_seq_lens(profile, registry.task(t)) for t in task_names}
+    options = _task_options(profile, task_names, task_options or {})
     task_shapes = {}  # (task, T) -> (steps the cell sees L, input size I), for the memory estimate
     for name, lengths in task_seq_lens.items():
         for length in lengths:
             try:
-                task = registry.task(name).factory(length)
+                task = build_task(registry.task(name), length, options.get(name))
             except ValueError as exc:  # e.g. adding needs T >= 2
+                if name in options:
+                    raise UsageError(f"task {name!r} at T={length} with options {_shown(options[name])}: {exc}") from None
                 raise UsageError(f"--seq-len {length} does not suit task {name!r}: {exc}") from None
             task_shapes[(name, length)] = (int(task.length), int(task.input_size))
     if impls and SPEED in measures:
         offered = {i for c in cell_names for d in devices for i in available_impls(registry.cell(c), d)}
-        if not offered & set(impls):
-            raise UsageError(f"--impl {','.join(impls)}: none of these runs for the selected cells on "
+        unknown = [impl for impl in impls if impl not in offered]
+        if unknown:
+            raise UsageError(f"--impl {','.join(map(repr, unknown))}: no selected cell has such an implementation on "
                              f"{', '.join(devices)}; available: {', '.join(sorted(offered))}")
     config = RunConfig(
         cells=cell_names,
@@ -75,7 +83,27 @@ def build_config(registry, *, cells, tasks, devices, measures, profile_name="def
         profile=profile.name,
         lrs=tuple(sorted(rates)) if len(rates) > 1 else (),
         param_budget=param_budget,
+        task_options=options,
+        eval_lengths=tuple(parse_eval_lengths(eval_lengths or profile.eval_lengths)),
     )
     check_item_count(config)
     check_memory(config, task_shapes, allow_large=allow_large_memory)
     return config
+
+
+def _task_options(profile, task_names, typed: dict[str, dict]) -> dict[str, dict]:
+    """The options of the selected tasks: the profile's, with what was typed on top."""
+    merged = {}
+    for name in task_names:
+        chosen = {**profile.task_options.get(name, {}), **typed.get(name, {})}
+        if chosen:
+            merged[name] = chosen
+    unused = sorted(set(typed) - set(task_names))
+    if unused:
+        raise UsageError(f"--task-option for {', '.join(unused)}: not among the tasks of this run "
+                         f"({', '.join(task_names)}); add it to --tasks")
+    return merged
+
+
+def _shown(options: dict) -> str:
+    return ", ".join(f"{key}={value}" for key, value in options.items())

@@ -25,16 +25,22 @@ from harness.stats import Summary
 # Bumped whenever what a speed row means changes, so that runs measured differently are not
 # compared as if the cells had changed. 2: the loss's output gradient is made once outside
 # the timed calls, and buffers a cell keeps between calls count in its peak memory.
-SPEED_METHOD = 2
+# 3: timed in rounds (TimingConfig.rounds), each round's median stored beside the pooled samples.
+SPEED_METHOD = 3
 
 
 @dataclass(frozen=True)
 class SpeedResult:
+    """``forward``/``forward_backward``: every timed call pooled over the rounds;
+    ``*_round_medians``: one median per round (seconds), what a verdict between runs compares."""
+
     forward: Summary
     forward_backward: Summary
     peak_memory_bytes: float | None
     memory_method: str
     tokens: int  # B * T: sequence steps processed per call
+    forward_round_medians: tuple[float, ...] = ()
+    forward_backward_round_medians: tuple[float, ...] = ()
 
     @property
     def steps_per_s(self) -> float:
@@ -178,11 +184,10 @@ def measure_speed(cell: torch.nn.Module, batch_size: int, seq_len: int, input_si
         grad_y = last_step_output_gradient(cell(x, None)[0])
     if graphed:
         run = capture(cell, x, grad_y)
-        forward_stats = time_calls(run.forward.replay, config, sync)
-        fb_stats = time_calls(run.forward_backward.replay, config, sync)
+        forward_rounds, fb_rounds = time_rounds(run.forward.replay, run.forward_backward.replay, config, sync)
         check_output_gradient_intact(run.grad_y)
-        return SpeedResult(forward_stats, fb_stats, float(run.memory_bytes), "cuda graph pool (memory_allocated after capture)",
-                           batch_size * seq_len)
+        return _result(forward_rounds, fb_rounds, float(run.memory_bytes),
+                       "cuda graph pool (memory_allocated after capture)", batch_size * seq_len)
     params = [p for p in cell.parameters() if p.requires_grad]
 
     def forward():
@@ -193,9 +198,30 @@ def measure_speed(cell: torch.nn.Module, batch_size: int, seq_len: int, input_si
         y, _ = cell(x, None)
         return torch.autograd.grad(y, params, grad_outputs=grad_y, allow_unused=True)
 
-    forward_stats = time_calls(forward, config, sync)
-    fb_stats = time_calls(forward_backward, config, sync)
+    forward_rounds, fb_rounds = time_rounds(forward, forward_backward, config, sync)
     release_buffers(cell)
     peak, method = peak_memory(forward_backward, device)
     check_output_gradient_intact(grad_y)
-    return SpeedResult(forward_stats, fb_stats, peak, method, batch_size * seq_len)
+    return _result(forward_rounds, fb_rounds, peak, method, batch_size * seq_len)
+
+
+def time_rounds(forward, forward_backward, config: TimingConfig, sync) -> tuple[list[Summary], list[Summary]]:
+    """``config.rounds`` rounds, each timing ``forward`` and then ``forward_backward`` on the per-round budget
+    (:meth:`TimingConfig.per_round`); both are warmed up once, before the first round."""
+    for _ in range(config.warmup if config.rounds > 1 else 0):
+        forward()
+        forward_backward()
+    per_round = config.per_round()
+    forward_rounds, fb_rounds = [], []
+    for _ in range(max(1, config.rounds)):
+        forward_rounds.append(time_calls(forward, per_round, sync))
+        fb_rounds.append(time_calls(forward_backward, per_round, sync))
+    return forward_rounds, fb_rounds
+
+
+def _result(forward_rounds, fb_rounds, peak, method, tokens) -> SpeedResult:
+    def pooled(rounds):
+        return Summary(tuple(sample for summary in rounds for sample in summary.samples))
+
+    return SpeedResult(pooled(forward_rounds), pooled(fb_rounds), peak, method, tokens,
+                       tuple(s.median for s in forward_rounds), tuple(s.median for s in fb_rounds))

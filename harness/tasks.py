@@ -95,6 +95,17 @@ class Task(ABC):
         """The task's options beyond ``seq_len`` (factory keyword arguments), for the record."""
         return {}
 
+    def memoryless_logits(self, batch_size: int) -> torch.Tensor:
+        """The outputs, shape (L, B, output_size), of the predictor that :attr:`baseline` describes:
+        the best one that sees no input. They may depend on the step (copy: blank until the
+        recall steps) but not on the sequence, which is why no input is passed. A probability of
+        0 is a ``-inf`` logit (:func:`logits_of`). ``rnnbench check TASK`` scores them with
+        :meth:`loss` on a large held-out batch and expects :attr:`baseline`.
+        """
+        raise NotImplementedError(f"{self.name}: define memoryless_logits(batch_size), the outputs (L, B, output_size) "
+                                  "of the input-free predictor whose loss is the baseline (docs/writing-tasks.md, "
+                                  "section 4)")
+
     def sample_split(self, batch_size: int, rng: np.random.Generator, split: str) -> Batch:
         """Draw one batch from one part of the data: ``"train"``, ``"validation"`` or ``"test"``.
 
@@ -106,6 +117,13 @@ class Task(ABC):
         if split not in SPLITS:
             raise ValueError(f"{self.name}: split must be one of {', '.join(SPLITS)}, got {split!r}")
         return self.sample(batch_size, rng)
+
+
+def logits_of(probabilities, length: int, batch_size: int) -> torch.Tensor:
+    """The same class probabilities (output_size,) at every step of every sequence, as logits of
+    shape (length, batch_size, output_size) in float64: ``ln p``, ``-inf`` where ``p`` is 0."""
+    p = torch.as_tensor(np.asarray(probabilities, dtype=np.float64))
+    return p.log().expand(length, batch_size, len(p))
 
 
 def one_hot(tokens: np.ndarray, size: int) -> np.ndarray:

@@ -2,10 +2,13 @@
 
 A plugin's own test suite needs one line per cell::
 
-    from harness.testing import assert_conforms
+    from harness.testing import assert_conforms, assert_equivalent
 
     def test_mycell_conforms():
         assert_conforms("mycell")  # AssertionError naming every failed check
+
+    def test_mycell_scan_equals_its_step():
+        assert_equivalent("mycell")  # every alternative implementation against the reference
 
 ``run_checks(cell)`` returns one :class:`CheckResult` per check, in this order:
 
@@ -20,6 +23,11 @@ A plugin's own test suite needs one line per cell::
 ``gradients``           every parameter, the input and the initial state get finite gradients
 ``finite-differences``  NumPy backend: the hand-written backward equals central finite
                         differences in float64
+``implementations``     every alternative implementation (``scan``, ``fused``, ...) equals the
+                        reference (the plain recurrence) with the same parameters: outputs,
+                        final state and every gradient, in float64 at T = 64 (tolerance 1e-10)
+                        and in float32 at T = 4096 (1e-4 outputs and state, 1e-3 gradients);
+                        see :func:`assert_equivalent` and :mod:`harness.equivalence`
 ``cuda``                torch backend on a machine with a GPU: outputs, state and gradients
                         stay on the GPU and match the CPU
 ``training``            100 Adam steps of the harness's own training loop on a one-step echo
@@ -39,12 +47,14 @@ import torch
 from torch.random import fork_rng
 
 from harness.checks import CHECK_NAMES, CHECKS, FAIL, PASS, SKIP, numeric_gradient
+from harness.equivalence import FLOAT32, FLOAT64, Gaps, Setting, compare_impls, implementation_gaps, warm_state
 from harness.errors import CellContractError, UnknownCellError
+from harness.impls import impl_table
 from harness.names import SEQUENCE, TORCH
 from harness.plugins import CellSpec, PluginInfo, Registry, load_plugins
 
-__all__ = ["CHECK_NAMES", "CheckResult", "assert_conforms", "iter_checks", "make_spec", "numeric_gradient", "resolve",
-           "run_checks", "summary", "PASS", "FAIL", "SKIP"]
+__all__ = ["CHECK_NAMES", "CheckResult", "Gaps", "Setting", "assert_conforms", "assert_equivalent", "implementation_gaps",
+           "iter_checks", "make_spec", "numeric_gradient", "resolve", "run_checks", "summary", "warm_state", "PASS", "FAIL", "SKIP"]
 
 
 @dataclass(frozen=True)
@@ -68,10 +78,13 @@ class CheckResult:
         return f"{self.status}  {self.name:<18}  {self.message}"
 
 
-def make_spec(name: str, factory: Callable[[int, int], Any], *, backend: str = TORCH, form: str = SEQUENCE) -> CellSpec:
+def make_spec(name: str, factory: Callable[[int, int], Any], *, backend: str = TORCH, form: str = SEQUENCE,
+              **impls) -> CellSpec:
     """A :class:`CellSpec` for a factory that no plugin registered, e.g. to check a cell under
-    development: ``run_checks(make_spec("draft", Draft, form="step"))``."""
-    return CellSpec(name, factory, backend, form, "", PluginInfo(name, "file", "unregistered", "local"))
+    development: ``run_checks(make_spec("draft", Draft, form="step"))``. ``impls``: ``impl``,
+    ``alternatives``, ``reference``, ``defaults`` or ``unroll``, as ``register`` takes them."""
+    table = impl_table(backend=backend, form=form, **impls)
+    return CellSpec(name, factory, backend, form, "", PluginInfo(name, "file", "unregistered", "local"), table)
 
 
 def resolve(cell: str | CellSpec, *, registry: Registry | None = None, plugin_files=(), autoload: bool | None = None) -> CellSpec:
@@ -106,6 +119,32 @@ def assert_conforms(cell: str | CellSpec, **lookup) -> list[CheckResult]:
         lines = "\n".join("  " + r.line() for r in failures)
         raise AssertionError(f"cell {spec.name!r} failed {len(failures)} of {len(results)} checks:\n{lines}")
     return results
+
+
+def assert_equivalent(cell: str | CellSpec, impls=None, *, settings=(FLOAT64, FLOAT32), **lookup) -> list[Gaps]:
+    """Check that every alternative implementation of ``cell`` (or those named in ``impls``)
+    computes the reference's function with the same parameters: outputs, final state and the
+    gradients of every parameter and of the input, in float64 at short T with a tight tolerance
+    and in float32 at T = 4096 (the ``implementations`` line of ``rnnbench check``; the settings
+    and tolerances are :data:`harness.equivalence.FLOAT64` and ``FLOAT32``).
+
+    Raises ``AssertionError`` naming each implementation, setting and quantity that is off, and by
+    how much; returns the measured :class:`Gaps`. To compare two modules of your own that share
+    their parameters, see :func:`implementation_gaps`.
+
+    :param lookup: ``registry``, ``plugin_files`` or ``autoload``, used to find a cell by name.
+    """
+    spec = resolve(cell, **lookup)
+    unknown = [name for name in (impls or ()) if name not in spec.impls.names]
+    if unknown:
+        raise AssertionError(f"cell {spec.name!r} has no implementation {', '.join(map(repr, unknown))}; "
+                             f"it has: {', '.join(spec.impls.names)}")
+    found = compare_impls(spec, impls, settings)
+    failed = [f"  {g.impl} vs {g.reference} in {g.setting.describe()}: {'; '.join(g.failures)}" for g in found if g.failures]
+    if failed:
+        raise AssertionError(f"cell {spec.name!r}: an implementation computes something else than its reference:\n"
+                             + "\n".join(failed))
+    return found
 
 
 def iter_checks(spec: CellSpec) -> Iterator[CheckResult]:

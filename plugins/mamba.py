@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness import hookimpl
+from harness.names import SCAN, STEP_IMPL
 from plugins.selective_scan import DEFAULT_CHUNK, selective_scan
 
 EXPAND = 2
@@ -155,5 +156,5 @@ class MambaStep(nn.Module):
 
 @hookimpl
 def register_cells(register):
-    register("mamba", Mamba, unroll=MambaStep,
+    register("mamba", Mamba, impl=SCAN, alternatives={STEP_IMPL: MambaStep}, reference=STEP_IMPL,
              summary="Mamba block: selective SSM, S4D-real A, conv window in the state (Gu & Dao 2023); chunked scan")

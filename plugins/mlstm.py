@@ -48,6 +48,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness import hookimpl
+from harness.names import PARALLEL, STEP_IMPL
 
 CHUNK_SIZE = 64
 FORGET_BIAS_RANGE = (3.0, 6.0)
@@ -174,5 +175,5 @@ class MLSTMStep(nn.Module):
 
 @hookimpl
 def register_cells(register):
-    register("mlstm", MLSTM, unroll=MLSTMStep,
+    register("mlstm", MLSTM, impl=PARALLEL, alternatives={STEP_IMPL: MLSTMStep}, reference=STEP_IMPL,
              summary="xLSTM matrix memory, exponential input gate, stabiliser (Beck et al. 2024); chunkwise parallel")

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness import hookimpl
+from harness.names import STEP_IMPL
 from plugins.mlstm import default_heads
 
 GATES = 4  # z, i, f, o
@@ -93,5 +94,5 @@ class SLSTMStep(nn.Module):
 
 @hookimpl
 def register_cells(register):
-    register("slstm", SLSTMStep, form="step",
+    register("slstm", SLSTMStep, form="step", impl=STEP_IMPL,
              summary="xLSTM scalar memory, exponential gates, normaliser, block-diagonal R (Beck et al. 2024); step form")

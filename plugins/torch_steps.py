@@ -113,13 +113,13 @@ def fused_cell(name: str, module_class: type[nn.RNNBase], step_class: type[_Step
     Returns ``(build, register_cells)``; a plugin module binds both at module level.
     """
     from harness import hookimpl
-    from harness.names import FUSED, TORCH
+    from harness.names import FUSED, TORCH, UNROLLED
 
     def build(input_size: int, hidden_size: int) -> nn.Module:
         return module_class(input_size, hidden_size, **options)
 
     @hookimpl
     def register_cells(register):
-        register(name, build, backend=TORCH, summary=summary, unroll=step_class, impl=FUSED)
+        register(name, build, backend=TORCH, summary=summary, impl=FUSED, alternatives={UNROLLED: step_class})
 
     return build, register_cells

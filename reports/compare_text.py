@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from harness.compare import Comparison, ratio_text
+from harness.compare import Comparison
+from harness.speed_verdict import ratio_words
 from harness.names import ACCURACY, GRADIENTS
 from harness.stats import smallest_p_value
 from reports.tables import fmt_seconds
@@ -16,12 +17,19 @@ def _signed(value, digits: int = 3) -> str:
     return "—" if value is None else f"{value:+.{digits}g}"
 
 
+def _evidence(s) -> str:
+    """What the verdict rests on: the rounds' 99% interval of B/A, or the repeats' Mann-Whitney p."""
+    if s.method == "rounds":
+        interval = "" if s.low is None or s.low != s.low else f" [{s.low:.3f}, {s.high:.3f}]"
+        return f"{s.rounds_a}/{s.rounds_b} rounds{interval}"
+    return "—" if s.p_value is None else f"{s.n_a}/{s.n_b} repeats, p {s.p_value:.2g}"
+
+
 def speed_rows(comparison: Comparison) -> list[dict]:
     return [{
         "cell": s.cell, "impl": s.impl, "device": s.device, "B": s.batch_size, "T": s.seq_len, "I": s.input_size,
         "H": s.hidden_size, "timing": s.timing, "A s": fmt_seconds(s.median_a), "B s": fmt_seconds(s.median_b),
-        "B/A": "—" if s.ratio is None else f"{s.ratio:.3f}", "repeats": f"{s.n_a}/{s.n_b}" if s.ratio is not None else "—",
-        "p": "—" if s.p_value is None else f"{s.p_value:.2g}", "verdict": s.verdict,
+        "B/A": "—" if s.ratio is None else f"{s.ratio:.3f}", "evidence": _evidence(s), "verdict": s.verdict,
     } for s in comparison.speed]
 
 
@@ -32,13 +40,16 @@ def metric_rows(comparison: Comparison, measurement: str) -> list[dict]:
         if m.measurement != measurement:
             continue
         row = rows.setdefault((m.cell, m.task, m.seq_len, m.hidden_size, m.device), {
-            "cell": m.cell, "task": m.task, "T": m.seq_len, "H": m.hidden_size, "device": m.device})
+            "cell": m.cell, "task": m.task, "T": m.seq_len, "H": m.hidden_size, "device": m.device,
+            "lr A": _number(m.lr_a), "lr B": _number(m.lr_b)})
+        if m.withheld:
+            row["note"] = f"differences withheld: {m.withheld}"
         if m.metric == "seeds solved":
             row[f"{m.metric} A"] = f"{_number(m.a)}/{m.seeds_a}"
             row[f"{m.metric} B"] = f"{_number(m.b)}/{m.seeds_b}"
         else:
             row[f"{m.metric} A"], row[f"{m.metric} B"] = _number(m.a), _number(m.b)
-            row[f"{m.metric} B-A"] = _signed(m.difference)
+            row[f"{m.metric} B-A"] = "withheld" if m.withheld else _signed(m.difference)
     return list(rows.values())
 
 
@@ -51,16 +62,16 @@ def format_comparison(comparison: Comparison) -> str:
 
     a, b = comparison.run_a, comparison.run_b
     parts = [f"Comparing run {a} (A) with run {b} (B); B/A > 1 means B took longer."]
+    parts += difference_lines(comparison)
     parts += [f"note: {note}" for note in comparison.notes]
     if comparison.speed:
         parts += ["", "Speed: seconds per batch, median of the repeats", table(speed_rows(comparison)), "",
-                  comparison.summary(),
-                  f"verdict: a change only when the repeats differ (Mann-Whitney U, p < {comparison.alpha:g}), by at "
-                  f"least {comparison.min_change:.0%}, with non-overlapping IQRs; otherwise 'not significant'"]
-        if comparison.compared() and smallest_p_value(comparison.min_repeats, comparison.min_repeats) >= comparison.alpha:
+                  comparison.summary(), *verdict_lines(comparison)]
+        if (comparison.min_repeats and comparison.compared()
+                and smallest_p_value(comparison.min_repeats, comparison.min_repeats) >= comparison.alpha):
             parts.append(f"note: some timings have only {comparison.min_repeats} repeats in a run; with so few no "
                          f"difference can be significant (more repeats: e.g. --profile default)")
-    for measurement, title in ((ACCURACY, "Accuracy: held-out results, mean over seeds"),
+    for measurement, title in ((ACCURACY, "Accuracy: test-set results at each run's chosen learning rate, mean over seeds"),
                                (GRADIENTS, "Gradient decay: slope of ln-norm per step, mean over seeds")):
         rows = metric_rows(comparison, measurement)
         if rows:
@@ -74,11 +85,40 @@ def format_comparison(comparison: Comparison) -> str:
     return "\n".join(parts)
 
 
+def difference_lines(comparison: Comparison) -> list[str]:
+    """The configuration differences, above every table, and what they withhold."""
+    if not comparison.differences:
+        return ["The two runs' configurations agree (recipe, sweep, seeds, sizes, timing, software, cell code)."]
+    lines = ["", "Configuration differences (A vs B):"]
+    lines += [f"  {d.line()}" + ("" if d.affects == "stated" else f"  [{d.affects}]") for d in comparison.differences]
+    withheld = sorted({d.affects for d in comparison.differences if d.affects != "stated"})
+    if withheld and not comparison.force:
+        lines.append(f"Verdicts and differences of the rows these affect ({', '.join(withheld)}) are withheld: the runs "
+                     "did not measure them the same way. Pass --force to see them anyway.")
+    elif withheld:
+        lines.append("--force: verdicts are given although the runs differ as above; read them with that in mind.")
+    return lines
+
+
+def verdict_lines(comparison: Comparison) -> list[str]:
+    """How the speed verdicts were reached, for each method that was used."""
+    methods = {s.method for s in comparison.compared()}
+    lines = []
+    if "rounds" in methods:
+        lines.append(f"verdict (timed in rounds): B/A is the ratio of the geometric means of the per-round medians; a "
+                     f"change only when its 99% Welch interval (on logs) excludes 1 and it is at least "
+                     f"{comparison.min_change:.0%} from 1; otherwise 'not significant'")
+    if "repeats" in methods:
+        lines.append(f"verdict (runs without rounds): a change only when the repeats differ (Mann-Whitney U, p < "
+                     f"{comparison.alpha:g}), by at least {comparison.min_change:.0%}, with non-overlapping IQRs")
+    return lines
+
+
 def regression_lines(comparison: Comparison, threshold: float) -> list[str]:
     """One line per timing of B significantly slower than A's by more than ``threshold``, then a count."""
     regressions = comparison.regressions(threshold)
     lines = [f"regression: {s.cell} {s.impl} {s.device} B={s.batch_size} T={s.seq_len} I={s.input_size} "
-             f"H={s.hidden_size} {s.timing}: {ratio_text(s.ratio)} (p = {s.p_value:.2g})" for s in regressions]
+             f"H={s.hidden_size} {s.timing}: {ratio_words(s.ratio)} ({_evidence(s)})" for s in regressions]
     if regressions:
         lines.append(f"{len(regressions)} timing(s) significantly slower by more than {threshold:.1%}")
     return lines

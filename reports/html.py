@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from harness import hookimpl
-from harness.names import ACCURACY, GRADIENTS, SPEED
+from harness.names import ACCURACY, GRADIENTS, LENGTH, SAMPLE, SPEED
 from harness.fairness import task_rankings
 from harness.results import Results
 from reports.plots import Plot, build_plots
@@ -25,7 +25,7 @@ from reports.tables import SWEEP, TABLES, drop_empty_note
 from reports.text import COLUMN_LABELS, TABLE_CAPTIONS, environment_items, labelled, table_notes
 
 SECTION_HEADINGS = {SPEED: "Speed", ACCURACY: "Accuracy on long-dependency tasks", SWEEP: "Learning-rate sweep",
-                    GRADIENTS: "Gradient decay"}
+                    GRADIENTS: "Gradient decay", LENGTH: "Length generalisation", SAMPLE: "Text samples"}
 
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif;

@@ -21,7 +21,7 @@ from harness.names import ACCURACY, GRADIENTS, SPEED
 from harness.results import Results, StoredRun
 from reports.plots import build_plots
 from reports.tables import TABLES, drop_empty_note
-from reports.text import TABLE_CAPTIONS, execution_text, table_notes
+from reports.text import TABLE_CAPTIONS, execution_text, table_notes, task_options_text
 
 GLOSSARY = {
     "speed": "fwd s / fwd+bwd s: median seconds per batch; IQR: interquartile range of the repeats (s); "
@@ -34,6 +34,9 @@ GLOSSARY = {
     "gradients": "decay/step: slope of ln||dL/ds_t|| per step of distance (negative: vanishing); first/last: norm at the "
                  "initial state over the norm one step before the loss; horizon: first probed distance where the norm "
                  "falls below 1e-3 of the last step's (> L: never).",
+    "length": "trained T: the length the model was trained at; T: the length it was evaluated at; L: steps the cell "
+              "saw; loss/baseline: against the memoryless baseline at that T.",
+    "sample": "prompt and sample: the same prompt and sampling seed for every cell; ↵ marks a newline.",
 }
 
 
@@ -73,6 +76,9 @@ def environment_lines(run: StoredRun) -> list[str]:
         f"- threads: torch {environment.get('torch_threads')}, BLAS {environment.get('blas_threads')}",
         f"- executed: {md_text(execution_text(run.execution))}",
     ]
+    options = task_options_text(run.environment)
+    if options:
+        lines.append(f"- task options: {md_text(options)}")
     if run.reason:
         lines.append(f"- ended {md_text(run.status)}: {md_text(run.reason)}")
     lines.append(f"- training recipe (every cell): {md_text(run.recipe.describe(run.config.learning_rates))}")

@@ -26,11 +26,12 @@ import pandas as pd
 
 from harness.fairness import at_chosen_lr
 from harness.names import ACCURACY, GRADIENTS, SPEED
-from harness.names import FUSED, GRAPHED, LOOPED_IMPLEMENTATIONS, MODULE, NUMPY, UNROLLED
+from harness.names import FUSED, GRAPHED, LOOPED_IMPLEMENTATIONS, MODULE, NUMPY, PARALLEL, SCAN, STEP_IMPL, UNROLLED
 from harness.results import TASK_CONDITION, Results, ok_values
 
-IMPL_STYLES = {FUSED: "-", MODULE: "-", NUMPY: "-", UNROLLED: "--", GRAPHED: ":"}
-IMPL_MARKERS = {FUSED: "o", MODULE: "o", NUMPY: "o", UNROLLED: "s", GRAPHED: "^"}
+# solid: a whole-sequence implementation; dashed: a Python step loop; dotted: that loop graphed
+IMPL_STYLES = {FUSED: "-", MODULE: "-", NUMPY: "-", SCAN: "-", PARALLEL: "-", UNROLLED: "--", STEP_IMPL: "--", GRAPHED: ":"}
+IMPL_MARKERS = {FUSED: "o", MODULE: "o", NUMPY: "o", SCAN: "o", PARALLEL: "o", UNROLLED: "s", STEP_IMPL: "s", GRAPHED: "^"}
 DPI = 100
 
 
@@ -332,12 +333,13 @@ def build_plots(results: Results) -> list[Plot]:
     if results.rows.empty:
         return []
     from reports.fair_plots import build_fair_plots
+    from reports.length_plots import length_plots
 
     colors = cell_colors(results)
     # Learning curves and gradient profiles are drawn at each cell's chosen learning rate.
     chosen = replace(results, rows=at_chosen_lr(results.rows))
     plots = (_speed_plots(results, colors) + _learning_plots(chosen, colors) + build_fair_plots(results, colors)
-             + _gradient_plots(chosen, colors))
+             + _gradient_plots(chosen, colors) + length_plots(results, colors))
     # Names become file names: two conditions that differ only in punctuation must not overwrite each other.
     seen: dict[str, int] = {}
     unique = []

@@ -13,11 +13,12 @@ import pandas as pd
 
 from harness.fairness import (INTERVAL_METHOD, at_chosen_lr, lr_choices, rank_text, seed_interval, solve_curve_of,
                               solved_proportion, task_rankings, with_recipe_columns)
-from harness.names import ACCURACY, GRADIENTS, SPEED
+from harness.names import ACCURACY, GRADIENTS, LENGTH, SAMPLE, SPEED
 from harness.results import TRAIN_CONDITION, Results, all_ok, as_int, of, per_seed, problem, stats, value
 
 SWEEP = "sweep"  # the learning-rate sweep's table, shown after the accuracy table
 from harness.stats import UNSTABLE_IQR_RATIO, Summary
+from reports.length_tables import LENGTH_TITLE, SAMPLE_TITLE, length_table, samples_table
 
 
 def fmt(value, digits: int = 4) -> str:
@@ -233,6 +234,8 @@ TABLES = {
     SWEEP: ("Learning-rate sweep: final validation loss, mean over seeds, at every rate tried", sweep_table),
     GRADIENTS: ("Gradient decay: ||dL/ds_t|| of the last-step loss vs distance from the loss "
                 f"(mean [{INTERVAL_METHOD}])", gradient_table),
+    LENGTH: (LENGTH_TITLE, length_table),
+    SAMPLE: (SAMPLE_TITLE, samples_table),
 }
 
 

@@ -38,6 +38,14 @@ TABLE_CAPTIONS = {
                  "the norm falls below 1/1000 of its value next to the loss ('> T': never within the sequence). "
                  "Means over seeds with 95% t intervals; first/last is a geometric mean, its interval taken on ln. "
                  "Rows are at each cell's chosen learning rate.",
+    "length": "Each model trained at one length T (the first line of each block: its test set there) and then, "
+              "unchanged, evaluated on held-out sequences of the same task built at longer T (--eval-lengths). "
+              "L is the number of steps the cell sees. loss/baseline compares with the memoryless baseline at that "
+              "T. A task that cannot be built at a length (digits: T is fixed) says so in the note. Means over seeds "
+              "with 95% t intervals, at each cell's chosen learning rate.",
+    "sample": "Each trained model continues the same prompt, characters drawn from its predicted distribution "
+              "with the same sampling seed and temperature, so differences come from the models. Newlines are "
+              "shown as ↵; the stored text (the run's rows) is exact.",
 }
 
 # Column names as the tables build them -> labels with units, for formats with room for them.
@@ -136,6 +144,9 @@ def environment_items(run: StoredRun, rows: pd.DataFrame | None = None) -> list[
         ("training recipe", f"the same for every cell: {run.recipe.describe(run.config.learning_rates)}"),
         ("seeds", ", ".join(str(s) for s in run.config.seeds)),
     ]
+    options = task_options_text(environment)
+    if options:
+        items.append(("task options", options))
     if getattr(run.config, "param_budget", None):
         items.append(("parameter budget", f"each cell's hidden size chosen so that its parameter count is closest to "
                                           f"{run.config.param_budget}"))
@@ -171,3 +182,14 @@ def ranking_notes(rows: pd.DataFrame) -> list[str]:
 
     return [f"Rank: {note}." for note in dict.fromkeys(r.ranking.note for r in task_rankings(rows)
                                                        if len(r.ranking.cells) > 1)]
+
+
+def task_options_text(environment: dict) -> str:
+    """What the run's tasks were built with, where that is more than their defaults: the options
+    given and what the task records (the text task's corpus, its size and SHA-256)."""
+    parts = []
+    for task, record in (environment.get("tasks") or {}).items():
+        shown = {**(record.get("given") or {}), **(record.get("task") or {})}
+        if record.get("given") or "corpus_sha256" in shown:
+            parts.append(f"{task}: " + ", ".join(f"{key}={value}" for key, value in shown.items()))
+    return "; ".join(parts)

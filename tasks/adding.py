@@ -51,6 +51,10 @@ class AddingTask(Task):
         x = np.stack([values, markers], axis=-1).astype(np.float32)
         return Batch(x=x, target=target.astype(np.float32))
 
+    def memoryless_logits(self, batch_size):
+        """1, the mean of the sum of two U(0, 1) values, at every step (only the last is scored)."""
+        return torch.ones(self.length, batch_size, 1, dtype=torch.float64)
+
     def loss(self, logits, target):
         return self.last_step_loss(logits[-1], target)
 

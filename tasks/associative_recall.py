@@ -34,7 +34,7 @@ import math
 import numpy as np
 
 from harness.hookspecs import hookimpl
-from harness.tasks import IGNORE_INDEX, Batch, TaskSizeError, TokenTask, one_hot
+from harness.tasks import IGNORE_INDEX, Batch, TaskSizeError, TokenTask, logits_of, one_hot
 
 BLANK = 0
 
@@ -91,6 +91,12 @@ class AssociativeRecallTask(TokenTask):
         target = np.full((length, batch_size), IGNORE_INDEX, dtype=np.int64)
         np.put_along_axis(target, slots, np.take_along_axis(values, order, axis=0), axis=0)
         return Batch(x=one_hot(tokens, self.input_size), target=target)
+
+    def memoryless_logits(self, batch_size):
+        """Uniform over the V - V//2 value tokens (only the query steps are scored)."""
+        p = np.zeros(self.vocab_size)
+        p[self.first_value:] = 1 / (self.vocab_size - self.first_value)
+        return logits_of(p, self.length, batch_size)
 
     def solved(self, loss: float, accuracy: float) -> bool:
         return accuracy >= 0.99

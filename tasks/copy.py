@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from harness import hookimpl
-from harness.tasks import Batch, TokenTask
+from harness.tasks import Batch, TokenTask, logits_of
 
 N_SYMBOLS = 8
 N_RECALL = 10
@@ -51,6 +51,12 @@ class CopyTask(TokenTask):  # every step has a target: no IGNORE_INDEX
         target[-N_RECALL:] = symbols
         x = np.eye(self.input_size, dtype=np.float32)[tokens]
         return Batch(x=x, target=target)
+
+    def memoryless_logits(self, batch_size):
+        """Blank for sure at the first T + 10 steps, then uniform over the 8 symbols."""
+        blank = np.eye(self.output_size)[BLANK]
+        uniform = np.r_[0.0, np.full(N_SYMBOLS, 1 / N_SYMBOLS)]
+        return torch.cat([logits_of(blank, self.length - N_RECALL, batch_size), logits_of(uniform, N_RECALL, batch_size)])
 
     def accuracy(self, logits, target):
         recalled = logits[-N_RECALL:].argmax(dim=-1)

@@ -29,7 +29,7 @@ import math
 import numpy as np
 
 from harness.hookspecs import hookimpl
-from harness.tasks import IGNORE_INDEX, Batch, TaskSizeError, TokenTask, one_hot
+from harness.tasks import IGNORE_INDEX, Batch, TaskSizeError, TokenTask, logits_of, one_hot
 
 NOISE = 0
 
@@ -76,6 +76,10 @@ class SelectiveCopyTask(TokenTask):
         target = np.full((self.length, batch_size), IGNORE_INDEX, dtype=np.int64)
         target[region + 1:] = symbols
         return Batch(x=one_hot(tokens, self.input_size), target=target)
+
+    def memoryless_logits(self, batch_size):
+        """Uniform over the S data symbols, never noise (only the recall steps are scored)."""
+        return logits_of(np.r_[0.0, np.full(self.n_symbols, 1 / self.n_symbols)], self.length, batch_size)
 
     def solved(self, loss: float, accuracy: float) -> bool:
         return accuracy >= 0.99

@@ -5,7 +5,8 @@ import textwrap
 
 import pytest
 
-from harness.compare import ALPHA, compare_rows, compare_runs, ratio_text
+from harness.compare import ALPHA, compare_rows, compare_runs
+from harness.speed_verdict import ratio_words as ratio_text
 from harness.store import ResultRow, ResultStore
 
 # --- how a ratio reads -----------------------------------------------------------------------
@@ -254,6 +255,7 @@ PROBE_PLUGIN = """
 
 def test_a_slowed_cell_is_flagged_slower(rnnbench, write_plugin, tmp_path):
     """The same cell timed twice, the second time with a 3 ms sleep in forward: "slower", and --fail-above fails.
+    The two plugin files differ (their content hashes do), so the verdict is withheld unless --force.
 
     The default profile's timing (>= 5 repeats, up to 100, 0.5 s) gives enough repeats for the test;
     tiny sizes keep each run near a second.
@@ -265,16 +267,21 @@ def test_a_slowed_cell_is_flagged_slower(rnnbench, write_plugin, tmp_path):
     slow = write_plugin("probe_slow", textwrap.dedent(PROBE_PLUGIN).format(sleep_s=0.003))
     assert rnnbench("run", *sizes, "--plugin", fast).code == 0
     assert rnnbench("run", *sizes, "--plugin", slow).code == 0
-    result = rnnbench("compare", "1", "latest", "--db", db, "--fail-above", "5%")
+    withheld = rnnbench("compare", "1", "latest", "--db", db, "--fail-above", "5%")
+    assert "cell probe code: file:probe_fast.py sha256:" in withheld.out
+    probe = [line for line in withheld.out.splitlines() if line.startswith("probe ")]
+    assert len(probe) == 2 and all("withheld: the cell's code differs" in line for line in probe), withheld.out
+    assert withheld.code == 0
+    result = rnnbench("compare", "1", "latest", "--db", db, "--fail-above", "5%", "--force")
     probe = [line for line in result.out.splitlines() if line.startswith("probe ")]
     assert len(probe) == 2, result.out
     assert all("x slower" in line for line in probe), result.out
     assert result.code == 1
 
 
-def test_runs_measured_with_different_speed_methods_carry_a_note(rnnbench, tmp_path, run_config):
+def test_runs_measured_with_different_speed_methods_are_not_given_speed_verdicts(rnnbench, tmp_path, run_config):
     """A run stored before the harness changed how it times (no speed_method: method 1) and one
-    after it are still compared, with a note that part of the difference may be the harness's."""
+    after it: the difference is listed and the speed verdicts are withheld unless --force."""
     db = tmp_path / "results.sqlite"
     with ResultStore(db) as store:
         for environment in ({"hostname": "test"}, {"hostname": "test", "speed_method": 2}, {"speed_method": 2}):
@@ -283,7 +290,9 @@ def test_runs_measured_with_different_speed_methods_carry_a_note(rnnbench, tmp_p
             store.finish_run(run_id, "complete")
     differing = rnnbench("compare", "1", "2", "--db", db)
     assert differing.code == 0, differing.err
-    assert ("note: run 1 and run 2 measured speed with different harness methods (1 and 2, see "
-            "harness.speed.SPEED_METHOD)") in differing.out
+    assert "speed method (harness.speed.SPEED_METHOD): 1 (A) vs 2 (B)  [speed]" in differing.out
+    assert "withheld: timing method differs (speed method" in differing.out
+    forced = rnnbench("compare", "1", "2", "--db", db, "--force")
+    assert "withheld" not in forced.out and "--force: verdicts are given" in forced.out
     same = rnnbench("compare", "2", "3", "--db", db)
-    assert same.code == 0 and "different harness methods" not in same.out
+    assert same.code == 0 and "speed method" not in same.out

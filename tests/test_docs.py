@@ -22,7 +22,8 @@ DOC = REPO / "docs" / "writing-cells.md"
 DOCS = (DOC, REPO / "docs" / "writing-tasks.md")
 EXAMPLES = REPO / "docs" / "examples"
 INCLUDE = re.compile(r"<!-- include: (?P<path>\S+) -->\n```python\n(?P<code>.*?)```\n", re.S)
-EXAMPLE_CELLS = {"mycell.py": "mycell", "mycell_sequence.py": "mycell-seq", "mycell_numpy.py": "mycell-numpy"}
+EXAMPLE_CELLS = {"mycell.py": "mycell", "mycell_sequence.py": "mycell-seq", "mycell_numpy.py": "mycell-numpy",
+                 "mycell_scan.py": "mycell-scan"}
 
 
 def included() -> dict[str, str]:
@@ -96,12 +97,33 @@ def test_the_docs_pytest_example_passes():
     """docs/examples/test_mycell.py, the plugin-author test the doc shows, passes."""
     module = _module(EXAMPLES / "test_mycell.py")
     tests = [getattr(module, name) for name in dir(module) if name.startswith("test_")]
-    assert len(tests) == 2
+    assert len(tests) == 3
     try:
         for test in tests:
             test()
     finally:
         sys.modules.pop("rnnbench_plugin_mycell", None)
+        sys.modules.pop("rnnbench_plugin_mycell_scan", None)
+
+
+def test_the_scan_example_has_two_implementations_and_a_wrong_scan_fails(example_registry):
+    """mycell-scan registers scan and step, the step the reference; the same file with the scan's
+    gate and candidate swapped fails assert_equivalent."""
+    spec = example_registry.cell("mycell-scan")
+    assert spec.impls.names == ("scan", "step") and spec.reference_impl == "step"
+    from harness.testing import assert_equivalent, make_spec
+
+    module = _module(EXAMPLES / "mycell_scan.py")
+
+    class Swapped(module.MinGRUScan):
+        def forward(self, x, state=None):
+            candidate, gate = self.linear(x).chunk(2, dim=-1)
+            h = module.linear_scan(torch.sigmoid(-gate), torch.sigmoid(gate) * candidate, state)
+            return h, h[-1]
+
+    broken = make_spec("broken", Swapped, impl="scan", alternatives={"step": module.MinGRUStep}, reference="step")
+    with pytest.raises(AssertionError, match="scan vs step in float64"):
+        assert_equivalent(broken)
 
 
 def test_the_tutorial_command_puts_mycell_in_all_three_tables_beside_lstm_and_gru(rnnbench, tmp_path):
@@ -165,7 +187,7 @@ def test_the_docs_task_tests_pass():
     """docs/examples/test_myecho.py, the task-author tests writing-tasks.md shows, pass."""
     module = _module(EXAMPLES / "test_myecho.py")
     tests = [getattr(module, name) for name in dir(module) if name.startswith("test_")]
-    assert len(tests) == 2
+    assert len(tests) == 3
     try:
         for test in tests:
             test()

@@ -210,3 +210,18 @@ def test_param_budget_through_the_cli(tmp_path, capsys):
                          capsys=capsys)
     text = (tmp_path / "md" / "report.md").read_text()
     assert "| params" in text
+
+
+def test_the_reports_glance_names_the_cells_not_shown_to_differ(tmp_path):
+    """3 seeds: the best cell, then the others as not shown to differ, with the method and its power stated."""
+    from reports.html import render_html
+
+    rows = []
+    for seed in range(3):
+        for cell, ratio in (("gru", 0.1), ("lstm", 0.2), ("torch-rnn", 0.9)):
+            rows += [row(cell, seed, 1e-2, "loss_ratio", ratio + 0.01 * seed), row(cell, seed, 1e-2, "val_loss", ratio)]
+    page = render_html(synthetic(rows), tmp_path).read_text()
+    glance = page.split('id="glance"')[1].split("</section>")[0]
+    assert "Best on copy (T = 10, H = 16, cpu): gru" in glance
+    assert "Not shown to differ from it: lstm, torch-rnn." in glance
+    assert "Holm-corrected over 2 comparisons" in glance and "smallest possible p is 0.25" in glance

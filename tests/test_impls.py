@@ -43,6 +43,7 @@ def test_unrolled_matches_fused(name):
     spec = REGISTRY.cell(name)
     torch.manual_seed(0)
     fused = build_impl(spec, "fused", 5, 7)
+    torch.manual_seed(0)  # the same seed builds the same parameters, whatever the step module names them
     unrolled = build_impl(spec, "unrolled", 5, 7)
     unrolled.load_state_dict(_renamed(fused.state_dict(), unrolled.state_dict()))
     x = torch.randn(12, 3, 5, requires_grad=True)
@@ -70,6 +71,7 @@ def test_graphed_matches_fused_on_cuda(name):
     spec = REGISTRY.cell(name)
     torch.manual_seed(0)
     fused = build_impl(spec, "fused", 8, 32).cuda()
+    torch.manual_seed(0)
     graphed = build_impl(spec, "graphed", 8, 32).cuda()
     graphed.load_state_dict(_renamed(fused.state_dict(), graphed.state_dict()))
     x = torch.randn(50, 4, 8, device="cuda")

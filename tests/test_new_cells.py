@@ -238,7 +238,7 @@ def test_mingru_follows_its_equations(registry):
     x = torch.randn(5, 2, 3, dtype=F64)
     with torch.no_grad():
         y, _ = cell(x, None)
-    weight, bias = cell.step.linear.weight.detach(), cell.step.linear.bias.detach()
+    weight, bias = cell.linear.weight.detach(), cell.linear.bias.detach()
     h = torch.zeros(2, 4, dtype=F64)
     for t in range(5):
         z = torch.sigmoid(x[t] @ weight[:4].T + bias[:4])

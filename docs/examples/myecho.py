@@ -5,7 +5,7 @@ import math
 import numpy as np
 
 from harness import hookimpl
-from harness.tasks import IGNORE_INDEX, Batch, TaskSizeError, TokenTask, one_hot
+from harness.tasks import IGNORE_INDEX, Batch, TaskSizeError, TokenTask, logits_of, one_hot
 
 
 class DelayedEcho(TokenTask):
@@ -35,6 +35,9 @@ class DelayedEcho(TokenTask):
     @property
     def baseline(self):
         return math.log(self.n_symbols)
+
+    def memoryless_logits(self, batch_size):  # the predictor the baseline describes; no input
+        return logits_of(np.full(self.n_symbols, 1 / self.n_symbols), self.length, batch_size)
 
     def sample(self, batch_size, rng):  # rng: a seeded numpy Generator
         symbols = rng.integers(0, self.n_symbols, size=(self.length, batch_size))

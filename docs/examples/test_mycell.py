@@ -2,13 +2,19 @@
 
 from pathlib import Path
 
-from harness.testing import assert_conforms, make_spec, run_checks
+from harness.testing import assert_conforms, assert_equivalent, make_spec, run_checks
 
 PLUGIN = Path(__file__).with_name("mycell.py")
+SCAN_PLUGIN = Path(__file__).with_name("mycell_scan.py")
 
 
 def test_mycell_conforms():
     assert_conforms("mycell", plugin_files=[PLUGIN])  # AssertionError listing each failed check
+
+
+def test_mycell_scan_equals_its_step_form():
+    # outputs, final state and every gradient, float64 at T = 64 and float32 at T = 4096
+    assert_equivalent("mycell-scan", plugin_files=[SCAN_PLUGIN])
 
 
 def test_a_draft_cell_can_be_checked_before_it_is_registered():

@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from harness.plugins import load_plugins
+from harness.task_checks import assert_task_conforms
 from harness.tasks import IGNORE_INDEX
 
 PLUGIN = Path(__file__).with_name("myecho.py")
@@ -34,3 +35,9 @@ def test_the_baseline_is_the_loss_of_the_best_input_free_predictor():
     loss = float(task.loss(frequencies.log().expand(task.length, 50_000, 4), target))
     assert task.baseline == math.log(4)
     assert abs(loss - task.baseline) < 1e-3
+
+
+def test_the_task_passes_rnnbench_check():
+    """Shapes, seeding, finite losses, a target at the last step, and memoryless_logits scoring the baseline."""
+    registry = load_plugins([PLUGIN], autoload=False)
+    assert_task_conforms("myecho", registry=registry)

@@ -1,0 +1,105 @@
+"""Every difference between two stored runs' configurations, and which comparisons each one spoils.
+
+``rnnbench compare`` prints these above its tables: a reader must know that run B trained
+with another learning rate, another step budget, or a cell file that was edited, before
+reading any difference as the cells' doing. Each :class:`Difference` says what it affects:
+
+- ``accuracy`` (training recipe, learning-rate sweep, seeds, parameter budget, probes): accuracy
+  and gradient rows of the two runs were not produced the same way, so their verdict is withheld;
+- ``speed`` (timing method: rounds, repeats, warm-up, threads, the harness's speed method):
+  speed verdicts are withheld;
+- ``stated`` (profile name, rnnbench version and commit, Python/torch/NumPy, machine): said, but
+  no verdict is withheld, since comparing two versions of the code or two machines is what a
+  comparison is for.
+
+A cell whose plugin file changed (its content hash, stored as the rows' ``plugin_version``
+``sha256:...``) or whose plugin distribution changed version is listed per cell; its rows'
+verdicts are withheld too (an edited cell is not paired with its earlier self), unless the
+user asks for them (``--force``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import pandas as pd
+
+from harness.results import StoredRun
+
+ACCURACY_EFFECT, SPEED_EFFECT, STATED = "accuracy", "speed", "stated"
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One configuration value that differs: ``what`` names it, ``a``/``b`` are its values as text."""
+
+    what: str
+    a: str
+    b: str
+    affects: str  # "accuracy", "speed" or "stated"
+
+    def line(self) -> str:
+        return f"{self.what}: {self.a} (A) vs {self.b} (B)"
+
+
+def _text(value) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_text(v) for v in value) or "—"
+    if isinstance(value, dict):
+        return "; ".join(f"{k} {_text(v)}" for k, v in value.items()) or "—"
+    return "—" if value is None else str(value)
+
+
+def _compare(what: str, a, b, affects: str) -> list[Difference]:
+    return [] if a == b else [Difference(what, _text(a), _text(b), affects)]
+
+
+def config_differences(run_a: StoredRun, run_b: StoredRun) -> list[Difference]:
+    """Differences in recipe, sweep, seeds, sizes, timing and software between two runs."""
+    config_a, config_b = run_a.config, run_b.config
+    out: list[Difference] = []
+    recipe_a, recipe_b = asdict(config_a.recipe), asdict(config_b.recipe)
+    for name in recipe_a:
+        if name != "lr":  # the rate is compared as the sweep below
+            out += _compare(f"recipe {name}", recipe_a[name], recipe_b.get(name), ACCURACY_EFFECT)
+    out += _compare("learning rates", config_a.learning_rates, config_b.learning_rates, ACCURACY_EFFECT)
+    out += _compare("seeds", config_a.seeds, config_b.seeds, ACCURACY_EFFECT)
+    out += _compare("parameter budget", config_a.param_budget, config_b.param_budget, ACCURACY_EFFECT)
+    out += _compare("gradient probes (max)", config_a.max_probes, config_b.max_probes, ACCURACY_EFFECT)
+    out += _compare("training hidden sizes", config_a.hidden_sizes, config_b.hidden_sizes, STATED)
+    out += _compare("task lengths T", config_a.task_seq_lens, config_b.task_seq_lens, STATED)
+    for name in ("speed_batch_sizes", "speed_seq_lens", "speed_hidden_sizes", "speed_input_size", "impls"):
+        out += _compare(name.replace("_", " "), getattr(config_a, name), getattr(config_b, name), STATED)
+    timing_a, timing_b = asdict(config_a.timing), asdict(config_b.timing)
+    for name in timing_a:
+        out += _compare(f"timing {name}", timing_a[name], timing_b.get(name), SPEED_EFFECT)
+    out += _compare("threads", config_a.threads, config_b.threads, SPEED_EFFECT)
+    out += _compare("speed method (harness.speed.SPEED_METHOD)", run_a.speed_method, run_b.speed_method, SPEED_EFFECT)
+    out += _compare("profile", config_a.profile, config_b.profile, STATED)
+    env_a, env_b = run_a.environment, run_b.environment
+    for key, label in (("rnnbench", "rnnbench version"), ("git_commit", "rnnbench commit"), ("torch", "torch"),
+                       ("numpy", "NumPy"), ("python", "Python"), ("cpu_model", "CPU"), ("hostname", "host"),
+                       ("gpu_name", "GPU")):
+        out += _compare(label, env_a.get(key), env_b.get(key), STATED)
+    return out
+
+
+def cell_code_differences(rows_a: pd.DataFrame, rows_b: pd.DataFrame) -> dict[str, Difference]:
+    """Cells whose plugin (distribution and version, or a plugin file's content hash) differs."""
+    def versions(rows: pd.DataFrame) -> dict[str, str]:
+        if rows.empty or "plugin" not in rows:
+            return {}
+        first = rows.drop_duplicates("cell")
+        return {row.cell: f"{row.plugin} {row.plugin_version}" for row in first.itertuples()}
+
+    found_a, found_b = versions(rows_a), versions(rows_b)
+    return {cell: Difference(f"cell {cell} code", found_a[cell], found_b[cell], "cell")
+            for cell in found_a if cell in found_b and found_a[cell] != found_b[cell]}
+
+
+def withheld_reason(differences: list[Difference], effect: str) -> str | None:
+    """Why verdicts on ``effect`` rows ("accuracy" or "speed") are withheld, or None."""
+    names = [d.what for d in differences if d.affects == effect]
+    return f"{'recipe' if effect == ACCURACY_EFFECT else 'timing method'} differs ({', '.join(names)})" if names else None

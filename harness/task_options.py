@@ -1,0 +1,99 @@
+"""Task options from the command line: ``--task-option TASK.NAME=VALUE`` and ``--text FILE``.
+
+A task's options are the keyword arguments of its factory, ``factory(seq_len, **options)``
+(docs/writing-tasks.md, section 3). An option typed on the command line is checked against
+the factory's signature before anything runs, and its value is converted to the type of the
+option's default (``int``, ``float``, ``bool``, ``str``; a default of ``None`` takes the
+text as given). The factory itself then judges the value (``TaskSizeError``).
+"""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+from harness.errors import UsageError
+
+BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+TEXT_TASK, TEXT_OPTION = "text", "text_path"
+
+
+def factory_options(factory) -> dict[str, object]:
+    """The keyword options of a task factory and their defaults (``inspect.Parameter.empty`` when none)."""
+    try:
+        parameters = list(inspect.signature(factory).parameters.values())
+    except (TypeError, ValueError):  # a builtin or an odd callable: no options known
+        return {}
+    return {p.name: p.default for p in parameters[1:]  # the first is seq_len
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+
+
+def _convert(task: str, name: str, text: str, default: object) -> object:
+    """``text`` as the type of ``default``."""
+    kind = type(default)
+    try:
+        if kind is bool:
+            return BOOLEANS[text.lower()]
+        if kind is int:
+            return int(text)
+        if kind is float:
+            return float(text)
+    except (KeyError, ValueError):
+        allowed = "true or false" if kind is bool else f"a number ({kind.__name__})"
+        raise UsageError(f"--task-option {task}.{name}={text}: the value must be {allowed}") from None
+    return text
+
+
+def parse_task_options(pairs: tuple[str, ...], registry) -> dict[str, dict[str, object]]:
+    """``("associative-recall.num_pairs=4", ...)`` -> ``{"associative-recall": {"num_pairs": 4}}``.
+
+    Raises :class:`UsageError` (one line) for a malformed pair, an unknown task, or an option
+    its factory does not take (naming the ones it does).
+    """
+    options: dict[str, dict[str, object]] = {}
+    for pair in pairs:
+        where, equals, text = pair.partition("=")
+        task, dot, name = where.rpartition(".")
+        if not (equals and dot and task and name):
+            raise UsageError(f"--task-option {pair!r}: write TASK.OPTION=VALUE, e.g. associative-recall.num_pairs=4")
+        spec = registry.task(task)  # UnknownTaskError lists the tasks
+        known = factory_options(spec.factory)
+        if name not in known:
+            offered = ", ".join(known) or "none"
+            raise UsageError(f"--task-option {pair}: task {task!r} has no option {name!r}; its options: {offered}")
+        default = known[name]
+        options.setdefault(task, {})[name] = text if default in (None, inspect.Parameter.empty) else _convert(
+            task, name, text, default)
+    return options
+
+
+def with_text_file(options: dict[str, dict[str, object]], text_file: str | None) -> dict[str, dict[str, object]]:
+    """``--text FILE``: the text task's corpus, as an absolute path (workers may start elsewhere)."""
+    if text_file is None:
+        return options
+    path = Path(text_file)
+    if not path.is_file():
+        raise UsageError(f"--text {text_file}: no such file; give a UTF-8 text file")
+    return {**options, TEXT_TASK: {**options.get(TEXT_TASK, {}), TEXT_OPTION: str(path.resolve())}}
+
+
+def build_task(spec, seq_len: int, options: dict[str, object] | None = None):
+    """The task of ``spec`` at ``seq_len`` with ``options`` (its factory's keyword arguments)."""
+    return spec.factory(seq_len, **(options or {}))
+
+
+def task_records(config, registry) -> dict[str, dict[str, object]]:
+    """What each task of a run was built with, for the run's record: the options as given and the
+    task's own ``options`` (the text task's corpus name, size in characters and SHA-256)."""
+    records = {}
+    for name in config.tasks:
+        lengths = config.task_seq_lens.get(name) or ()
+        if not lengths or name not in registry.tasks:
+            continue
+        try:
+            task = build_task(registry.task(name), lengths[0], config.options_for(name))
+            described = dict(task.options)
+        except Exception as exc:  # noqa: BLE001 -- the items say why; the record says it could not be built
+            described = {"error": f"{type(exc).__name__}: {exc}"}
+        records[name] = {"given": config.options_for(name), "task": described}
+    return records

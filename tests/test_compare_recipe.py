@@ -1,0 +1,112 @@
+"""compare knows the recipe: configuration differences listed above the tables, verdicts withheld
+where the recipe differs (unless --force), accuracy rows at each run's chosen rate; load_results
+of several runs with the recipe as columns."""
+
+import dataclasses
+
+import pytest
+
+import harness
+from harness.cli import main
+from harness.results import ResultRow
+from harness.run_diff import config_differences
+from harness.store import ResultStore
+
+
+def accuracy_rows(cell, lr, loss_ratio, seeds=(0, 1)):
+    rows = []
+    for seed in seeds:
+        base = dict(item=f"train|{cell}|copy|seed{seed}|lr{lr!r}", measurement="accuracy", cell=cell, device="cpu",
+                    task="copy", seq_len=10, hidden_size=16, seed=seed, lr=lr, plugin="rnnbench:builtin",
+                    plugin_version="0.1.0")
+        rows += [ResultRow(**base, metric="loss_ratio", value=loss_ratio, unit="ratio"),
+                 ResultRow(**base, metric="val_loss", value=loss_ratio, unit="loss"),
+                 ResultRow(**base, metric="solved", value=0.0, unit="bool")]
+    return rows
+
+
+def store_run(store, config, rows, environment=None):
+    run_id = store.start_run(["rnnbench", "run"], config, environment or {"rnnbench": "0.1.0", "speed_method": 3})
+    store.add_rows(run_id, rows)
+    store.finish_run(run_id, "complete")
+    return run_id
+
+
+def cli(*args, capsys):
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_differences_are_listed_and_accuracy_verdicts_withheld(tmp_path, run_config, capsys):
+    """Run B trained 500 steps at a swept 1e-3,1e-2 (chosen: 1e-2, lower validation loss) where A trained
+    1000 steps at 1e-2: both differences are printed above the tables, the accuracy differences are
+    withheld, and --force shows them (0.2 - 0.5 = -0.3, each side at its own chosen rate)."""
+    db = tmp_path / "r.sqlite"
+    config_a = run_config()
+    config_a = dataclasses.replace(config_a, recipe=dataclasses.replace(config_a.recipe, lr=1e-2, steps=1000))
+    config_b = dataclasses.replace(config_a, recipe=dataclasses.replace(config_a.recipe, steps=500), lrs=(1e-3, 1e-2))
+    with ResultStore(db) as store:
+        store_run(store, config_a, accuracy_rows("gru", 1e-2, 0.5))
+        store_run(store, config_b, accuracy_rows("gru", 1e-3, 0.9) + accuracy_rows("gru", 1e-2, 0.2),
+                  {"rnnbench": "0.2.0", "speed_method": 3})
+        differences = config_differences(store.run(1), store.run(2))
+    assert [d.line() for d in differences] == [
+        "recipe steps: 1000 (A) vs 500 (B)",
+        "learning rates: 0.01 (A) vs 0.001, 0.01 (B)",
+        "rnnbench version: 0.1.0 (A) vs 0.2.0 (B)",
+    ]
+    assert [d.affects for d in differences] == ["accuracy", "accuracy", "stated"]
+    code, out, _ = cli("compare", "1", "2", "--db", db, capsys=capsys)
+    assert code == 0
+    header = out.split("Accuracy:")[0]
+    assert "recipe steps: 1000 (A) vs 500 (B)  [accuracy]" in header
+    assert "rnnbench version: 0.1.0 (A) vs 0.2.0 (B)" in header
+    assert "Pass --force to see them anyway" in header
+    gru = next(line for line in out.splitlines() if line.startswith("gru "))
+    assert "withheld" in gru and "-0.3" not in gru
+    code, out, _ = cli("compare", "1", "2", "--db", db, "--force", capsys=capsys)
+    gru = next(line for line in out.splitlines() if line.startswith("gru "))
+    assert "withheld" not in gru and "-0.3" in gru and "0.01" in gru
+
+
+def test_identical_configurations_say_so(tmp_path, run_config, capsys):
+    db = tmp_path / "r.sqlite"
+    with ResultStore(db) as store:
+        for _ in range(2):
+            store_run(store, run_config(), accuracy_rows("gru", 1e-3, 0.5))
+    code, out, _ = cli("compare", "1", "2", "--db", db, capsys=capsys)
+    assert code == 0 and "configurations agree" in out and "withheld" not in out
+    assert "+0" in next(line for line in out.splitlines() if line.startswith("gru "))
+
+
+def test_an_edited_plugin_file_is_not_paired_with_its_earlier_self(tmp_path, run_config, capsys):
+    db = tmp_path / "r.sqlite"
+    with ResultStore(db) as store:
+        for digest in ("sha256:aaaa", "sha256:bbbb"):
+            rows = [dataclasses.replace(r, plugin="file:mycell.py", plugin_version=digest)
+                    for r in accuracy_rows("mycell", 1e-3, 0.5)]
+            store_run(store, run_config(), rows)
+    code, out, _ = cli("compare", "1", "2", "--db", db, capsys=capsys)
+    assert "cell mycell code: file:mycell.py sha256:aaaa (A) vs file:mycell.py sha256:bbbb (B)" in out
+    assert "differences withheld: the cell's code differs" in out
+
+
+def test_load_results_of_several_runs_with_the_recipe_as_columns(tmp_path, run_config):
+    db = tmp_path / "r.sqlite"
+    config_a = run_config()
+    config_b = dataclasses.replace(config_a, recipe=dataclasses.replace(config_a.recipe, steps=77), lrs=(1e-3, 1e-2))
+    with ResultStore(db) as store:
+        store_run(store, config_a, accuracy_rows("gru", config_a.recipe.lr, 0.5))
+        store_run(store, config_b, accuracy_rows("gru", 1e-3, 0.9) + accuracy_rows("gru", 1e-2, 0.2))
+    every = harness.load_results(db, run="all")
+    assert sorted(every["run_id"].unique()) == [1, 2]
+    assert set(every[every.run_id == 2]["steps"]) == {77}
+    assert set(every[every.run_id == 1]["steps"]) == {config_a.recipe.steps}
+    chosen = every[(every.run_id == 2) & every.lr_chosen.astype(bool)]
+    assert set(chosen["lr"]) == {1e-2}  # chosen on validation: 0.2 < 0.9
+    listed = harness.load_results(db, run=[2, 1])
+    assert list(dict.fromkeys(listed["run_id"])) == [2, 1]
+    assert (harness.load_results(db)["run_id"] == 2).all()
+    with pytest.raises(harness.errors.UsageError, match="no run 9"):
+        harness.load_results(db, run=[1, 9])

@@ -1,0 +1,184 @@
+"""Several implementations of one cell: registration, what each run builds, and the equivalence
+check that `rnnbench check` and harness.testing.assert_equivalent run against the reference."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from harness import Alternative
+from harness.cells import Unrolled, available_impls, build_impl, build_impls
+from harness.equivalence import FLOAT32, FLOAT64
+from harness.errors import NotSupportedError
+from harness.plugins import load_plugins
+from harness.testing import assert_equivalent, implementation_gaps, make_spec, warm_state
+from plugins.mingru import MinGRU, MinGRUScan, step_form
+
+REGISTRY = load_plugins(autoload=False)
+MODERN = {"mingru": "scan", "minlstm": "scan", "lru": "scan", "mamba": "scan", "mlstm": "parallel"}
+
+# A plugin file whose scan computes something else: its gate and candidate trade places.
+SWAPPED_PLUGIN = '''
+import torch
+from torch import nn
+from harness import hookimpl
+from harness.scan import linear_scan
+
+
+class Step(nn.Module):
+    def __init__(self, input_size, hidden_size):
+        super().__init__()
+        self.hidden_size = hidden_size
+        self.linear = nn.Linear(input_size, 2 * hidden_size)
+
+    def forward(self, x_t, state=None):
+        h = x_t.new_zeros(x_t.shape[0], self.hidden_size) if state is None else state
+        gate, candidate = self.linear(x_t).chunk(2, dim=-1)
+        h = torch.lerp(h, candidate, torch.sigmoid(gate))
+        return h, h
+
+
+class SwappedScan(nn.Module):
+    def __init__(self, step):
+        super().__init__()
+        self.linear = step.linear
+
+    def forward(self, x, state=None):
+        candidate, gate = self.linear(x).chunk(2, dim=-1)  # wrong: the two halves swapped
+        h = linear_scan(torch.sigmoid(-gate), torch.sigmoid(gate) * candidate, state)
+        return h, h[-1]
+
+
+@hookimpl
+def register_cells(register):
+    register("swapped", Step, form="step", impl="step", alternatives={"scan": SwappedScan}, reference="step")
+'''
+SWAPPED_PLUGIN = SWAPPED_PLUGIN.replace('alternatives={"scan": SwappedScan}',
+                                        'alternatives={"scan": Alternative(SwappedScan, form="sequence")}')
+SWAPPED_PLUGIN = SWAPPED_PLUGIN.replace("from harness import hookimpl", "from harness import Alternative, hookimpl")
+
+
+@pytest.mark.parametrize("name, fast", MODERN.items())
+def test_modern_cells_have_step_as_reference_and_a_fast_primary(name, fast):
+    spec = REGISTRY.cell(name)
+    assert spec.impls.names == (fast, "step") and spec.reference_impl == "step"
+    assert spec.default_impl("cpu") == spec.default_impl("cuda") == fast
+    assert available_impls(spec, "cuda") == [fast, "step", "graphed"]
+
+
+@pytest.mark.parametrize("name", ["lstm", "gru", "torch-rnn"])
+def test_torch_cells_keep_fused_and_unrolled(name):
+    spec = REGISTRY.cell(name)
+    assert spec.impls.names == ("fused", "unrolled") and spec.reference_impl == "unrolled"
+    assert available_impls(spec, "cuda") == ["fused", "unrolled", "graphed"]
+
+
+def test_a_step_only_cell_is_its_own_reference_and_is_graphed_on_cuda():
+    spec = REGISTRY.cell("slstm")
+    assert spec.impls.names == ("step",) and spec.reference_impl == "step"
+    assert available_impls(spec, "cpu") == ["step"] and available_impls(spec, "cuda") == ["step", "graphed"]
+    assert isinstance(build_impl(spec, "graphed", 3, 4), Unrolled)
+
+
+def test_assert_equivalent_compares_at_both_settings():
+    """float64 T=64 within 1e-10 and float32 T=4096 within 1e-4 (values) and 1e-3 (gradients); every
+    built-in cell goes through the same comparison as the `implementations` line of tests/test_check.py."""
+    name = "mingru"
+    gaps = assert_equivalent(name, registry=REGISTRY)
+    assert {(g.setting.dtype, g.setting.seq_len) for g in gaps} == {(torch.float64, 64), (torch.float32, 4096)}
+    for g in gaps:
+        assert g.impl != g.reference == REGISTRY.cell(name).reference_impl
+        assert g.worst < (1e-10 if g.setting is FLOAT64 else 1e-3), g
+
+
+def test_implementations_of_one_build_share_its_parameters():
+    torch.manual_seed(0)
+    modules = build_impls(REGISTRY.cell("lru"), 3, 4)
+    scan_params = {id(p) for p in modules["scan"].parameters()}
+    assert scan_params and scan_params == {id(p) for p in modules["step"].parameters()}
+    torch.manual_seed(0)
+    again = build_impl(REGISTRY.cell("lru"), "step", 3, 4)
+    for a, b in zip(modules["step"].parameters(), again.parameters()):
+        assert torch.equal(a, b)  # build_impl under one seed builds the same numbers
+
+
+def test_a_scan_with_two_gates_swapped_fails_rnnbench_check(rnnbench, write_plugin):
+    plugin = write_plugin("swapped_plugin", SWAPPED_PLUGIN)
+    result = rnnbench("check", "swapped", "--plugin", plugin)
+    assert result.code == 1
+    line = next(line.strip() for line in result.out.splitlines() if "implementations" in line)
+    assert line.startswith("FAIL  implementations") and "scan differs from step (the reference)" in line.replace(
+        "(reference)", "(the reference)"), line
+    assert "float64 T=64" in line and "off by" in line
+    others = [line.split()[:2] for line in result.out.splitlines() if line.startswith("  FAIL")]
+    assert others == [["FAIL", "implementations"]]  # the step form alone is a fine cell
+
+
+def test_assert_equivalent_names_the_implementation_and_the_quantity(write_plugin):
+    plugin = write_plugin("swapped_plugin", SWAPPED_PLUGIN)
+    with pytest.raises(AssertionError, match=r"scan vs step in float64 T=64 .*outputs off by") as failure:
+        assert_equivalent("swapped", plugin_files=[plugin], autoload=False)
+    assert "float32 T=4096" in str(failure.value)
+    with pytest.raises(AssertionError, match="has no implementation 'fused'; it has: step, scan"):
+        assert_equivalent("swapped", ["fused"], plugin_files=[plugin], autoload=False)
+
+
+def test_implementation_gaps_of_two_modules_sharing_parameters():
+    torch.manual_seed(0)
+    scan = MinGRUScan(3, 5).double()
+    x = torch.randn(30, 2, 3, dtype=torch.float64)
+    gaps = implementation_gaps(scan, Unrolled(step_form(scan)), x, warm_state(scan, 2, 3))
+    assert gaps.worst < 1e-12 and [name for name, _ in gaps.grads] == ["grad linear.weight", "grad linear.bias", "grad x"]
+    with pytest.raises(ValueError, match="share no parameters"):
+        implementation_gaps(Unrolled(MinGRU(3, 5).double()), scan, x)
+
+
+def test_the_legacy_unroll_argument_registers_an_unrolled_reference():
+    spec = make_spec("legacy", MinGRUScan, unroll=step_form)
+    assert spec.impls.names == ("module", "unrolled") and spec.reference_impl == "unrolled"
+    assert spec.unroll is step_form
+    assert_equivalent(spec, settings=(FLOAT64,))
+
+
+def test_a_sequence_form_alternative_and_a_device_default():
+    spec = make_spec("two", MinGRU, form="step", impl="step", defaults={"cpu": "scan"},
+                     alternatives={"scan": Alternative(lambda step: _ScanOf(step), form="sequence")})
+    assert spec.default_impl("cpu") == "scan" and spec.default_impl("cuda:0") == "step"
+    assert spec.reference_impl == "step"  # the step form, though the alternative is listed first by default
+    assert isinstance(build_impl(spec, "scan", 3, 4), _ScanOf)
+    assert_equivalent(spec, settings=(FLOAT64,))
+    with pytest.raises(NotSupportedError, match="cell 'two' has no implementation 'fused'; it has: step, scan, graphed"):
+        build_impl(spec, "fused", 3, 4)
+
+
+class _ScanOf(nn.Module):
+    def __init__(self, step):
+        super().__init__()
+        self.linear = step.linear
+        self.scan = MinGRUScan.forward.__get__(self)
+        self.hidden_size = step.hidden_size
+
+    def forward(self, x, state=None):
+        return MinGRUScan._forward(self, x, state)
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(alternatives={"step": step_form}, reference="scan"), "names reference 'scan', which is not one of its implementations: module, step"),
+    (dict(alternatives={"graphed": step_form}), "the harness derives that one on CUDA"),
+    (dict(alternatives={"Step!": step_form}), "has an implementation named 'Step!'; names are lower-case"),
+    (dict(impl="step", alternatives={"step": step_form}), "names its primary implementation 'step' again"),
+    (dict(alternatives={"step": 3}), "alternative 'step' is a int"),
+    (dict(alternatives={"step": Alternative(step_form, form="loop")}), "has form 'loop'; allowed: sequence, step"),
+    (dict(defaults={"tpu": "module"}), "has a default for device 'tpu'; allowed: cpu, cuda"),
+    (dict(defaults={"cuda": "scan"}), "defaults to 'scan' on cuda, which is not one of its implementations: module"),
+    (dict(unroll=step_form, alternatives={"unrolled": step_form}), "gives both unroll= and alternatives"),
+])
+def test_a_bad_registration_is_one_line_naming_the_plugin_and_cell(write_plugin, options, message):
+    source = (f"from harness import hookimpl, Alternative\nfrom plugins.mingru import MinGRUScan, step_form\n"
+              f"@hookimpl\ndef register_cells(register):\n    register('bad', MinGRUScan, **{options!r})\n")
+    source = source.replace(repr(step_form), "step_form")
+    source = source.replace("Alternative(derive=step_form, form='loop')", "Alternative(step_form, form='loop')")
+    registry = load_plugins([write_plugin("bad_impls", source)], autoload=False)
+    assert "bad" not in registry.cells
+    assert len(registry.errors) == 1 and "cell 'bad'" in registry.errors[0] and message in registry.errors[0], registry.errors
