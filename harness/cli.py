@@ -57,7 +57,7 @@ def cli():
 @click.option("--tasks", type=NameList(), default=None, show_default="the profile's: copy,adding", help="Tasks, comma-separated, or 'all'.")
 @click.option("--device", "devices", type=NameList(DEVICE_CHOICES), default=(AUTO,), show_default="auto", help="cpu, cuda or auto (cpu, plus cuda when present).")
 @click.option("--measure", "measures", type=NameList(MEASUREMENTS), default=MEASUREMENTS, show_default="speed,accuracy,gradients", help="Measurements to run.")
-@click.option("--profile", "profile_name", default="default", show_default=True, help="Sizes and budgets: smoke (<30 s, for tests), default (~3 min on 2 CPU cores), paper (literature settings, for a GPU).")
+@click.option("--profile", "profile_name", default="default", show_default=True, help="Sizes and budgets: smoke (<30 s, for tests), default (~3 min on 2 CPU cores), paper (literature settings, for a GPU), tasks (every built-in task, ~15 min with --workers 2).")
 @click.option("--seq-len", type=SIZES, help="Sequence length(s) T for speed and for every task (overrides the profile).")
 @click.option("--hidden-size", type=SIZES, help="Hidden size(s) H for speed and training.")
 @click.option("--batch-size", type=SIZES, help="Batch size(s) B: speed sweeps every value; training uses the first.")
