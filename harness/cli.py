@@ -109,6 +109,8 @@ def run(ctx, cells, tasks, devices, measures, profile_name, seq_len, hidden_size
 
     started = time.perf_counter()
     check_out_dir(out_dir)
+    for warning in thread_warnings(threads) if resume_run is None else ():
+        _warn(warning)
     if retry_failed and resume_run is None:
         raise UsageError("--retry-failed goes with --resume RUN_ID (it measures a stored run's failed items again)")
     if cluster and ctx.get_parameter_source("workers") != click.core.ParameterSource.COMMANDLINE:
@@ -142,8 +144,6 @@ def run(ctx, cells, tasks, devices, measures, profile_name, seq_len, hidden_size
             param_budget=param_budget, allow_large_memory=allow_large, task_options=task_options,
             eval_lengths=eval_lengths,
         )
-        for warning in thread_warnings(threads):
-            _warn(warning)
         argv = ["rnnbench", *sys.argv[1:]] if ctx.obj is None else ctx.obj
     # The executor before a new run's database is touched: an unreachable cluster stores nothing.
     executor = _executor(request, config, registry)
