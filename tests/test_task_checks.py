@@ -10,6 +10,7 @@ from harness.task_checks import TASK_CHECK_NAMES, assert_task_conforms, iter_tas
 from harness.tasks import IGNORE_INDEX, Batch, TokenTask, logits_of, one_hot
 from harness.testing import FAIL, PASS
 from harness.plugins import PluginInfo, TaskSpec
+from tasks.parity import ParityTask
 
 
 def test_every_registered_task_passes_every_check(registry, task_name):
@@ -102,6 +103,20 @@ def _statuses(factory) -> dict[str, tuple[str, str]]:
 
 def test_a_well_formed_task_passes():
     assert {name: status for name, (status, _) in _statuses(Echo).items()} == dict.fromkeys(TASK_CHECK_NAMES, PASS)
+
+
+class RunningParity(ParityTask):
+    """parity built with running=True, as the tasks profile builds it."""
+
+    def __init__(self, seq_len):
+        super().__init__(seq_len, running=True)
+
+
+def test_parity_with_running_targets_passes_every_check():
+    """Every check, the baseline (memoryless_logits scored on held-out prefix targets) included."""
+    statuses = _statuses(RunningParity)
+    assert {name: status for name, (status, _) in statuses.items()} == dict.fromkeys(TASK_CHECK_NAMES, PASS)
+    assert "= baseline 0.693147" in statuses["baseline"][1]
 
 
 @pytest.mark.parametrize("factory,check,words", [

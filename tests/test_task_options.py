@@ -21,7 +21,8 @@ def test_options_are_converted_to_the_type_of_their_default(registry):
 
 
 def test_a_factory_without_options_has_none(registry):
-    assert factory_options(registry.task("parity").factory) == {}
+    assert factory_options(registry.task("temporal-order").factory) == {}
+    assert factory_options(registry.task("parity").factory) == {"running": False}
     assert factory_options(registry.task("selective-copy").factory) == {"n_symbols": 8, "n_recall": 8}
 
 
@@ -36,7 +37,9 @@ def test_text_file_becomes_the_text_tasks_absolute_path(tmp_path, monkeypatch):
 BAD_OPTIONS = [
     (["--task-option", "num_pairs=4"], ["'num_pairs=4'", "TASK.OPTION=VALUE"]),
     (["--task-option", "nosuchtask.k=1"], ["'nosuchtask'", "associative-recall"]),
-    (["--tasks", "parity", "--task-option", "parity.width=3"], ["'width'", "its options: none"]),
+    (["--tasks", "temporal-order", "--task-option", "temporal-order.width=3"], ["'width'", "its options: none"]),
+    (["--tasks", "parity", "--task-option", "parity.width=3"], ["'width'", "its options: running"]),
+    (["--tasks", "parity", "--task-option", "parity.running=maybe"], ["running=maybe", "true or false"]),
     (["--tasks", "associative-recall", "--task-option", "associative-recall.num_pairs=two"], ["num_pairs=two", "int"]),
     (["--tasks", "associative-recall", "--task-option", "associative-recall.num_pairs=40"],
      ["num_pairs=40", "from 1 to vocab_size/2 - 1 = 31", "got 40"]),

@@ -18,6 +18,7 @@ def test_the_tasks_profile_sets_sizes_options_and_budgets_per_task(registry):
     assert config.recipe_for("text").steps == 800 and config.recipe_for("associative-recall").steps == 2000
     assert config.recipe_for("text").batch_size == config.recipe.batch_size
     assert config.options_for("associative-recall") == {"vocab_size": 16, "num_pairs": 2}
+    assert config.options_for("parity") == {"running": True} and config.task_seq_lens["parity"] == (32,)
     assert config.eval_lengths == ("2x", "4x")
     items = [i for i in plan(config, registry) if isinstance(i, TrainItem)]
     recall = sorted((i.cell.name, i.hidden_size) for i in items if i.task.name == "associative-recall")

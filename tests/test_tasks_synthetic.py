@@ -212,6 +212,63 @@ def test_parity_predictors_that_miss_a_bit_meet_the_ln_2_baseline():
     assert_perfect_solves_and_input_free_does_not(task, target)
 
 
+@pytest.mark.parametrize("length", [2, 9, 64])
+def test_running_parity_scores_the_parity_of_every_prefix_from_step_2(length):
+    """running=True: target p_t = b_1 xor ... xor b_t at t = 2..T, none at step 1; same bits as the default."""
+    task = ParityTask(length, running=True)
+    assert task.options == {"running": True} and ParityTask(length).options == {"running": False}
+    batch = task.sample(128, rng(8))
+    bits = batch.x.argmax(axis=-1)
+    np.testing.assert_array_equal(bits, ParityTask(length).sample(128, rng(8)).x.argmax(axis=-1))
+    assert (batch.target[0] == IGNORE_INDEX).all()
+    for t in range(2, length + 1):  # t counts from 1, as in the docstring
+        np.testing.assert_array_equal(batch.target[t - 1], bits[:t].sum(axis=0) % 2)
+    np.testing.assert_array_equal(batch.target[-1], ParityTask(length).sample(128, rng(8)).target[-1])
+
+
+def test_running_parity_memoryless_predictors_meet_the_ln_2_baseline():
+    """Its memoryless_logits, the input-free predictor, and the best predictor from the current bit alone
+    (what a cell without memory sees): all ln 2 on 40k sequences. Scoring step 1 would let the last one win."""
+    task = ParityTask(6, running=True)
+    x, target = tensors(task, 40_000, 10)
+    assert task.baseline == pytest.approx(math.log(2))
+    memoryless = task.memoryless_logits(40_000)
+    assert memoryless.shape == (task.length, 40_000, 2)
+    assert float(task.loss(memoryless, target)) == pytest.approx(math.log(2), rel=1e-12)  # 1/2 each way, exactly
+    assert float(task.loss(input_free_logits(task, target), target)) == pytest.approx(math.log(2), rel=1e-3)
+    # Per step t and current bit b: the frequency of odd prefixes among the sequences with that bit.
+    current_bit = x.argmax(dim=-1)  # (L, B)
+    prefix = torch.cumsum(current_bit, dim=0) % 2
+    p_odd = torch.zeros(task.length, 40_000, dtype=torch.float64)
+    for step in range(task.length):
+        for bit in (0, 1):
+            chosen = current_bit[step] == bit
+            p_odd[step, chosen] = prefix[step, chosen].double().mean()
+    from_current_bit = torch.stack([torch.log1p(-p_odd.clamp(max=1 - 1e-12)), torch.log(p_odd.clamp(min=1e-12))], -1)
+    assert float(task.loss(from_current_bit, target)) == pytest.approx(math.log(2), rel=1e-3)
+    step_one = target.clone()
+    step_one[0] = prefix[0]  # had step 1 been scored, the current bit would answer it
+    expected = (task.length - 1) / task.length * math.log(2)
+    assert float(task.loss(from_current_bit, step_one)) == pytest.approx(expected, rel=2e-3)
+    assert_perfect_solves_and_input_free_does_not(task, target)
+
+
+def test_running_parity_accuracy_counts_every_scored_step():
+    """One wrong prefix of the T - 1 scored ones costs 1/(T - 1); step 1 is never counted."""
+    task = ParityTask(5, running=True)
+    _, target = tensors(task, 1, 11)
+    logits = perfect_logits(task, target)
+    logits[0] = torch.randn(1, 2, dtype=torch.float64)
+    assert float(task.accuracy(logits, target)) == 1.0
+    logits[2, 0] = torch.roll(logits[2, 0], 1)
+    assert float(task.accuracy(logits, target)) == pytest.approx(1 - 1 / 4)
+
+
+def test_parity_refuses_a_running_that_is_not_a_boolean():
+    with pytest.raises(TaskSizeError, match="running must be true or false, got 'yes'"):
+        ParityTask(8, running="yes")
+
+
 def test_parity_refuses_one_bit():
     with pytest.raises(TaskSizeError, match=">= 2, got 1"):
         ParityTask(1)
