@@ -8,8 +8,8 @@
    target <= 0.2 s as well).
 2. training_workers_2_vs_1: wall time of a training-only sweep of 8 default-profile items
    (4 cells x copy, adding; accuracy and gradients; cpu) with ``--workers 2`` / with
-   ``--workers 1``. Target <= 0.6. Needs ``rnnbench run --workers``; until the runner
-   has it, the line says SKIP.
+   ``--workers 1`` (in-process), both through the command line as a user types it.
+   Target <= 0.6.
 
 Run: python benchmarks/parallel_ratios.py [--items N] [--skip-training]
 """

@@ -23,7 +23,7 @@ from harness.config import RunConfig
 from harness.errors import RnnbenchError
 from harness.execution import ItemResult, PluginSource, WorkSpec, describe_escape
 from harness.executors import Executor, InProcessExecutor
-from harness.item_work import WORK_FUNCTION, driver_plugin_labels, relabel, work_item
+from harness.item_work import WORK_FUNCTION, driver_plugin_labels, relabel, setup_function, work_item
 from harness.names import SPEED
 from harness.plugins import AUTOLOAD_ENV, Registry
 from harness.results import ResultRow
@@ -104,8 +104,9 @@ def execute(config: RunConfig, registry: Registry, store: ResultStore, argv: lis
                        on_item)
     outcome = RunOutcome(run_id)
     try:
-        _run_items(session, items, done, executor, WorkSpec(WORK_FUNCTION, config.threads, sources), item_timeout_s,
-                   outcome)
+        autoload = not os.environ.get(AUTOLOAD_ENV)
+        spec = WorkSpec(WORK_FUNCTION, config.threads, sources, setup=setup_function(autoload))
+        _run_items(session, items, done, executor, spec, item_timeout_s, autoload, outcome)
     except KeyboardInterrupt as exc:
         reason = "stopped by SIGTERM" if isinstance(exc, Terminated) else "interrupted by Ctrl-C"
         _finish(session, outcome, execution, "interrupted", reason)
@@ -124,7 +125,7 @@ def execute(config: RunConfig, registry: Registry, store: ResultStore, argv: lis
 
 
 def _run_items(session: _Session, items: list, done: set[str], executor: Executor, spec: WorkSpec,
-               item_timeout_s: float | None, outcome: RunOutcome) -> None:
+               item_timeout_s: float | None, autoload: bool, outcome: RunOutcome) -> None:
     total, finished = len(items), 0
     for item in items:
         if item.key in done:
@@ -133,7 +134,6 @@ def _run_items(session: _Session, items: list, done: set[str], executor: Executo
                 session.on_item(finished, total, item, "already stored", 0.0)
     todo = {item.key: item for item in items if item.key not in done}
     positions = {item.key: position for position, item in enumerate(items)}
-    autoload = not os.environ.get(AUTOLOAD_ENV)
     work = [work_item(item, session.config, autoload=autoload, timeout_s=item_timeout_s) for item in todo.values()]
     for result in executor.run(work, spec):
         item = todo[result.key]

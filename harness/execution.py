@@ -125,15 +125,20 @@ class WorkSpec:
     :param threads: torch intra-op and BLAS threads per worker process, set in the
         environment before the worker imports torch.
     :param plugins: ``--plugin`` files, by content.
+    :param setup: ``"module:function"`` called as ``setup(context)`` once per worker process
+        (and set of plugins) before its first item's time limit starts: importing torch and
+        loading plugins is the worker's set-up, not the item's work.
     """
 
     function: str
     threads: int = 1
     plugins: tuple[PluginSource, ...] = ()
+    setup: str | None = None
 
     def __post_init__(self):
-        if ":" not in self.function:
-            raise ValueError(f"work function {self.function!r} must be written 'module:function'")
+        for name in (self.function, self.setup or ":"):
+            if ":" not in name:
+                raise ValueError(f"work function {name!r} must be written 'module:function'")
         if self.threads < 1:
             raise ValueError(f"threads must be at least 1, got {self.threads}")
 
@@ -207,6 +212,21 @@ def describe_escape(exc: BaseException) -> str:
         return f"{type(exc).__name__} raised by the item's code (not a Ctrl-C)"
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def call_setup(spec: WorkSpec, context: WorkContext) -> None:
+    """Run ``spec.setup`` once per process and set of plugins. A failure is left for the item
+    itself to meet (and report) when it runs."""
+    if spec.setup is None:
+        return
+    key = ("setup", spec.setup, spec.plugin_sha256)
+    if key in context._memo:
+        return
+    context._memo[key] = True
+    try:
+        resolve_function(spec.setup)(context)
+    except BaseException:  # noqa: BLE001 -- the guard, as in call_work
+        pass
 
 
 def call_work(spec: WorkSpec, item: WorkItem, context: WorkContext) -> tuple[str, tuple, str | None]:

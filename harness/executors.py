@@ -229,7 +229,8 @@ class LocalPoolExecutor(Executor):
                 continue
             del pending[index]
             idle.remove(worker)
-            deadline = None if item.timeout_s is None else time.monotonic() + item.timeout_s
+            # Until the worker reports "started", its set-up (loading plugins) may take startup_timeout_s too.
+            deadline = None if item.timeout_s is None else time.monotonic() + self.startup_timeout_s + item.timeout_s
             running[worker] = _Running(item, attempt, time.time(), deadline)
             try:
                 worker.send(spec, item)
@@ -269,6 +270,10 @@ class LocalPoolExecutor(Executor):
                 continue
             if message[0] == "ready":
                 self._start_failures = 0
+            elif message[0] == "started" and worker in running:
+                task = running[worker]
+                if task.item.timeout_s is not None:
+                    task.deadline_mono = time.monotonic() + task.item.timeout_s
             elif message[0] == "done" and worker in running:
                 task = running.pop(worker)
                 yield done_result(message, worker=worker, attempt=task.attempt,

@@ -24,6 +24,11 @@ from harness.errors import RnnbenchError, UnknownNameError
 from harness.execution import EXCLUSIVE, SHARED, PluginSource, WorkContext, WorkItem
 
 WORK_FUNCTION = "harness.item_work:run_item"
+
+
+def setup_function(autoload: bool) -> str:
+    """The worker set-up that loads the registry the items will ask for (see :func:`prepare`)."""
+    return "harness.item_work:prepare" if autoload else "harness.item_work:prepare_without_autoload"
 NAMED_FIELDS = ("cell", "task")  # registry entries, sent by name
 
 
@@ -103,6 +108,18 @@ def _registry(context: WorkContext, autoload: bool):
 
     return context.memo(("registry", context.plugin_sha256, autoload),
                         lambda: load_plugins(context.plugin_paths, autoload=autoload))
+
+
+def prepare(context: WorkContext, autoload: bool = True) -> None:
+    """A worker's set-up before its first item's time limit starts: torch and the measurement
+    code imported, the plugins loaded, as :func:`run_item` will want them."""
+    import harness.runner  # noqa: F401 -- imports torch
+
+    _registry(context, autoload)
+
+
+def prepare_without_autoload(context: WorkContext) -> None:
+    prepare(context, autoload=False)
 
 
 def run_item(payload: ItemPayload, context: WorkContext) -> list:

@@ -7,7 +7,8 @@ which would re-import the driver's ``__main__`` and torch with it). It talks to 
 over a private socket pair with framed pickles (``multiprocessing.connection``).
 
 Messages, driver -> worker: ``("run", spec, item)``, ``("stop",)``.
-Worker -> driver: ``("ready", pid, host)``, then per item
+Worker -> driver: ``("ready", pid, host)``, then per item ``("started", key)`` once the
+worker's set-up is done (the item's time limit counts from here) and
 ``("done", key, status, rows, error, started_at, ended_at)``.
 
 The worker ignores SIGINT: Ctrl-C in a terminal reaches the whole process group, and it is
@@ -28,7 +29,7 @@ import threading
 import time
 from multiprocessing.connection import Connection, wait
 
-from harness.execution import ItemResult, WorkContext, WorkItem, WorkSpec, call_work
+from harness.execution import ItemResult, WorkContext, WorkItem, WorkSpec, call_setup, call_work
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS",
                     "VECLIB_MAXIMUM_THREADS")
@@ -191,17 +192,20 @@ class WorkerProcess:
             except WorkerDied as exc:
                 self._close()
                 return "died", str(exc)
-        started = time.monotonic()
+        limit = item.timeout_s
+        # Until the worker says the item started, its set-up (loading plugins) may take startup_timeout_s too.
+        deadline = None if limit is None else time.monotonic() + startup_timeout_s + limit
         try:
             self.send(spec, item)
-            limit = item.timeout_s
             while True:
-                left = None if limit is None else max(0.0, started + limit - time.monotonic())
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
                 if wait([self.connection], timeout=left):
                     message = self.receive()
                     if message[0] == "done":
                         return "done", message
-                elif limit is not None:
+                    if message[0] == "started" and limit is not None:
+                        deadline = time.monotonic() + limit
+                elif deadline is not None:
                     self.kill()
                     return "timeout", limit
         except WorkerDied as exc:
@@ -249,10 +253,16 @@ def serve(conn: Connection, worker_id: str) -> None:
         if message[0] == "stop":
             return
         _, spec, item = message
-        started_at = time.time()
         try:
-            status, rows, error = call_work(spec, item, _context(worker_id, spec, item, memo))
+            context = _context(worker_id, spec, item, memo)
+            call_setup(spec, context)
+            conn.send(("started", item.key))  # the item's time limit starts now
+            started_at = time.time()
+            status, rows, error = call_work(spec, item, context)
+        except (EOFError, OSError):
+            return
         except BaseException as exc:  # noqa: BLE001 -- e.g. a damaged plugin text
+            started_at = time.time()
             status, rows, error = "failed", (), f"{type(exc).__name__}: {exc}"
         ended_at = time.time()
         try:

@@ -90,3 +90,8 @@ def kill_my_dask_worker_first_time(payload, context):
     marker.write_text(f"{os.getppid()} {os.getpid()}")
     time.sleep(60)
     return [("not killed",)]
+
+
+def slow_setup(context):
+    """A worker set-up (e.g. loading plugins) slower than the items' time limit."""
+    time.sleep(2.0)

@@ -142,6 +142,12 @@ def test_hanging_item_times_out_and_the_run_goes_on(pool):
     assert sorted(r.rows[0][1] for r in rest if r.ok) == [0, 1, 2]
 
 
+def test_the_time_limit_starts_after_the_workers_set_up(pool):
+    items = [WorkItem(f"quick{i}", 0.1, timeout_s=1.0) for i in range(3)]
+    results = list(pool.run(items, spec("nap", setup=f"{W}:slow_setup")))
+    assert sorted((r.key, r.status) for r in results) == [(f"quick{i}", "ok") for i in range(3)]
+
+
 @pytest.mark.parametrize("make", [InProcessExecutor, lambda: LocalPoolExecutor(workers=1)], ids=["in-process", "pool"])
 @pytest.mark.parametrize("function, payload, reason", [
     ("call_exit", 3, "SystemExit: the item's code called sys.exit(3)"),

@@ -250,13 +250,12 @@ def test_a_hanging_item_times_out_and_resume_does_not_run_it_again(rnnbench, wri
     common = ("--db", db, "--out", tmp_path / "out")
     started = time.monotonic()
     result = rnnbench("run", *SMOKE, "--tasks", "adding", "--measure", "accuracy", "--cells", "hangs,lstm",
-                      "--plugin", plugin, "--workers", "2", "--item-timeout", "15", *common)
+                      "--plugin", plugin, "--workers", "2", "--item-timeout", "10", *common)
     assert result.code == 1 and time.monotonic() - started < 120, result.err
     rows, items, run = stored(db)
-    # (the limit covers all a worker does for its first item: loading the plugins, too)
-    assert [r["error"] for r in rows if r["cell"] == "hangs"] == ["timed out after 15 s"]
+    assert [r["error"] for r in rows if r["cell"] == "hangs"] == ["timed out after 10 s"]
     assert {i["item"].split("|")[1]: i["status"] for i in items} == {"hangs": "failed", "lstm": "ok"}
-    assert run.execution["item_timeout_s"] == 15
+    assert run.execution["item_timeout_s"] == 10
     # --resume keeps the failed item (no endless loop on a hang) ...
     resumed = rnnbench("run", "--resume", "1", *common)
     assert resumed.code == 1 and "already stored" in resumed.err and "timed out" not in resumed.err
@@ -375,3 +374,62 @@ def test_ctrl_c_keeps_finished_items_and_ends_the_workers(tmp_path):
         time.sleep(0.1)
     assert len(workers) == 2 and not [p for p in workers if alive(p)]
     assert json.loads(json.dumps(run.execution))["workers"] == 2
+
+
+# -- docs/scale-out.md ----------------------------------------------------------------------------
+SCALE_OUT = (REPO / "docs" / "scale-out.md").read_text()
+
+
+def _fenced(language: str = "") -> list[str]:
+    """The doc's fenced blocks opened with ```LANGUAGE (``""``: plain blocks)."""
+    blocks, current = [], None
+    for line in SCALE_OUT.splitlines():
+        if line.startswith("```"):
+            if current is None:
+                current = [] if line[3:].strip() == language else False
+            else:
+                if current is not False:
+                    blocks.append("\n".join(current) + "\n")
+                current = None
+        elif isinstance(current, list):
+            current.append(line)
+    return blocks
+
+
+def _doc_commands(program: str) -> list[list[str]]:
+    import shlex
+
+    commands = []
+    for block in _fenced():
+        for line in block.splitlines():
+            words = shlex.split(line.split(" #")[0].rstrip(" &"))
+            while words and "=" in words[0]:  # VARIABLE=value prefixes
+                words.pop(0)
+            if words[:len(program.split())] == program.split():
+                commands.append(words[len(program.split()):])
+    return commands
+
+
+@pytest.mark.parametrize("argv", _doc_commands("rnnbench"), ids=lambda argv: " ".join(argv)[:60])
+def test_every_rnnbench_command_in_scale_out_parses(argv):
+    from harness.cli import cli
+
+    name, *args = argv
+    cli.get_command(None, name).make_context(name, list(args))
+
+
+def test_scale_out_workers_declare_the_resources_rnnbench_asks_for():
+    from harness.dask_executor import GPU_RESOURCE, MACHINE_RESOURCE
+
+    workers = _doc_commands("dask worker")
+    assert workers and all(args[args.index("--resources") + 1].startswith(f"{MACHINE_RESOURCE}=1") for args in workers)
+    assert any(f"{GPU_RESOURCE}=" in args[args.index("--resources") + 1] for args in workers)
+    [slurm] = _fenced("python")
+    compile(slurm, "slurm_cluster.py", "exec")
+    assert f'"{MACHINE_RESOURCE}=1,{GPU_RESOURCE}=4"' in slurm
+    yaml = pytest.importorskip("yaml")
+    [resource] = [yaml.safe_load(block) for block in _fenced("yaml")]
+    assert resource["kind"] == "DaskCluster"
+    [container] = resource["spec"]["worker"]["spec"]["containers"]
+    args = [str(a) for a in container["args"]]
+    assert args[args.index("--resources") + 1] == f"{MACHINE_RESOURCE}=1,{GPU_RESOURCE}=1"
