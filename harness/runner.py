@@ -74,8 +74,8 @@ class TrainItem:
 
     def label(self) -> str:
         what = "+".join(m for m in TRAIN_MEASUREMENTS if m in self.measures)
-        return (f"{what} {self.cell.name} ({self.trained_impl}) {self.task.name} T={self.seq_len} {self.device} "
-                f"seed={self.seed} lr={self.lr:g}")
+        return (f"{what} {self.cell.name} {self.task.name} T={self.seq_len} {self.device} seed={self.seed} "
+                f"lr={self.lr:g}")
 
 
 def resolve_devices(requested: list[str]) -> tuple[str, ...]:

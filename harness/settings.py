@@ -81,8 +81,8 @@ def build_config(registry, *, cells, tasks, devices, measures, profile_name="def
         offered = {i for c in cell_names for d in devices for i in available_impls(registry.cell(c), d)}
         unknown = [impl for impl in impls if impl not in offered]
         if unknown:
-            raise UsageError(f"--impl {','.join(map(repr, unknown))}: no selected cell has such an implementation on "
-                             f"{', '.join(devices)}; available: {', '.join(sorted(offered))}")
+            raise UsageError(f"--impl {','.join(unknown)}: no selected cell has {'this implementation' if len(unknown) == 1 else 'these implementations'} "
+                             f"on {', '.join(devices)}; available: {', '.join(sorted(offered))}")
     chosen_impls = resolve_train_impls(registry, cell_names, train_impls)
     config = RunConfig(
         cells=cell_names,

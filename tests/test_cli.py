@@ -218,7 +218,7 @@ BAD_INPUT = [
     (["--seq-len", "10,-3"], ["--seq-len", "'-3'"]),
     (["--measure", "speedy"], ["'speedy'", "speed", "accuracy", "gradients"]),
     (["--profile", "nope"], ["'nope'", "smoke", "default", "paper"]),
-    (["--impl", "jit"], ["--impl", "'jit'", "fused", "unrolled"]),
+    (["--impl", "jit"], ["--impl jit", "fused", "unrolled", "scan", "step"]),
     (["--tasks", "adding", "--seq-len", "1"], ["--seq-len 1", "'adding'", ">= 2"]),
 ]
 
