@@ -57,7 +57,7 @@ def cli():
 @click.option("--tasks", type=NameList(), default=None, show_default="the profile's: copy,adding", help="Tasks, comma-separated, or 'all'.")
 @click.option("--device", "devices", type=NameList(DEVICE_CHOICES), default=(AUTO,), show_default="auto", help="cpu, cuda or auto (cpu, plus cuda when present).")
 @click.option("--measure", "measures", type=NameList(MEASUREMENTS), default=MEASUREMENTS, show_default="speed,accuracy,gradients", help="Measurements to run.")
-@click.option("--profile", "profile_name", default="default", show_default=True, help="Sizes and budgets: smoke (<30 s, for tests), default (~3 min on 2 CPU cores), paper (literature settings, for a GPU).")
+@click.option("--profile", "profile_name", default="default", show_default=True, help="Sizes and budgets: smoke (<30 s, for tests), default (~3 min on 2 CPU cores), paper (literature settings, for a GPU), tasks (every built-in task, ~15 min with --workers 2).")
 @click.option("--seq-len", type=SIZES, help="Sequence length(s) T for speed and for every task (overrides the profile).")
 @click.option("--hidden-size", type=SIZES, help="Hidden size(s) H for speed and training.")
 @click.option("--batch-size", type=SIZES, help="Batch size(s) B: speed sweeps every value; training uses the first.")
@@ -114,6 +114,8 @@ def run(ctx, cells, tasks, devices, measures, profile_name, seq_len, hidden_size
 
     started = time.perf_counter()
     check_out_dir(out_dir)
+    for warning in thread_warnings(threads) if resume_run is None else ():
+        _warn(warning)
     if retry_failed and resume_run is None:
         raise UsageError("--retry-failed goes with --resume RUN_ID (it measures a stored run's failed items again)")
     if cluster and ctx.get_parameter_source("workers") != click.core.ParameterSource.COMMANDLINE:
@@ -147,8 +149,6 @@ def run(ctx, cells, tasks, devices, measures, profile_name, seq_len, hidden_size
             param_budget=param_budget, allow_large_memory=allow_large, train_impls=train_impls or (), layers=layers, task_options=task_options,
             eval_lengths=eval_lengths,
         )
-        for warning in thread_warnings(threads):
-            _warn(warning)
         argv = ["rnnbench", *sys.argv[1:]] if ctx.obj is None else ctx.obj
     # The executor before a new run's database is touched: an unreachable cluster stores nothing.
     executor = _executor(request, config, registry)

@@ -105,7 +105,7 @@ def _speed_hidden_sizes(config: RunConfig, cell: CellSpec) -> tuple[int, ...]:
 def _train_hidden_sizes(config: RunConfig, cell: CellSpec, task_spec: TaskSpec, seq_len: int) -> tuple[int, ...]:
     """H for training: the configured sizes, or the one matching the budget (cell plus readout)."""
     if config.param_budget is None:
-        return config.hidden_sizes
+        return config.hidden_sizes_for(task_spec.name)
     task = build_task(task_spec, seq_len, config.options_for(task_spec.name))
     return (hidden_size_for(cell, config.param_budget, task.input_size, task.output_size, config.layers),)
 
@@ -282,7 +282,7 @@ def _train_rows(item: TrainItem, config: RunConfig, threads: int) -> list[Result
             # Kept even if training fails later: the rows say phase "init".
             init_profile = measure_profile(model, task, probe_x, probe_target, probes)
             rows += _gradient_rows(bases[GRADIENTS], "init", init_profile, task.length)
-        recipe = replace(config.recipe, lr=item.lr)
+        recipe = replace(config.recipe_for(item.task.name), lr=item.lr)
         result = train(model, task, recipe, item.seed, item.device, test_data=(test_x, test_target),
                        validation_data=validation)
         if ACCURACY in item.measures:

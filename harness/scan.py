@@ -138,65 +138,92 @@ def _promote(a, b, h0):
     return a, b, h0
 
 
-def _chunked_forward(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | None, chunk: int,
-                     reverse: bool, out: torch.Tensor) -> None:
-    """The three steps of the module docstring, without autograd, written into ``out``.
+def scan_into(a: torch.Tensor, b: torch.Tensor, h0: torch.Tensor | None, out: torch.Tensor, *,
+              chunk: int | None = None, reverse: bool = False) -> torch.Tensor:
+    """The three steps of the module docstring, without autograd, written into ``out``; returns
+    the last state (``out[-1]``, or ``out[0]`` when ``reverse``).
 
-    ``a``, ``b``, ``out``: ``(T, *S)``. ``reverse`` runs time backwards, ``h_t = a_t ⊙ h_{t+1} +
-    b_t`` with ``h0`` after the end. The first ``C·L`` steps go through the chunks; the last
-    ``T − C·L < L`` run as a plain loop (first when reversed), so nothing is padded or copied.
+    ``b``, ``out``: ``(T, *S)``, one dtype; ``a``: ``(T, *S)`` or time-invariant ``(1, *S)`` (or
+    any time stride 0), broadcastable over ``S``. ``reverse`` runs time backwards, ``h_t = a_t ⊙
+    h_{t+1} + b_t`` with ``h0`` after the end. The first ``C·L`` steps go through the chunks; the
+    last ``T − C·L < L`` run as a plain loop (first when reversed), so nothing is padded or
+    copied. For the fused cells (``plugins.gated_scan``, ``plugins.lru``) that call it on
+    cache-sized blocks of their own buffers.
     """
-    seq_len, slice_shape = b.shape[0], b.shape[1:]
-    chunk = min(chunk, seq_len)
+    seq_len = b.shape[0]
+    if seq_len == 0:
+        return h0
+    chunk = min(chunk or auto_chunk_size(seq_len), seq_len)
+    constant = a.shape[0] == 1 or a.stride(0) == 0
+    if constant:  # one coefficient for every step: index it once, never materialise (T, *S)
+        a = a[0]
+    slice_shape = b.shape[1:]
     n_chunks = seq_len // chunk
     body = n_chunks * chunk
     state = h0 if h0 is not None else torch.zeros_like(b[0])
     if reverse:
-        state = _loop(a[body:], b[body:], state, out[body:], reverse)
-    a_c = a[:body].view(n_chunks, chunk, *slice_shape) if a.is_contiguous() else a[:body].reshape(n_chunks, chunk, *slice_shape)
-    b_c = b[:body].view(n_chunks, chunk, *slice_shape) if b.is_contiguous() else b[:body].reshape(n_chunks, chunk, *slice_shape)
+        state = _loop(a, b[body:], state, out[body:], reverse, constant, offset=body)
+    # every per-step slice as a view made once (unbind), not one indexing call per use: on
+    # cache-sized blocks the scan is a few dozen small ops, and indexing cost as much as the work
+    b_steps = _chunk_major(b, n_chunks, chunk).unbind(1)
+    a_steps = (a,) * chunk if constant else _chunk_major(a, n_chunks, chunk).unbind(1)
+    out_steps = out[:body].view(n_chunks, chunk, *slice_shape).unbind(1)
     steps = range(chunk - 1, -1, -1) if reverse else range(chunk)
     chunks = range(n_chunks - 1, -1, -1) if reverse else range(n_chunks)
 
-    # 1. each chunk's end from a zero start, u_L, and its total decay, P_L (all chunks at once)
+    # 1. each chunk's end from a zero start, u_L, and its total decay, P_L (all chunks at once;
+    # for a constant a, P_L = a^L is one slice)
     first, *rest = steps
-    u_end, p_end = b_c[:, first], a_c[:, first]
+    u_end, p_end = b_steps[first], a_steps[first]
     for t in rest:
-        u_end = torch.addcmul(b_c[:, t], a_c[:, t], u_end)
-        p_end = a_c[:, t] * p_end
+        u_end = torch.addcmul(b_steps[t], a_steps[t], u_end)
+        p_end = a_steps[t] * p_end
 
     # 2. the state entering each chunk, s_{c-1}, one chunk at a time
-    carries = torch.empty_like(b_c[:, 0])
-    for c in chunks:
-        carries[c] = state
-        state = torch.addcmul(u_end[c], p_end[c], state)
+    carries = torch.empty_like(b_steps[0])
+    carry_rows, end_rows = carries.unbind(0), u_end.unbind(0)
+    decay_rows = None if constant else p_end.unbind(0)
+    order = list(chunks)
+    carry_rows[order[0]].copy_(state)
+    for c, following in zip(order, order[1:] + [None]):  # each carry written in place: no copies
+        decay = p_end if constant else decay_rows[c]
+        state = torch.addcmul(end_rows[c], decay, carry_rows[c],
+                              out=None if following is None else carry_rows[following])
 
     # 3. every chunk again from its true start; cheaper than forming P_t for every t
     # (a cumprod along time and a full-size multiply) and the same products as the loop
-    out_c = out[:body].view(n_chunks, chunk, *slice_shape)
     inner = carries
     for t in steps:
-        inner = torch.addcmul(b_c[:, t], a_c[:, t], inner, out=out_c[:, t])
+        inner = torch.addcmul(b_steps[t], a_steps[t], inner, out=out_steps[t])
     if not reverse:
-        _loop(a[body:], b[body:], state, out[body:], reverse)
+        state = _loop(a, b[body:], state, out[body:], reverse, constant, offset=body)
+    return state
 
 
-def _loop(a, b, state, out, reverse):
-    """The plain recurrence over a few steps, written into ``out``; returns the last state."""
-    for t in range(a.shape[0] - 1, -1, -1) if reverse else range(a.shape[0]):
-        state = torch.addcmul(b[t], a[t], state, out=out[t])
+def _chunk_major(t: torch.Tensor, n_chunks: int, chunk: int) -> torch.Tensor:
+    """The first ``n_chunks · chunk`` steps of ``t`` as ``(n_chunks, chunk, ...)`` (a view when contiguous)."""
+    body = t[:n_chunks * chunk]
+    shape = (n_chunks, chunk, *t.shape[1:])
+    return body.view(shape) if body.is_contiguous() else body.reshape(shape)
+
+
+def _loop(a, b, state, out, reverse, constant, offset):
+    """The plain recurrence over the few steps ``b`` (from step ``offset`` of ``a``), written into
+    ``out``; returns the last state."""
+    for t in range(b.shape[0] - 1, -1, -1) if reverse else range(b.shape[0]):
+        state = torch.addcmul(b[t], a if constant else a[offset + t], state, out=out[t])
     return state
 
 
 class _LinearScan(torch.autograd.Function):
-    """Forward: :func:`_chunked_forward`. Backward: the adjoint recurrence runs the other way,
+    """Forward: :func:`scan_into`. Backward: the adjoint recurrence runs the other way,
     ``g_t = ∂L/∂h_t + conj(a_{t±1}) ⊙ g_{t±1}``, itself a linear scan (so differentiable again)."""
 
     @staticmethod
     def forward(ctx, a, b, h0, chunk, reverse):
         h = torch.empty_like(b, memory_format=torch.contiguous_format)
         with torch.no_grad():
-            _chunked_forward(a, b, h0, chunk, reverse, h)
+            scan_into(a, b, h0, h, chunk=chunk, reverse=reverse)
         ctx.chunk, ctx.reverse, ctx.has_h0 = chunk, reverse, h0 is not None
         ctx.save_for_backward(a, h, h0 if h0 is not None else h.new_zeros(h.shape[1:]))
         return h
@@ -235,5 +262,5 @@ def _adjoint(a: torch.Tensor, grad_h: torch.Tensor, chunk: int, reverse: bool) -
     g = torch.empty_like(grad_h, memory_format=torch.contiguous_format)
     g[edge] = grad_h[edge]
     if grad_h.shape[0] > 1:
-        _chunked_forward(coeff, grad_h[rest], g[edge][0], chunk, not reverse, g[rest])
+        scan_into(coeff, grad_h[rest], g[edge][0], g[rest], chunk=chunk, reverse=not reverse)
     return g

@@ -107,6 +107,10 @@ def build_config(registry, *, cells, tasks, devices, measures, profile_name="def
         eval_lengths=tuple(parse_eval_lengths(eval_lengths or profile.eval_lengths)),
         train_impls=chosen_impls,
         layers=check_layers(layers),
+        # A size or budget typed on the command line holds for every task.
+        task_hidden_sizes={} if hidden_size else {t: profile.task_hidden_sizes[t] for t in task_names
+                                                  if t in profile.task_hidden_sizes},
+        task_steps={} if steps else {t: profile.task_steps[t] for t in task_names if t in profile.task_steps},
     )
     check_item_count(config)
     check_memory(config, task_shapes, allow_large=allow_large_memory)

@@ -7,8 +7,9 @@
 
 Orvieto, Smith, Gu, Fernando, Gulcehre, Pascanu & De, "Resurrecting Recurrent Neural Networks
 for Long Sequences", ICML 2023, sec. 3 and appendix A. The recurrence is linear with a
-time-invariant diagonal λ, so the whole sequence runs as one linear scan
-(:func:`harness.scan.linear_scan`, complex); the step form loops over it.
+time-invariant diagonal λ, so the whole sequence runs as one linear scan (complex), fused with
+the input projection and readout in cache-sized blocks (:func:`plugins.lru_scan.lru_scan`); the
+step form loops over it.
 
 Initialisation as in the paper: ``|λ|`` uniform on the ring area between ``r_min`` and
 ``r_max`` (ν = log(-½ log(u₁(r_max² - r_min²) + r_min²))), phase ``exp(θ)`` uniform in
@@ -37,7 +38,7 @@ from torch import nn
 
 from harness import hookimpl
 from harness.names import SCAN, STEP_IMPL
-from harness.scan import linear_scan
+from plugins.lru_scan import lru_scan
 from plugins.projection import project
 
 
@@ -66,11 +67,14 @@ class LRU(nn.Module):
         """λ, complex (N,)."""
         return torch.polar(torch.exp(-torch.exp(self.nu_log)), torch.exp(self.theta_log))
 
-    def input_term(self, x: torch.Tensor) -> torch.Tensor:
-        """γ ⊙ (B x), complex (..., N), as one real matrix product with rows (Re, Im) interleaved."""
+    def input_weight(self) -> torch.Tensor:
+        """(2N, I) real: rows (Re, Im) of γ ⊙ B interleaved, so ``x W^T`` is the real view of γ ⊙ (B x)."""
         gamma = torch.exp(self.gamma_log).unsqueeze(-1)
-        weight = torch.stack([gamma * self.B_re, gamma * self.B_im], dim=1).flatten(0, 1)  # (2N, I)
-        return torch.view_as_complex(project(x, weight).unflatten(-1, (-1, 2)))
+        return torch.stack([gamma * self.B_re, gamma * self.B_im], dim=1).flatten(0, 1)
+
+    def input_term(self, x: torch.Tensor) -> torch.Tensor:
+        """γ ⊙ (B x), complex (..., N), as one real matrix product."""
+        return torch.view_as_complex(project(x, self.input_weight()).unflatten(-1, (-1, 2)))
 
     def readout_weight(self) -> torch.Tensor:
         """(H, 2N) real: columns (Re C, -Im C) interleaved to match the real view of h."""
@@ -83,9 +87,8 @@ class LRU(nn.Module):
 
     def forward(self, x: torch.Tensor, state: torch.Tensor | None = None):
         h0 = None if state is None else as_complex(state)
-        h = linear_scan(self.decay(), self.input_term(x), h0)
-        y = self.readout(h) + project(x, self.D)
-        return y, torch.view_as_real(h[-1])
+        y, h_last = lru_scan(x, self.decay(), self.input_weight(), self.readout_weight(), self.D, h0)
+        return y, torch.view_as_real(h_last)
 
 
 def as_complex(state: torch.Tensor) -> torch.Tensor:

@@ -7,7 +7,8 @@
 Feng, Tung, Ahmed, Bengio & Hajimirsadeghi, "Were RNNs All We Needed?", 2024, sec. 3.1.
 Neither the gate nor the candidate looks at h_{t-1}, so the recurrence is linear in h,
 ``h_t = a_t ⊙ h_{t-1} + b_t`` with ``a_t = 1 - z_t = σ(-W_z x_t - b_z)`` and ``b_t = z_t ⊙ h̃_t``,
-and runs as a parallel scan (:func:`harness.scan.linear_scan`; the paper's own parallel
+and runs as a parallel scan (:func:`harness.scan.scan_into` inside the fused
+:func:`plugins.gated_scan.gated_scan`; the paper's own parallel
 form is a log-space scan, which needs a positive candidate; the chunked scan does not).
 
 Two forms over the same parameters, one ``nn.Linear(I, 2H)`` (gate rows first):
@@ -26,8 +27,7 @@ from torch import nn
 
 from harness import hookimpl
 from harness.names import SCAN, STEP_IMPL
-from harness.scan import in_time_blocks, linear_scan
-from plugins.projection import project
+from plugins.gated_scan import Gates, gated_scan
 
 
 class MinGRU(nn.Module):
@@ -45,8 +45,32 @@ class MinGRU(nn.Module):
         return h_t, h_t  # the output at this step, and the state for the next one
 
 
+class MinGRUGates(Gates):
+    """``p = (gate, h̃)``: ``a = 1 - z = σ(-gate)`` (not rounded to 1 early), ``b = z ⊙ h̃ = h̃ - a ⊙ h̃``;
+    backward ``∂L/∂h̃ = g ⊙ z``, ``∂L/∂gate = g ⊙ z ⊙ a ⊙ (h̃ - h_{t-1})`` with ``z = 1 - a``
+    (a subtraction instead of a second sigmoid; where z underflows it is 0 within rounding)."""
+
+    groups = 2
+
+    def forward(self, p, a, b, scratch):
+        gate, candidate = p.chunk(2, dim=-1)
+        torch.sigmoid(torch.neg(gate, out=a), out=a)
+        if b is not None:
+            torch.addcmul(candidate, a, candidate, value=-1, out=b)
+
+    def backward(self, p, a, g, h_prev, grad_p):
+        gate, candidate = p.chunk(2, dim=-1)
+        grad_gate, grad_candidate = grad_p.chunk(2, dim=-1)
+        torch.sub(1, a, out=grad_candidate).mul_(g)  # g ⊙ z
+        torch.sub(candidate, h_prev, out=grad_gate).mul_(a).mul_(grad_candidate)
+
+
+GATES = MinGRUGates()
+
+
 class MinGRUScan(nn.Module):
-    """The same cell over a whole sequence: h = linear_scan(1 - z, z ⊙ h̃, h0)."""
+    """The same cell over a whole sequence: h = linear_scan(1 - z, z ⊙ h̃, h0), fused
+    (:func:`plugins.gated_scan.gated_scan`: cache-sized blocks, gates recomputed in backward)."""
 
     def __init__(self, input_size, hidden_size):
         super().__init__()
@@ -54,12 +78,7 @@ class MinGRUScan(nn.Module):
         self.linear = nn.Linear(input_size, 2 * hidden_size)  # as MinGRU's, so one seed builds the same cell
 
     def forward(self, x, state=None):  # x: (T, B, I); state: (B, H) or None
-        return in_time_blocks(self._forward, x, state)  # cache-sized blocks on the CPU, whole on a GPU
-
-    def _forward(self, x, state):
-        gate, candidate = project(x, self.linear.weight, self.linear.bias).chunk(2, dim=-1)  # = self.linear(x)
-        keep = torch.sigmoid(-gate)  # a_t = 1 - z_t, written so it does not round to 0 or 1 early
-        h = linear_scan(keep, torch.sigmoid(gate) * candidate, state)
+        h = gated_scan(GATES, x, self.linear.weight, self.linear.bias, state)
         return h, h[-1]
 
 

@@ -1,0 +1,47 @@
+"""The fused scan forms of mingru, minlstm and lru across block boundaries, and their edge cases.
+
+``tests/test_modern_cells.py`` compares every scan form with its step form at sizes where the
+whole sequence is one block; here the block is forced down to a few steps (with a ragged last
+block) so that the state carried between blocks forward and the adjoint carried back are
+checked too, in float64 with a tight tolerance, with gradients of every parameter, the input
+and the initial state.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import plugins.gated_scan as gated_scan
+from plugins.minlstm import MinLSTM, MinLSTMStep
+from harness.cells import Unrolled
+from test_modern_cells import SCAN_CELLS, _forms, _state_like, assert_forms_agree
+
+
+@pytest.mark.parametrize("name", SCAN_CELLS)
+@pytest.mark.parametrize("elements", [1, 2 * 5 * 7])  # 16 steps per block (the floor), and 7
+def test_scan_equals_step_across_blocks_float64(name, elements, monkeypatch):
+    monkeypatch.setattr(gated_scan, "CPU_BLOCK_ELEMENTS", elements)
+    scan, step = _forms(name, 3, 5)
+    scan, step = scan.double(), step.double()
+    x = torch.randn(53, 2, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
+    assert_forms_agree(scan, step, x, _state_like(scan, x, 7), rtol=1e-11)
+
+
+def test_block_length_floor():
+    x = torch.zeros(100, 8, 3)
+    assert gated_scan.default_block_len(x, 8 * 256) == max(16, gated_scan.CPU_BLOCK_ELEMENTS // 2048)
+    assert gated_scan.default_block_len(x, 10**9) == 16
+
+
+def test_minlstm_where_both_gates_underflow():
+    """f / (f + i) is 0/0 there; the block falls back to the log form and matches the step form."""
+    torch.manual_seed(0)
+    cell = MinLSTM(3, 4).double()
+    with torch.no_grad():
+        cell.linear.bias[:8] -= 800.0  # σ underflows to 0 in float64 for both gates
+    x = torch.randn(20, 2, 3, dtype=torch.float64)
+    y, _ = cell(x)
+    want, _ = Unrolled(MinLSTMStep(cell))(x)
+    assert torch.isfinite(y).all()
+    torch.testing.assert_close(y, want)
