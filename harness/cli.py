@@ -57,7 +57,7 @@ def cli():
 @click.option("--tasks", type=NameList(), default=None, show_default="the profile's: copy,adding", help="Tasks, comma-separated, or 'all'.")
 @click.option("--device", "devices", type=NameList(DEVICE_CHOICES), default=(AUTO,), show_default="auto", help="cpu, cuda or auto (cpu, plus cuda when present).")
 @click.option("--measure", "measures", type=NameList(MEASUREMENTS), default=MEASUREMENTS, show_default="speed,accuracy,gradients", help="Measurements to run.")
-@click.option("--profile", "profile_name", default="default", show_default=True, help="Sizes and budgets: smoke (<30 s, for tests), default (~3 min on 2 CPU cores), paper (literature settings, for a GPU).")
+@click.option("--profile", "profile_name", default="default", show_default=True, help="Sizes and budgets: smoke (<30 s, for tests), default (~3 min on 2 CPU cores), paper (literature settings, for a GPU), tasks (every built-in task, ~15 min with --workers 2).")
 @click.option("--seq-len", type=SIZES, help="Sequence length(s) T for speed and for every task (overrides the profile).")
 @click.option("--hidden-size", type=SIZES, help="Hidden size(s) H for speed and training.")
 @click.option("--batch-size", type=SIZES, help="Batch size(s) B: speed sweeps every value; training uses the first.")
@@ -71,6 +71,11 @@ def cli():
               "(training: cell plus readout; speed: the cell) is closest to N; overrides --hidden-size.")
 @click.option("--impl", "impls", type=NameList(), help="Speed implementations to time [default: every one a cell registers "
               "(e.g. fused, unrolled; scan, step), and graphed on cuda]; see 'rnnbench cells'.")
+@click.option("--train-impl", "train_impls", type=NameList(), metavar="NAME|CELL=NAME[,...]",
+              help="Implementation to train with: NAME for every selected cell, CELL=NAME for one [default: each cell's "
+                   "default for the device]; 'rnnbench cells' lists them.")
+@click.option("--layers", type=NUMBER, default=1, show_default=True,
+              help="Stack every cell N layers deep (pre-norm, residual; the first layer is the cell alone).")
 @click.option("--threads", type=THREAD_COUNT, default=1, show_default=True, help="CPU threads for torch and NumPy's BLAS, recorded in every row.")
 @click.option("--ignore-memory-estimate", "allow_large", is_flag=True,
               help="Run even when the sizes need more memory than the machine has (by a lower-bound estimate).")
@@ -96,7 +101,7 @@ def cli():
 @plugin_option
 @click.pass_context
 def run(ctx, cells, tasks, devices, measures, profile_name, seq_len, hidden_size, batch_size, input_size, steps, seeds, lrs,
-        param_budget, impls, threads, allow_large, db_path, out_dir, as_json, resume_run, retry_failed, workers, cluster,
+        param_budget, impls, train_impls, layers, threads, allow_large, db_path, out_dir, as_json, resume_run, retry_failed, workers, cluster,
         item_timeout, task_option_pairs, text_file, eval_lengths, plugin_files):
     """Train, time and probe every selected cell on every selected task and device."""
     from harness.driver import RunInterrupted, execute
@@ -109,6 +114,8 @@ def run(ctx, cells, tasks, devices, measures, profile_name, seq_len, hidden_size
 
     started = time.perf_counter()
     check_out_dir(out_dir)
+    for warning in thread_warnings(threads) if resume_run is None else ():
+        _warn(warning)
     if retry_failed and resume_run is None:
         raise UsageError("--retry-failed goes with --resume RUN_ID (it measures a stored run's failed items again)")
     if cluster and ctx.get_parameter_source("workers") != click.core.ParameterSource.COMMANDLINE:
@@ -139,11 +146,9 @@ def run(ctx, cells, tasks, devices, measures, profile_name, seq_len, hidden_size
             registry, cells=cells, tasks=tasks, devices=resolve_devices(list(devices)), measures=measures,
             profile_name=profile_name, seq_len=seq_len, hidden_size=hidden_size, batch_size=batch_size,
             input_size=input_size, steps=steps, seeds=seeds, lr=lrs, threads=threads, impls=impls,
-            param_budget=param_budget, allow_large_memory=allow_large, task_options=task_options,
+            param_budget=param_budget, allow_large_memory=allow_large, train_impls=train_impls or (), layers=layers, task_options=task_options,
             eval_lengths=eval_lengths,
         )
-        for warning in thread_warnings(threads):
-            _warn(warning)
         argv = ["rnnbench", *sys.argv[1:]] if ctx.obj is None else ctx.obj
     # The executor before a new run's database is touched: an unreachable cluster stores nothing.
     executor = _executor(request, config, registry)

@@ -73,7 +73,8 @@ class RunConfig:
     ``speed_hidden_sizes`` are then not used). ``task_options``: per task name, the keyword
     options its factory is built with (``--task-option``, ``--text``). ``eval_lengths``: the
     lengths a trained model is also evaluated at, as typed (``"2x"``: twice the trained T;
-    ``"200"``: T = 200; :mod:`harness.lengths`).
+    ``"200"``: T = 200; :mod:`harness.lengths`). ``task_hidden_sizes`` and ``task_steps``: a
+    profile's per-task hidden sizes and step budgets (the rest of the recipe is shared).
     """
 
     cells: tuple[str, ...]
@@ -95,8 +96,23 @@ class RunConfig:
     profile: str = "custom"
     lrs: tuple[float, ...] = ()
     param_budget: int | None = None
+    train_impls: dict[str, str] = field(default_factory=dict)
+    layers: int = 1
     task_options: dict[str, dict[str, object]] = field(default_factory=dict)
     eval_lengths: tuple[str, ...] = ()
+    task_hidden_sizes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    task_steps: dict[str, int] = field(default_factory=dict)
+
+    def hidden_sizes_for(self, task: str) -> tuple[int, ...]:
+        """The hidden sizes ``task`` is trained at: the task's own (a profile's), else :attr:`hidden_sizes`."""
+        return tuple(self.task_hidden_sizes.get(task, self.hidden_sizes))
+
+    def recipe_for(self, task: str) -> Recipe:
+        """The recipe ``task`` is trained with: :attr:`recipe`, with the task's own step budget if it has one."""
+        steps = self.task_steps.get(task)
+        if steps is None:
+            return self.recipe
+        return Recipe(**{**self.recipe.__dict__, "steps": steps, "eval_every": min(self.recipe.eval_every, steps)})
 
     def options_for(self, task: str) -> dict[str, object]:
         """The keyword options ``task``'s factory is built with (empty: its defaults)."""

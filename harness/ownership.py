@@ -103,8 +103,9 @@ class Heartbeat:
     when the run's token is no longer this process's (another process took the run over).
     """
 
-    def __init__(self, path: Path, run_id: int, token: str, interval_s: float = HEARTBEAT_S):
-        self.path, self.run_id, self.token, self.interval_s = path, run_id, token, interval_s
+    def __init__(self, path: Path, run_id: int, token: str, interval_s: float | None = None):
+        self.path, self.run_id, self.token = path, run_id, token
+        self.interval_s = HEARTBEAT_S if interval_s is None else interval_s
         self.lost = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name=f"rnnbench-heartbeat-{run_id}", daemon=True)

@@ -40,6 +40,10 @@ class Profile:
     task_options: dict[str, dict[str, object]] = field(default_factory=dict)
     # Lengths every trained model is also evaluated at (``--eval-lengths``; e.g. "2x", "200").
     eval_lengths: tuple[str, ...] = ()
+    # Per task name: hidden sizes and step budgets where one setting cannot show every task's
+    # outcome (--hidden-size and --steps override them for every task).
+    task_hidden_sizes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    task_steps: dict[str, int] = field(default_factory=dict)
 
     def seq_lens_for(self, task: str) -> tuple[int, ...]:
         return self.task_seq_lens.get(task, self.default_seq_lens)
@@ -92,6 +96,31 @@ PROFILES: dict[str, Profile] = {
         item_timeout_s=12 * 3600.0,
         # Papers tune the rate per model (Melis et al. 2018); Adam's usual window for RNNs.
         lrs=(3e-4, 1e-3, 3e-3),
+    ),
+    "tasks": Profile(
+        name="tasks",
+        description="every built-in task at sizes where its known outcome shows on a 2-core CPU, about 15 minutes "
+                    "for lstm, gru and torch-rnn with --workers 2",
+        tasks=("selective-copy", "associative-recall", "temporal-order", "parity", "digits", "text"),
+        task_seq_lens={"selective-copy": (32,), "associative-recall": (16,), "temporal-order": (40,), "parity": (8,),
+                       "digits": (64,), "text": (50,)},
+        # K = 4 recalls (Gu & Dao use 16 at T = 4096); 2 pairs over 16 tokens: what a 2-core CPU can train.
+        task_options={"selective-copy": {"n_recall": 4}, "associative-recall": {"vocab_size": 16, "num_pairs": 2}},
+        default_seq_lens=(32,),
+        hidden_sizes=(64,),
+        # Associative recall at two state sizes: the recall a cell can hold grows with its state.
+        task_hidden_sizes={"associative-recall": (16, 128), "temporal-order": (32,), "text": (128,)},
+        task_steps={"selective-copy": 1000, "associative-recall": 2000, "temporal-order": 1000, "parity": 1500,
+                    "digits": 1000, "text": 800},
+        seeds=1,
+        recipe=Recipe(lr=1e-2, clip_norm=1.0, batch_size=64, steps=1000, eval_every=100, eval_size=512),
+        eval_lengths=("2x", "4x"),
+        speed_batch_sizes=(32,),
+        speed_seq_lens=(100,),
+        speed_hidden_sizes=(128,),
+        speed_input_size=8,
+        timing=TimingConfig(warmup=2, min_repeats=5, max_repeats=100, min_time_s=0.5),
+        item_timeout_s=3600.0,
     ),
 }
 

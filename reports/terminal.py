@@ -9,6 +9,7 @@ import json
 
 from tabulate import tabulate
 
+from harness.ownership import Owner
 from harness.results import Results, StoredRun
 from reports.tables import TABLES, drop_empty_note
 from reports.text import execution_brief, table_notes
@@ -45,10 +46,19 @@ def machine(environment: dict) -> str:
             + (f", {gpu}" if gpu else ""))
 
 
+def run_status(run: StoredRun) -> str:
+    """The stored status, except that a run left ``running`` by a process that is gone (killed,
+    crashed) says so: it is not being measured, and ``--resume`` will take it over."""
+    if run.status != "running":
+        return run.status
+    gone = Owner(run.owner_host, run.owner_pid, run.heartbeat_at).gone_because()
+    return "running" if gone is None else "running, owner gone (resumable)"
+
+
 def runs_table(runs: list[StoredRun]) -> str:
     """``rnnbench runs``: one line per stored run."""
     return listing([{
-        "id": run.run_id, "started (UTC)": run.started_at.replace("+00:00", ""), "status": run.status,
+        "id": run.run_id, "started (UTC)": run.started_at.replace("+00:00", ""), "status": run_status(run),
         "profile": run.config.profile, "cells": ",".join(run.config.cells), "tasks": ",".join(run.config.tasks),
         "devices": ",".join(run.config.devices), "executed": execution_brief(run.execution),
         "machine": machine(run.environment),

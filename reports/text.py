@@ -147,6 +147,9 @@ def environment_items(run: StoredRun, rows: pd.DataFrame | None = None) -> list[
     options = task_options_text(environment)
     if options:
         items.append(("task options", options))
+    budgets = task_budget_text(run.config)
+    if budgets:
+        items.append(("per-task sizes", budgets))
     if getattr(run.config, "param_budget", None):
         items.append(("parameter budget", f"each cell's hidden size chosen so that its parameter count is closest to "
                                           f"{run.config.param_budget}"))
@@ -192,4 +195,12 @@ def task_options_text(environment: dict) -> str:
         shown = {**(record.get("given") or {}), **(record.get("task") or {})}
         if record.get("given") or "corpus_sha256" in shown:
             parts.append(f"{task}: " + ", ".join(f"{key}={value}" for key, value in shown.items()))
+    return "; ".join(parts)
+
+
+def task_budget_text(config) -> str:
+    """A profile's per-task hidden sizes and step budgets (the rest of the recipe is shared)."""
+    parts = [f"{task}: H = {', '.join(str(h) for h in sizes)}"
+             for task, sizes in (getattr(config, "task_hidden_sizes", None) or {}).items()]
+    parts += [f"{task}: up to {steps} steps" for task, steps in (getattr(config, "task_steps", None) or {}).items()]
     return "; ".join(parts)
