@@ -16,7 +16,7 @@ import torch
 
 from harness.cells import SequenceModel, build_cell
 from harness.plugins import load_plugins
-from harness.training import EVAL_STREAM, Recipe, rng_for, train
+from harness.training import Recipe, train
 
 # (task, T, options, cell, hidden size, step budget, lr)
 RUNS = [
@@ -48,15 +48,14 @@ def run(registry, task_name, seq_len, options, cell_name, hidden, steps, lr, see
     recipe = Recipe(lr=lr, batch_size=64, steps=steps, eval_every=100, eval_size=512)
     torch.manual_seed(seed)
     model = SequenceModel(build_cell(registry.cell(cell_name), task.input_size, hidden), hidden, task.output_size)
-    eval_data = task.sample_split(recipe.eval_size, rng_for(seed, EVAL_STREAM), "test").to("cpu", torch.float32)
     started = time.perf_counter()
-    result = train(model, task, recipe, seed, "cpu", eval_data=eval_data)
+    result = train(model, task, recipe, seed, "cpu")  # validation and test sets from their own streams
     wall_s = time.perf_counter() - started
     best = max(result.curve, key=lambda p: p.accuracy)
     line = (f"{task_name:18} T={seq_len:<3} {str(options or ''):38} {cell_name:9} H={hidden:<3} lr={lr:g} "
             f"loss={result.loss:.3f} base={result.baseline:.3f} ratio={result.loss_ratio:.3f} acc={result.accuracy:.3f} "
             f"best_acc={best.accuracy:.3f}@{best.step} solved_at={result.steps_to_solve} steps={result.steps_run} "
-            f"train_s={result.train_seconds:.1f} wall_s={wall_s:.1f}")
+            f"train_s={result.train_time_s:.1f} wall_s={wall_s:.1f}")
     if task_name == "text":
         line += f"\n    sample: {task.generate(model, 'hello world, how are you?', 120, seed=0, temperature=0.8)!r}"
     print(line, flush=True)

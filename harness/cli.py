@@ -71,6 +71,11 @@ def cli():
               "(training: cell plus readout; speed: the cell) is closest to N; overrides --hidden-size.")
 @click.option("--impl", "impls", type=NameList(), help="Speed implementations to time [default: every one a cell registers "
               "(e.g. fused, unrolled; scan, step), and graphed on cuda]; see 'rnnbench cells'.")
+@click.option("--train-impl", "train_impls", type=NameList(), metavar="NAME|CELL=NAME[,...]",
+              help="Implementation to train with: NAME for every selected cell, CELL=NAME for one [default: each cell's "
+                   "default for the device]; 'rnnbench cells' lists them.")
+@click.option("--layers", type=NUMBER, default=1, show_default=True,
+              help="Stack every cell N layers deep (pre-norm, residual; the first layer is the cell alone).")
 @click.option("--threads", type=THREAD_COUNT, default=1, show_default=True, help="CPU threads for torch and NumPy's BLAS, recorded in every row.")
 @click.option("--ignore-memory-estimate", "allow_large", is_flag=True,
               help="Run even when the sizes need more memory than the machine has (by a lower-bound estimate).")
@@ -96,7 +101,7 @@ def cli():
 @plugin_option
 @click.pass_context
 def run(ctx, cells, tasks, devices, measures, profile_name, seq_len, hidden_size, batch_size, input_size, steps, seeds, lrs,
-        param_budget, impls, threads, allow_large, db_path, out_dir, as_json, resume_run, retry_failed, workers, cluster,
+        param_budget, impls, train_impls, layers, threads, allow_large, db_path, out_dir, as_json, resume_run, retry_failed, workers, cluster,
         item_timeout, task_option_pairs, text_file, eval_lengths, plugin_files):
     """Train, time and probe every selected cell on every selected task and device."""
     from harness.driver import RunInterrupted, execute
@@ -141,7 +146,7 @@ def run(ctx, cells, tasks, devices, measures, profile_name, seq_len, hidden_size
             registry, cells=cells, tasks=tasks, devices=resolve_devices(list(devices)), measures=measures,
             profile_name=profile_name, seq_len=seq_len, hidden_size=hidden_size, batch_size=batch_size,
             input_size=input_size, steps=steps, seeds=seeds, lr=lrs, threads=threads, impls=impls,
-            param_budget=param_budget, allow_large_memory=allow_large, task_options=task_options,
+            param_budget=param_budget, allow_large_memory=allow_large, train_impls=train_impls or (), layers=layers, task_options=task_options,
             eval_lengths=eval_lengths,
         )
         argv = ["rnnbench", *sys.argv[1:]] if ctx.obj is None else ctx.obj

@@ -96,6 +96,8 @@ class RunConfig:
     profile: str = "custom"
     lrs: tuple[float, ...] = ()
     param_budget: int | None = None
+    train_impls: dict[str, str] = field(default_factory=dict)
+    layers: int = 1
     task_options: dict[str, dict[str, object]] = field(default_factory=dict)
     eval_lengths: tuple[str, ...] = ()
     task_hidden_sizes: dict[str, tuple[int, ...]] = field(default_factory=dict)

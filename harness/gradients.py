@@ -93,6 +93,11 @@ def gradient_profile(model, task, x: torch.Tensor, target: torch.Tensor, probes:
     if probes[0] != 0:
         _, state = model.cell(x[: probes[0]], state)
     for start, stop in zip(boundaries[:-1], boundaries[1:]):
+        # A view makes the carried state its own node: its gradient is then ∂L/∂s_t through the
+        # steps after t only. Without it, a state tensor that is also the previous piece's last
+        # output (h_t of an RNN) would collect that output's other uses too — in a stack
+        # (harness.stacking), the next layer reading it at step t, whose effect s_t already holds.
+        state = map_state(lambda tensor: tensor.view_as(tensor), state)
         probed[start] = state
         y, state = model.cell(x[start:stop], state)
     loss = task.last_step_loss(model.readout(y[-1]), target)

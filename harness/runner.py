@@ -11,19 +11,20 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from harness.cells import SequenceModel, available_impls, build_cell, build_impl
+from harness.cells import SequenceModel, available_impls, build_impl
 from harness.config import RunConfig
 from harness.contract import check_contract
 from harness.errors import UsageError
 from harness.gradients import GradientProfile, measure_profile, probe_steps
 from harness.lengths import length_rows
-from harness.names import (ACCURACY, AUTO, CPU, CUDA, DEVICE_CHOICES, GRADIENTS, GRAPHED, LENGTH, NUMPY, NUMPY_BACKEND,
+from harness.names import (ACCURACY, AUTO, CPU, CUDA, DEVICE_CHOICES, GRADIENTS, GRAPHED, LENGTH, NUMPY_BACKEND,
                            SAMPLE, SPEED, TRAIN_MEASUREMENTS)
 from harness.plugins import CellSpec, Registry, TaskSpec
 from harness.results import ResultRow
 from harness.samples import can_generate, sample_rows
 from harness.sizing import hidden_size_for, param_count
 from harness.speed import measure_speed
+from harness.stacking import stack
 from harness.task_options import build_task
 from harness.training import VALIDATION_STREAM, held_out, train
 
@@ -57,11 +58,19 @@ class TrainItem:
     seed: int
     measures: tuple[str, ...]
     lr: float
+    impl: str = ""  # the implementation trained; "" = the cell's default for the device
+
+    @property
+    def trained_impl(self) -> str:
+        return self.impl or self.cell.default_impl(self.device)
 
     @property
     def key(self) -> str:
+        # the implementation is part of the key only when --train-impl chose another than the
+        # default, so that runs stored before implementations were named still resume
+        chosen = "" if self.trained_impl == self.cell.default_impl(self.device) else f"|impl={self.trained_impl}"
         return (f"train|{self.cell.name}|{self.task.name}|{self.device}|T{self.seq_len}|H{self.hidden_size}"
-                f"|seed{self.seed}|lr{self.lr!r}")
+                f"|seed{self.seed}|lr{self.lr!r}{chosen}")
 
     def label(self) -> str:
         what = "+".join(m for m in TRAIN_MEASUREMENTS if m in self.measures)
@@ -90,7 +99,7 @@ def _speed_hidden_sizes(config: RunConfig, cell: CellSpec) -> tuple[int, ...]:
     """H for the speed rows: the configured sizes, or the one matching the parameter budget (cell alone)."""
     if config.param_budget is None:
         return config.speed_hidden_sizes
-    return (hidden_size_for(cell, config.param_budget, config.speed_input_size),)
+    return (hidden_size_for(cell, config.param_budget, config.speed_input_size, layers=config.layers),)
 
 
 def _train_hidden_sizes(config: RunConfig, cell: CellSpec, task_spec: TaskSpec, seq_len: int) -> tuple[int, ...]:
@@ -98,7 +107,7 @@ def _train_hidden_sizes(config: RunConfig, cell: CellSpec, task_spec: TaskSpec, 
     if config.param_budget is None:
         return config.hidden_sizes_for(task_spec.name)
     task = build_task(task_spec, seq_len, config.options_for(task_spec.name))
-    return (hidden_size_for(cell, config.param_budget, task.input_size, task.output_size),)
+    return (hidden_size_for(cell, config.param_budget, task.input_size, task.output_size, config.layers),)
 
 
 def plan(config: RunConfig, registry: Registry) -> list[SpeedItem | TrainItem]:
@@ -129,7 +138,9 @@ def plan(config: RunConfig, registry: Registry) -> list[SpeedItem | TrainItem]:
                             for lr in config.learning_rates:
                                 for cell in cells:
                                     hidden = sizes[cell.name][size_index]
-                                    items.append(TrainItem(cell, task, device, seq_len, hidden, seed, train_measures, lr))
+                                    impl = config.train_impls.get(cell.name, cell.default_impl(device))
+                                    items.append(TrainItem(cell, task, device, seq_len, hidden, seed, train_measures, lr,
+                                                           impl))
     return items
 
 
@@ -148,26 +159,33 @@ def _base(item, measurement: str, threads: int, **extra) -> dict:
     )
 
 
-def _speed_base(item: SpeedItem, threads: int) -> dict:
+def _speed_base(item: SpeedItem, threads: int, layers: int = 1) -> dict:
     return _base(item, SPEED, threads, impl=item.impl, batch_size=item.batch_size, seq_len=item.seq_len,
                  length=item.seq_len, input_size=item.input_size, hidden_size=item.hidden_size,
-                 param_count=_count_or_none(item.cell, item.input_size, item.hidden_size))
+                 param_count=_count_or_none(item.cell, item.input_size, item.hidden_size, layers=layers))
 
 
-def _count_or_none(cell: CellSpec, input_size: int, hidden_size: int, output_size: int | None = None) -> int | None:
+def _count_or_none(cell: CellSpec, input_size: int, hidden_size: int, output_size: int | None = None,
+                   layers: int = 1) -> int | None:
     """The parameter count for a row; None when the cell cannot even be built (its row says why)."""
     try:
-        return param_count(cell, input_size, hidden_size, output_size)
+        return param_count(cell, input_size, hidden_size, output_size, layers)
     except Exception:
         return None
 
 
+def build_model_cell(spec: CellSpec, impl: str, input_size: int, hidden_size: int, layers: int = 1):
+    """Implementation ``impl`` of the cell, stacked ``layers`` deep (:mod:`harness.stacking`), as a run times
+    and trains it; every layer runs the same implementation."""
+    return stack(lambda inputs, hidden: build_impl(spec, impl, inputs, hidden), input_size, hidden_size, layers)
+
+
 def _speed_rows(item: SpeedItem, config: RunConfig, threads: int) -> list[ResultRow]:
-    base = _speed_base(item, threads)
+    base = _speed_base(item, threads, config.layers)
     if item.cell.backend == NUMPY_BACKEND and item.device != CPU:
         return [ResultRow(**base, status="skipped", error=f"not supported on {item.device}")]
     torch.manual_seed(0)
-    cell = build_impl(item.cell, item.impl, item.input_size, item.hidden_size).to(item.device)
+    cell = build_model_cell(item.cell, item.impl, item.input_size, item.hidden_size, config.layers).to(item.device)
     check_contract(cell, item.input_size, item.hidden_size, torch.device(item.device), name=item.cell.name, spec=item.cell)
     try:
         result = measure_speed(cell, item.batch_size, item.seq_len, item.input_size, item.device, config.timing,
@@ -235,7 +253,8 @@ def _train_bases(item: TrainItem, config: RunConfig, threads: int) -> dict[str, 
     task = build_task(item.task, item.seq_len, config.options_for(item.task.name))
     sizes = dict(task=item.task.name, batch_size=config.recipe.batch_size, seq_len=item.seq_len, length=task.length,
                  input_size=task.input_size, hidden_size=item.hidden_size, seed=item.seed, lr=item.lr,
-                 param_count=_count_or_none(item.cell, task.input_size, item.hidden_size, task.output_size))
+                 impl=item.trained_impl,
+                 param_count=_count_or_none(item.cell, task.input_size, item.hidden_size, task.output_size, config.layers))
     return {m: _base(item, m, threads, **sizes) for m in item.measures}
 
 
@@ -245,14 +264,12 @@ def _train_rows(item: TrainItem, config: RunConfig, threads: int) -> list[Result
     task = build_task(item.task, item.seq_len, config.options_for(item.task.name))
     bases = _train_bases(item, config, threads)
     if item.cell.backend == NUMPY_BACKEND and item.device != CPU:
-        return [ResultRow(**b, impl=NUMPY, status="skipped", error=f"not supported on {item.device}") for b in bases.values()]
+        return [ResultRow(**b, status="skipped", error=f"not supported on {item.device}") for b in bases.values()]
     rows: list[ResultRow] = []
     pending = list(item.measures)
     try:
         torch.manual_seed(item.seed)
-        cell = build_cell(item.cell, task.input_size, item.hidden_size)
-        for b in bases.values():
-            b["impl"] = item.cell.primary_impl
+        cell = build_model_cell(item.cell, item.trained_impl, task.input_size, item.hidden_size, config.layers)
         model = SequenceModel(cell, item.hidden_size, task.output_size).to(item.device)
         check_contract(model.cell, task.input_size, item.hidden_size, torch.device(item.device), name=item.cell.name,
                        spec=item.cell)
@@ -314,19 +331,19 @@ def measure_item(item: SpeedItem | TrainItem, config: RunConfig, threads: int) -
     except (KeyboardInterrupt, UsageError):
         raise
     except Exception as exc:
-        return [ResultRow(**_speed_base(item, threads), status="failed", error=f"{type(exc).__name__}: {exc}")]
+        return [ResultRow(**_speed_base(item, threads, config.layers), status="failed", error=f"{type(exc).__name__}: {exc}")]
 
 
 def failed_rows(item: SpeedItem | TrainItem, config: RunConfig, threads: int, error: str) -> list[ResultRow]:
     """What the driver stores for an item that returned no rows (timed out, its worker died,
     its code escaped the measurement): one failed row per measurement, with the reason."""
     if isinstance(item, SpeedItem):
-        return [ResultRow(**_speed_base(item, threads), status="failed", error=error)]
+        return [ResultRow(**_speed_base(item, threads, config.layers), status="failed", error=error)]
     try:
         bases = _train_bases(item, config, threads)
     except Exception:  # the task cannot even be built here: store what is known
         bases = {m: _base(item, m, threads, task=item.task.name, seq_len=item.seq_len, hidden_size=item.hidden_size,
-                          seed=item.seed, lr=item.lr) for m in item.measures}
+                          seed=item.seed, lr=item.lr, impl=item.trained_impl) for m in item.measures}
     return [ResultRow(**b, status="failed", error=error) for b in bases.values()]
 
 

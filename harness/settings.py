@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from harness.cells import available_impls
+from harness.cells import available_impls, unknown_impl_message
 from harness.config import RunConfig
 from harness.errors import UsageError
 from harness.names import SPEED
 from harness.lengths import parse_eval_lengths
 from harness.preflight import check_item_count, check_memory
 from harness.profiles import get_profile
+from harness.stacking import check_layers
 from harness.task_options import build_task
 
 
@@ -22,9 +23,27 @@ def _profile_seq_lens(profile, task) -> tuple[int, ...]:
     return (own,)
 
 
+def resolve_train_impls(registry, cell_names, entries) -> dict[str, str]:
+    """``--train-impl`` entries -> {cell: implementation}: ``NAME`` applies to every selected cell,
+    ``CELL=NAME`` to one (and wins over a plain ``NAME``). A cell without that implementation, or a
+    CELL that is not selected, is a :class:`UsageError` listing what is allowed."""
+    chosen: dict[str, str] = {}
+    for entry in sorted(entries, key=lambda e: "=" in e):  # plain names first, per-cell ones override
+        cell, _, impl = entry.rpartition("=")
+        targets = [cell] if cell else list(cell_names)
+        if cell and cell not in cell_names:
+            raise UsageError(f"--train-impl {entry}: cell {cell!r} is not selected; selected: {', '.join(cell_names)}")
+        for name in targets:
+            spec = registry.cell(name)
+            if impl not in spec.impls.names:
+                raise UsageError(f"--train-impl {entry}: {unknown_impl_message(spec, impl, training=True)}")
+            chosen[name] = impl
+    return chosen
+
+
 def build_config(registry, *, cells, tasks, devices, measures, profile_name="default", seq_len=None, hidden_size=None,
                  batch_size=None, input_size=None, steps=None, seeds=None, lr=None, threads=1, impls=None,
-                 param_budget=None, allow_large_memory=False, task_options=None, eval_lengths=()) -> RunConfig:
+                 param_budget=None, allow_large_memory=False, train_impls=(), layers=1, task_options=None, eval_lengths=()) -> RunConfig:
     """Names are validated against the registry here, and sizes against the machine
     (:mod:`harness.preflight`; ``allow_large_memory`` skips the memory estimate), before anything runs.
 
@@ -62,8 +81,9 @@ def build_config(registry, *, cells, tasks, devices, measures, profile_name="def
         offered = {i for c in cell_names for d in devices for i in available_impls(registry.cell(c), d)}
         unknown = [impl for impl in impls if impl not in offered]
         if unknown:
-            raise UsageError(f"--impl {','.join(map(repr, unknown))}: no selected cell has such an implementation on "
-                             f"{', '.join(devices)}; available: {', '.join(sorted(offered))}")
+            raise UsageError(f"--impl {','.join(unknown)}: no selected cell has {'this implementation' if len(unknown) == 1 else 'these implementations'} "
+                             f"on {', '.join(devices)}; available: {', '.join(sorted(offered))}")
+    chosen_impls = resolve_train_impls(registry, cell_names, train_impls)
     config = RunConfig(
         cells=cell_names,
         tasks=task_names,
@@ -85,6 +105,8 @@ def build_config(registry, *, cells, tasks, devices, measures, profile_name="def
         param_budget=param_budget,
         task_options=options,
         eval_lengths=tuple(parse_eval_lengths(eval_lengths or profile.eval_lengths)),
+        train_impls=chosen_impls,
+        layers=check_layers(layers),
         # A size or budget typed on the command line holds for every task.
         task_hidden_sizes={} if hidden_size else {t: profile.task_hidden_sizes[t] for t in task_names
                                                   if t in profile.task_hidden_sizes},

@@ -21,6 +21,7 @@ import torch
 
 from harness.cells import build_cell
 from harness.selection import hidden_size_for_budget
+from harness.stacking import stacked_param_count
 
 
 def readout_params(hidden_size: int, output_size: int) -> int:
@@ -36,12 +37,15 @@ def _cell_params(spec, input_size: int, hidden_size: int) -> int:
     return sum(parameter.numel() for parameter in cell.parameters())
 
 
-def param_count(spec, input_size: int, hidden_size: int, output_size: int | None = None) -> int:
-    """Parameters of ``spec``'s cell at (I, H), plus the readout when ``output_size`` is given."""
+def param_count(spec, input_size: int, hidden_size: int, output_size: int | None = None, layers: int = 1) -> int:
+    """Parameters of ``spec``'s cell at (I, H) — stacked ``layers`` deep (:mod:`harness.stacking`) —
+    plus the readout when ``output_size`` is given."""
     count = _cell_params(spec, int(input_size), int(hidden_size))
+    if layers > 1:
+        count = stacked_param_count(count, _cell_params(spec, int(hidden_size), int(hidden_size)), int(hidden_size), layers)
     return count + (readout_params(hidden_size, output_size) if output_size is not None else 0)
 
 
-def hidden_size_for(spec, budget: int, input_size: int, output_size: int | None = None) -> int:
+def hidden_size_for(spec, budget: int, input_size: int, output_size: int | None = None, layers: int = 1) -> int:
     """The hidden size whose :func:`param_count` is closest to ``budget`` (ties: the smaller H)."""
-    return hidden_size_for_budget(lambda hidden: param_count(spec, input_size, hidden, output_size), budget)
+    return hidden_size_for_budget(lambda hidden: param_count(spec, input_size, hidden, output_size, layers), budget)

@@ -73,7 +73,7 @@ def speed_table(results: Results) -> pd.DataFrame:
     return pd.DataFrame(out, columns=SPEED_COLUMNS)
 
 
-ACCURACY_COLUMNS = ["cell", "task", "T", "H", "params", "device", "lr", "seeds", "loss", "loss/baseline", "accuracy", "solved",
+ACCURACY_COLUMNS = ["cell", "impl", "task", "T", "H", "params", "device", "lr", "seeds", "loss", "loss/baseline", "accuracy", "solved",
                     "steps to solve", "train s", "rank", "note"]
 
 
@@ -140,7 +140,8 @@ def accuracy_table(results: Results) -> pd.DataFrame:
         curve = solve_curve_of(ok_seeds)
         ranking = rankings.get((task, as_int(seq_len), device, as_int(hidden) if per_hidden else None))
         out.append({
-            "cell": cell, "task": task, "T": seq_len, "H": hidden, "params": fmt(_first(group, "param_count")),
+            "cell": cell, "impl": _first(group, "impl") or "—", "task": task, "T": seq_len, "H": hidden,
+            "params": fmt(_first(group, "param_count")),
             "device": device, "lr": _lr_text(lr, choice), "seeds": len(seeds),
             "loss": _interval([value(g, "loss") for g in ok_seeds]),
             "loss/baseline": _interval([value(g, "loss_ratio") for g in ok_seeds]),
@@ -181,7 +182,7 @@ def sweep_table(results: Results) -> pd.DataFrame:
     return pd.DataFrame(out, columns=columns)
 
 
-GRADIENT_COLUMNS = ["cell", "task", "T", "H", "params", "device", "lr", "decay/step init", "decay/step trained",
+GRADIENT_COLUMNS = ["cell", "impl", "task", "T", "H", "params", "device", "lr", "decay/step init", "decay/step trained",
                     "first/last init", "first/last trained", "horizon init", "horizon trained", "note"]
 
 
@@ -214,7 +215,8 @@ def gradient_table(results: Results) -> pd.DataFrame:
         ok = [g for g in seeds if all_ok(g)]
         notes = [n for g in seeds if (n := _status_note(g))]
         out.append({
-            "cell": cell, "task": task, "T": seq_len, "H": hidden, "params": fmt(_first(group, "param_count")),
+            "cell": cell, "impl": _first(group, "impl") or "—", "task": task, "T": seq_len, "H": hidden,
+            "params": fmt(_first(group, "param_count")),
             "device": device, "lr": _lr_text(lr, choices.get((cell, task, seq_len, hidden, device))),
             "decay/step init": _interval([value(g, "decay_rate", "init") for g in ok]),
             "decay/step trained": _interval([value(g, "decay_rate", "trained") for g in ok]),

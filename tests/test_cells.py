@@ -73,23 +73,30 @@ def test_a_later_call_leaves_earlier_outputs_untouched(registry, cell_name):
         torch.testing.assert_close(held, copy, rtol=0, atol=0)
 
 
+def _leaves_like(state, values):
+    """``values``' tensors as fresh leaves that require grad, in ``state``'s nesting (test-side)."""
+    if isinstance(state, torch.Tensor):
+        return values.detach().clone().requires_grad_()
+    return tuple(_leaves_like(s, v) for s, v in zip(state, values))
+
+
 def step_unrolled_norms(model, task, x, target) -> list[float]:
-    """||dL/ds_t|| for t = 0..L-1 by plain autograd, the cell run one step at a time."""
+    """||dL/ds_t|| for t = 0..L-1 by plain autograd: the partial derivative with respect to the state
+    carried into step t. For each t, s_t (the prefix x[:t] run one step at a time, without gradients)
+    becomes a fresh leaf and x[t:] runs from it. (A gradient with respect to s_t as a node of one
+    long graph would also count paths between the state's own parts within a step — sLSTM's h_t is
+    computed from its c_t — which the state already holds.)"""
     _, probe_state = model.cell(x[:1], None)
-    state = tuple(t.requires_grad_() for t in parts(zeros_like_state(probe_state)))
-    state = state[0] if isinstance(probe_state, torch.Tensor) else state
-    states = []
+    values = zeros_like_state(probe_state)
+    norms = []
     for t in range(x.shape[0]):
-        states.append(state)
-        y, state = model.cell(x[t : t + 1], state)
-    loss = task.last_step_loss(model.readout(y[-1]), target)
-    flat = [parts(s) for s in states]
-    grads = torch.autograd.grad(loss, [t for p in flat for t in p], allow_unused=True)
-    norms, i = [], 0
-    for p in flat:
-        chunk = grads[i : i + len(p)]
-        i += len(p)
-        norms.append(float(sum((g**2).sum() for g in chunk if g is not None)) ** 0.5)
+        start = _leaves_like(probe_state, values)
+        y, _ = model.cell(x[t:], start)
+        loss = task.last_step_loss(model.readout(y[-1]), target)
+        grads = torch.autograd.grad(loss, parts(start), allow_unused=True)
+        norms.append(float(sum((g**2).sum() for g in grads if g is not None)) ** 0.5)
+        with torch.no_grad():
+            _, values = model.cell(x[t : t + 1], values)
     return norms
 
 

@@ -83,9 +83,10 @@ def test_smoke_run_prints_three_tables_with_a_row_per_cell(smoke):
     assert set(sections) == set(TITLES)
     assert sorted(line.split()[:2] for line in sections["speed"]) == sorted(list(pair) for pair in SPEED_IMPLS)
     assert {line.split()[0] for line in sections["speed"]} == set(CELL_NAMES)
-    for key in ("accuracy", "gradients"):
-        rows = [line.split()[:2] for line in sections[key]]
-        assert sorted(rows) == sorted([cell, task] for cell in CELL_NAMES for task in SMOKE_TASKS)
+    defaults = {c.name: c.default_impl("cpu") for c in _BUILTINS.cells.values()}
+    for key in ("accuracy", "gradients"):  # cell, the implementation it trained with, task
+        rows = [line.split()[:3] for line in sections[key]]
+        assert sorted(rows) == sorted([cell, defaults[cell], task] for cell in CELL_NAMES for task in SMOKE_TASKS)
     assert "FAILED" not in smoke.out
     assert "Note: Peak memory measured as cpu: cpu peak RSS rise" in smoke.out
     assert "Note: One seed: no interval is shown" in smoke.out
@@ -217,7 +218,7 @@ BAD_INPUT = [
     (["--seq-len", "10,-3"], ["--seq-len", "'-3'"]),
     (["--measure", "speedy"], ["'speedy'", "speed", "accuracy", "gradients"]),
     (["--profile", "nope"], ["'nope'", "smoke", "default", "paper"]),
-    (["--impl", "jit"], ["--impl", "'jit'", "fused", "unrolled"]),
+    (["--impl", "jit"], ["--impl jit", "fused", "unrolled", "scan", "step"]),
     (["--tasks", "adding", "--seq-len", "1"], ["--seq-len 1", "'adding'", ">= 2"]),
 ]
 

@@ -12,6 +12,7 @@ from harness.cells import Unrolled, available_impls, build_impl, build_impls
 from harness.equivalence import FLOAT32, FLOAT64
 from harness.errors import NotSupportedError
 from harness.plugins import load_plugins
+from harness.scan import linear_scan
 from harness.testing import assert_equivalent, implementation_gaps, make_spec, warm_state
 from plugins.mingru import MinGRU, MinGRUScan, step_form
 
@@ -153,14 +154,16 @@ def test_a_sequence_form_alternative_and_a_device_default():
 
 
 class _ScanOf(nn.Module):
+    """A sequence form derived from a MinGRU step module: its own scan over the step's layer."""
+
     def __init__(self, step):
         super().__init__()
-        self.linear = step.linear
-        self.scan = MinGRUScan.forward.__get__(self)
-        self.hidden_size = step.hidden_size
+        self.linear = step.linear  # shared
 
     def forward(self, x, state=None):
-        return MinGRUScan._forward(self, x, state)
+        gate, candidate = self.linear(x).chunk(2, dim=-1)
+        h = linear_scan(torch.sigmoid(-gate), torch.sigmoid(gate) * candidate, state)
+        return h, h[-1]
 
 
 @pytest.mark.parametrize("options, message", [
@@ -182,3 +185,45 @@ def test_a_bad_registration_is_one_line_naming_the_plugin_and_cell(write_plugin,
     registry = load_plugins([write_plugin("bad_impls", source)], autoload=False)
     assert "bad" not in registry.cells
     assert len(registry.errors) == 1 and "cell 'bad'" in registry.errors[0] and message in registry.errors[0], registry.errors
+
+
+def _train(rnnbench, tmp_path, *options):
+    from harness.store import ResultStore
+
+    db = tmp_path / "r.sqlite"
+    result = rnnbench("run", "--measure", "accuracy", "--profile", "smoke", "--steps", "3", "--device", "cpu",
+                      "--tasks", "adding", "--db", db, "--out", tmp_path / "out", *options)
+    if result.code != 0:
+        return result, []
+    with ResultStore(db) as store:
+        return result, store.rows(store.resolve_run("latest"))
+
+
+def test_training_uses_the_default_implementation_and_stores_it(rnnbench, tmp_path):
+    result, rows = _train(rnnbench, tmp_path, "--cells", "lstm,mingru,numpy-rnn")
+    assert result.code == 0, result.err
+    assert {(r["cell"], r["impl"]) for r in rows} == {("lstm", "fused"), ("mingru", "scan"), ("numpy-rnn", "numpy")}
+    table = result.out.split("Accuracy")[1].splitlines()
+    assert any(line.split()[:2] == ["mingru", "scan"] for line in table), result.out  # shown beside the cell
+
+
+def test_train_impl_picks_another_per_cell_or_for_all(rnnbench, tmp_path):
+    result, rows = _train(rnnbench, tmp_path, "--cells", "lstm,mingru", "--train-impl", "mingru=step,lstm=unrolled")
+    assert result.code == 0, result.err
+    assert {(r["cell"], r["impl"]) for r in rows} == {("lstm", "unrolled"), ("mingru", "step")}
+    assert all(r["item"].endswith(f"|impl={r['impl']}") for r in rows)  # another implementation, another item
+    result, rows = _train(rnnbench, tmp_path, "--cells", "mingru,lru", "--train-impl", "step")
+    assert result.code == 0, result.err
+    assert {r["impl"] for r in rows} == {"step"}
+
+
+@pytest.mark.parametrize("options, shown", [
+    (["--cells", "lstm,mingru", "--train-impl", "scan"], "--train-impl scan: cell 'lstm' has no implementation 'scan'; it has: fused, unrolled"),
+    (["--cells", "mingru", "--train-impl", "lstm=fused"], "--train-impl lstm=fused: cell 'lstm' is not selected; selected: mingru"),
+    (["--cells", "lstm", "--train-impl", "graphed"], "'graphed' is timed, not trained"),
+])
+def test_a_bad_train_impl_is_one_line_and_exit_2(rnnbench, tmp_path, options, shown):
+    result, _ = _train(rnnbench, tmp_path, *options)
+    assert result.code == 2 and result.out == ""
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1 and shown in lines[0], result.err

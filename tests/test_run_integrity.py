@@ -91,7 +91,7 @@ def test_hidden_size_sweep_rows_are_told_apart_by_h(rnnbench, tmp_path):
                       "--hidden-size", "8,16", *SMOKE, "--db", tmp_path / "r.sqlite", "--out", tmp_path / "out")
     assert result.code == 0
     rows = [line.split() for line in result.out.splitlines() if line.startswith("lstm ")]
-    assert sorted(r[3] for r in rows) == ["16", "16", "8", "8"]  # cell task T H ...
+    assert sorted(r[4] for r in rows) == ["16", "16", "8", "8"]  # cell impl task T H ...
 
 
 def test_fail_above_finer_than_five_percent_can_trip():
