@@ -440,9 +440,11 @@ def _checked(registry, names):
 @click.argument("name")
 @click.option("--backend", type=click.Choice(BACKENDS), default=TORCH, show_default=True,
               help="torch: a step-form nn.Module; numpy: params, forward and a hand-written backward.")
+@click.option("--with-scan", "scan", is_flag=True,
+              help="A cell with two implementations: a parallel scan and the step form it is checked against (torch).")
 @click.option("--dir", "parent", type=click.Path(file_okay=False), default=".", show_default=True,
               help="Folder in which to create rnnbench-NAME/.")
-def new_cell(name, backend, parent):
+def new_cell(name, backend, scan, parent):
     """Write a cell plugin package, rnnbench-NAME/, that works after 'pip install -e .'."""
     from harness.plugins import describe, load_plugins
     from harness.scaffold import Scaffold, validate_name, write_scaffold
@@ -452,8 +454,8 @@ def new_cell(name, backend, parent):
     if name in registry.cells:
         raise UsageError(f"a cell named {name!r} is already registered by {describe(registry.cells[name].plugin)}; "
                          "choose another name")
-    root = write_scaffold(name, backend, parent)
-    for relative in Scaffold(name, backend).files():
+    root = write_scaffold(name, backend, parent, scan=scan)
+    for relative in Scaffold(name, backend, scan).files():
         click.echo(f"wrote {root / relative}")
     click.echo(f"\nnext:\n  cd {root}\n  pip install -e \".[test]\"\n  rnnbench check {name}\n  "
                f"pytest\n  rnnbench run --cells {name},lstm,gru")
