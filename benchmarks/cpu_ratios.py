@@ -12,16 +12,24 @@ Prints one line per target, ``NAME value=X target=Y PASS|FAIL``, then exits 0.
 3. harness_overhead_lstm: the harness's median for lstm fused forward+backward at B=32,
    I=8, H=128, T=100 / a bare perf_counter loop over the same module. Target within 5%
    (ratio <= 1.05).
+4. <cell>_fast_vs_step (issue 12): the cell's registered fast form (chunked or fused scan,
+   chunkwise-parallel mLSTM) / its step loop, forward+backward at B=8, I=8, H=256, T=4096,
+   float32, one thread, timed in process CPU time in interleaved rounds
+   (``benchmarks/scan_forms.py`` says how). Targets <= 0.2 for mingru, minlstm, lru; <= 0.5 for
+   mamba and mlstm. ``#`` lines give the peak memory of both forms and the crossover T from a
+   coarse sweep (T = 64 … 4096; ``--full``: 64 … 16384 in powers of two).
 
 Targets 1 and 2 are measured in 5 interleaved rounds (each quantity once per round) and
 each value is the median of the 5 per-round ratios, which are printed too; target 3 is
 measured the same way.
 
-Run: python benchmarks/cpu_ratios.py
+Run: python benchmarks/cpu_ratios.py [--only numpy|scan] [--cells mingru,...] [--rounds 3] [--full]
+(a few minutes; ``--full`` adds the step loops at T = 16384, minutes more)
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import statistics
 import sys
@@ -37,6 +45,7 @@ from harness import env  # noqa: E402
 from harness.cells import build_cell  # noqa: E402
 from harness.plugins import load_plugins  # noqa: E402
 from harness.speed import TimingConfig, measure_speed  # noqa: E402
+import scan_forms  # noqa: E402  (benchmarks/scan_forms.py, beside this script)
 from targets import report  # noqa: E402  (benchmarks/targets.py, beside this script)
 
 ROUNDS = 5  # each target's inputs are measured once per round, interleaved, and paired by round
@@ -128,10 +137,42 @@ def bare_loop_s(module, x, repeats: int) -> float:
     return statistics.median(samples)
 
 
-def main() -> int:
+def scan_targets(registry, cells: list[str], rounds: int, full: bool) -> None:
+    """Target 4: each modern cell's fast form against its step loop, peak memory, crossover."""
+    for name in cells:
+        forms = scan_forms.build_forms(registry, name, "cpu")
+        result = scan_forms.measure_forms(forms, scan_forms.SEQ_LEN, rounds, "cpu")
+        for line in scan_forms.describe(name, result):
+            print(line)
+        limit = scan_forms.CPU_TARGETS[name]
+        report(f"{name}_fast_vs_step", result.ratio, f"<={limit}", result.ratio <= limit)
+        lengths = scan_forms.FULL_LENGTHS if full else scan_forms.COARSE_LENGTHS
+        print(scan_forms.describe_sweep(name, scan_forms.sweep(forms, lengths, "cpu", {scan_forms.SEQ_LEN: result})), flush=True)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", choices=("numpy", "scan"), help="run only targets 1-3 (numpy) or 4 (scan)")
+    parser.add_argument("--cells", default=",".join(scan_forms.CPU_TARGETS), help="cells for target 4")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds for target 4")
+    parser.add_argument("--full", action="store_true", help="target 4's crossover sweep up to T=16384")
+    args = parser.parse_args(argv)
+    cells = [c.strip() for c in args.cells.split(",") if c.strip()]
+    unknown = [c for c in cells if c not in scan_forms.CPU_TARGETS]
+    if unknown:
+        parser.error(f"no scan target for {', '.join(unknown)}; known: {', '.join(scan_forms.CPU_TARGETS)}")
     threads = env.set_threads(1)
     print(f"# {env.cpu_model()}, torch {torch.__version__}, NumPy {np.__version__} ({env.blas_info()}), threads {threads}")
     registry = load_plugins()
+    if args.only != "scan":
+        numpy_targets(registry)
+    if args.only != "numpy":
+        scan_targets(registry, cells, args.rounds, args.full)
+    return 0
+
+
+def numpy_targets(registry) -> None:
+    """Targets 1-3."""
     batch, inputs, hidden, seq_len = 32, 8, 128, 1000
     print(layout_report(batch, hidden))
     cells = {}
@@ -182,7 +223,6 @@ def main() -> int:
     print("# harness_overhead_lstm per round: " + " ".join(f"{value:.3f}" for value in ratios))
     ratio = statistics.median(ratios)
     report("harness_overhead_lstm", ratio, "<=1.05", ratio <= 1.05)
-    return 0
 
 
 if __name__ == "__main__":

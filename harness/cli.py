@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import signal
 import sys
 import time
 from pathlib import Path
@@ -104,13 +102,14 @@ def run(ctx, cells, tasks, devices, measures, profile_name, seq_len, hidden_size
         param_budget, impls, train_impls, layers, threads, allow_large, db_path, out_dir, as_json, resume_run, retry_failed, workers, cluster,
         item_timeout, task_option_pairs, text_file, eval_lengths, plugin_files):
     """Train, time and probe every selected cell on every selected task and device."""
-    from harness.driver import RunInterrupted, execute
+    from harness.driver import RunInterrupted, execute, sigterm_as_interrupt
+    from harness.executor_choice import execution_request, executor_for, item_timeout_in_force
     from harness.preflight import check_out_dir, thread_warnings
     from harness.results import Results
     from harness.runner import resolve_devices
-    from harness.settings import build_config
+    from harness.settings import build_config, grow_config
     from harness.task_options import parse_task_options, with_text_file
-    from reports.terminal import rows_json, run_tables
+    from reports.terminal import Progress, rows_json, run_tables
 
     started = time.perf_counter()
     check_out_dir(out_dir)
@@ -120,12 +119,12 @@ def run(ctx, cells, tasks, devices, measures, profile_name, seq_len, hidden_size
         raise UsageError("--retry-failed goes with --resume RUN_ID (it measures a stored run's failed items again)")
     if cluster and ctx.get_parameter_source("workers") != click.core.ParameterSource.COMMANDLINE:
         workers = AUTO_WORKERS  # RNNBENCH_WORKERS is for this machine; a cluster's workers are its own
-    request = _execution_request(workers, cluster, item_timeout)
+    request = execution_request(workers, cluster, item_timeout)
     if resume_run is not None:
         store = _open_store(db_path, create=False, write=True)
         stored = store.run(resume_run)
         store.check_resumable(resume_run)
-        config, argv = _grown(stored.config, seeds, lrs), list(stored.argv)
+        config, argv = grow_config(stored.config, seeds, lrs), list(stored.argv)
         if config != stored.config:
             store.update_config(resume_run, config)
         ignored = [f"--{name.replace('_', '-')}" for name in ctx.params
@@ -151,15 +150,15 @@ def run(ctx, cells, tasks, devices, measures, profile_name, seq_len, hidden_size
         )
         argv = ["rnnbench", *sys.argv[1:]] if ctx.obj is None else ctx.obj
     # The executor before a new run's database is touched: an unreachable cluster stores nothing.
-    executor = _executor(request, config, registry)
+    executor = executor_for(request, config, registry)
     ctx.call_on_close(executor.close)
     if resume_run is None:
         store = _open_store(db_path)
     ctx.call_on_close(store.close)
-    timeout_s = _item_timeout(request, config, executor)
-    progress = _Progress()
+    timeout_s = item_timeout_in_force(request, config, executor)
+    progress = Progress()
     try:
-        with _sigterm_as_interrupt():
+        with sigterm_as_interrupt():
             outcome = execute(config, registry, store, argv, on_item=progress, resume_run=resume_run,
                               plugin_files=plugin_files, out_dir=out_dir, executor=executor, item_timeout_s=timeout_s,
                               retry_failed=retry_failed)
@@ -190,87 +189,6 @@ RESUME_OPTIONS = ("resume_run", "db_path", "plugin_files", "out_dir", "as_json",
                   "item_timeout", "seeds", "lrs")
 
 
-def _execution_request(workers, cluster, item_timeout):
-    from harness.executor_choice import ExecutionRequest, parse_timeout, parse_workers
-
-    return ExecutionRequest(workers=parse_workers(workers), cluster=cluster or None,
-                            item_timeout_s=None if item_timeout is None else parse_timeout(item_timeout),
-                            timeout_given=item_timeout is not None)
-
-
-def _executor(request, config, registry):
-    from harness.executor_choice import make_executor
-    from harness.runner import SpeedItem, plan
-
-    side_by_side = sum(not isinstance(item, SpeedItem) for item in plan(config, registry))
-    return make_executor(request, devices=config.devices, threads=config.threads, side_by_side=side_by_side)
-
-
-def _item_timeout(request, config, executor):
-    """The per-item limit in force: the one typed, else the profile's; none where items run in this process."""
-    from harness.profiles import PROFILES
-
-    limit = request.item_timeout_s if request.timeout_given else PROFILES.get(config.profile, PROFILES["default"]).item_timeout_s
-    return limit if executor.enforces_time_limits else None
-
-
-def _grown(config, seeds, lrs):
-    """A stored run's configuration with the seeds and learning rates ``--resume`` adds."""
-    from dataclasses import replace
-
-    if seeds:
-        config = replace(config, seeds=tuple(dict.fromkeys([*config.seeds, *seeds])))
-    if lrs:
-        rates = tuple(sorted(set(config.learning_rates) | set(lrs)))
-        config = replace(config, lrs=rates if len(rates) > 1 else ())
-    return config
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt():
-    """Treat SIGTERM (a job scheduler's stop, ``timeout``) like Ctrl-C, so the run is marked
-    interrupted and can be resumed."""
-    from harness.driver import Terminated
-
-    def interrupt(signum, frame):
-        raise Terminated
-
-    try:
-        previous = signal.signal(signal.SIGTERM, interrupt)
-    except ValueError:  # not the main thread: leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-class _Progress:
-    """A tqdm bar on stderr for a terminal; one plain line per finished item otherwise."""
-
-    def __init__(self):
-        self.bar = None
-        self.tty = sys.stderr.isatty()
-
-    def __call__(self, index, total, item, status, elapsed_s):
-        if self.tty:
-            if self.bar is None:
-                from tqdm import tqdm
-
-                self.bar = tqdm(total=total, file=sys.stderr, unit="item", leave=False)
-            self.bar.set_description_str(item.label()[:60])
-            self.bar.update(1)
-            if status not in ("ok", "already stored"):
-                self.bar.write(f"[{index}/{total}] {item.label()}: {status}", file=sys.stderr)
-        else:
-            click.echo(f"[{index}/{total}] {item.label()}: {status} ({elapsed_s:.1f} s)", err=True)
-
-    def close(self):
-        if self.bar is not None:
-            self.bar.close()
-
-
 def _print_table(rows: list[dict]) -> None:
     from reports.terminal import listing
 
@@ -281,21 +199,10 @@ def _print_table(rows: list[dict]) -> None:
 @plugin_option
 def cells(plugin_files):
     """List registered cells, with backend and source plugin."""
-    from harness.plugins import describe
+    from reports.terminal import cell_rows
 
-    registry = _load(plugin_files)
-    _print_table([
-        {"cell": c.name, "backend": c.backend, "form": c.form, "implementations": _impls_cell(c), "plugin": describe(c.plugin),
-         "summary": c.summary}
-        for c in registry.cells.values()
-    ])
+    _print_table(cell_rows(_load(plugin_files)))
     return 0
-
-
-def _impls_cell(spec) -> str:
-    """``scan, step (ref)``: the implementations, the primary first, the reference marked."""
-    return ", ".join(f"{name} (ref)" if name == spec.reference_impl and len(spec.impls.names) > 1 else name
-                     for name in spec.impls.names)
 
 
 @cli.command()
@@ -313,15 +220,10 @@ def tasks(plugin_files):
 @plugin_option
 def plugins(plugin_files):
     """List loaded plugins: where each came from and what it registered."""
+    from reports.terminal import plugin_rows
+
     registry = _load(plugin_files)
-    rows = []
-    for info in registry.plugins:
-        provided = [f"cell {c.name}" for c in registry.cells.values() if c.plugin == info]
-        provided += [f"task {t.name}" for t in registry.tasks.values() if t.plugin == info]
-        provided += [f"report {r.name}" for r in registry.reporters.values() if r.plugin == info]
-        rows.append({"plugin": info.name, "source": info.source, "distribution": info.distribution,
-                     "version": info.version, "registers": ", ".join(provided) or "(nothing)"})
-    _print_table(rows)
+    _print_table(plugin_rows(registry))
     return 1 if registry.errors else 0
 
 
@@ -406,7 +308,7 @@ def check(names, plugin_files):
     from harness.testing import FAIL, iter_checks, summary
 
     registry = _load(plugin_files)
-    cells, tasks = _checked(registry, split_list(names))
+    cells, tasks = registry.select_checked(split_list(names))
     any_failed = False
     for kind, spec, checks in [("cell", s, iter_checks) for s in cells] + [("task", s, iter_task_checks) for s in tasks]:
         what = f"{spec.backend} backend, {spec.form} form" if kind == "cell" else "task"
@@ -420,29 +322,15 @@ def check(names, plugin_files):
     return 1 if any_failed else 0
 
 
-def _checked(registry, names):
-    """The cells and tasks ``rnnbench check`` was asked for: a name is a cell if a cell has it, else a task."""
-    if ALL in names:
-        return registry.select_cells([ALL]), registry.select_tasks([ALL])
-    unknown = [n for n in names if n not in registry.cells and n not in registry.tasks]
-    if unknown:
-        message = (f"unknown cell or task {unknown[0]!r}; cells: {', '.join(sorted(registry.cells))}; "
-                   f"tasks: {', '.join(sorted(registry.tasks))}")
-        if registry.errors:
-            message += f"; errors while loading plugins: {'; '.join(registry.errors)}"
-        raise UsageError(message)
-    cells = [n for n in names if n in registry.cells]
-    tasks = [n for n in names if n in registry.tasks and n not in registry.cells]
-    return (registry.select_cells(cells) if cells else []), (registry.select_tasks(tasks) if tasks else [])
-
-
 @cli.command("new-cell")
 @click.argument("name")
 @click.option("--backend", type=click.Choice(BACKENDS), default=TORCH, show_default=True,
               help="torch: a step-form nn.Module; numpy: params, forward and a hand-written backward.")
+@click.option("--with-scan", "scan", is_flag=True,
+              help="A cell with two implementations: a parallel scan and the step form it is checked against (torch).")
 @click.option("--dir", "parent", type=click.Path(file_okay=False), default=".", show_default=True,
               help="Folder in which to create rnnbench-NAME/.")
-def new_cell(name, backend, parent):
+def new_cell(name, backend, scan, parent):
     """Write a cell plugin package, rnnbench-NAME/, that works after 'pip install -e .'."""
     from harness.plugins import describe, load_plugins
     from harness.scaffold import Scaffold, validate_name, write_scaffold
@@ -452,8 +340,8 @@ def new_cell(name, backend, parent):
     if name in registry.cells:
         raise UsageError(f"a cell named {name!r} is already registered by {describe(registry.cells[name].plugin)}; "
                          "choose another name")
-    root = write_scaffold(name, backend, parent)
-    for relative in Scaffold(name, backend).files():
+    root = write_scaffold(name, backend, parent, scan=scan)
+    for relative in Scaffold(name, backend, scan).files():
         click.echo(f"wrote {root / relative}")
     click.echo(f"\nnext:\n  cd {root}\n  pip install -e \".[test]\"\n  rnnbench check {name}\n  "
                f"pytest\n  rnnbench run --cells {name},lstm,gru")

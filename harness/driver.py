@@ -14,7 +14,9 @@ again (e.g. with a longer ``--item-timeout``).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
@@ -188,3 +190,21 @@ def _finish(session: _Session, outcome: RunOutcome, execution: dict, status: str
         session.store.set_execution(session.run_id, execution_summary(execution, session.store.items(session.run_id)))
     finally:
         session.store.finish_run(session.run_id, status, reason)
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """Treat SIGTERM (a job scheduler's stop, ``timeout``) like Ctrl-C, so the run is marked
+    interrupted and can be resumed."""
+    def interrupt(signum, frame):
+        raise Terminated
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -109,3 +109,26 @@ def make_executor(request: ExecutionRequest, *, devices, threads: int, side_by_s
     else:
         workers, gpus = request.workers, gpus[: request.workers]
     return LocalPoolExecutor(workers, gpus=gpus)
+
+
+def execution_request(workers, cluster, item_timeout) -> "ExecutionRequest":
+    """The request as typed: ``--workers``, ``--cluster`` and ``--item-timeout`` (None: not given)."""
+    return ExecutionRequest(workers=parse_workers(workers), cluster=cluster or None,
+                            item_timeout_s=None if item_timeout is None else parse_timeout(item_timeout),
+                            timeout_given=item_timeout is not None)
+
+
+def executor_for(request: "ExecutionRequest", config, registry) -> Executor:
+    """The executor for a run's planned items (a pool no larger than its training items)."""
+    from harness.runner import SpeedItem, plan
+
+    side_by_side = sum(not isinstance(item, SpeedItem) for item in plan(config, registry))
+    return make_executor(request, devices=config.devices, threads=config.threads, side_by_side=side_by_side)
+
+
+def item_timeout_in_force(request: "ExecutionRequest", config, executor: Executor) -> float | None:
+    """The per-item limit in force: the one typed, else the profile's; none where items run in this process."""
+    from harness.profiles import PROFILES
+
+    limit = request.item_timeout_s if request.timeout_given else PROFILES.get(config.profile, PROFILES["default"]).item_timeout_s
+    return limit if executor.enforces_time_limits else None

@@ -166,6 +166,21 @@ class Registry:
         self._refuse_duplicates("task", names)
         return [self.task(n) for n in _expand(names, self.tasks)]
 
+    def select_checked(self, names: list[str]):
+        """The cells and tasks ``rnnbench check`` was asked for: a name is a cell if a cell has it, else a task."""
+        if ALL in names:
+            return self.select_cells([ALL]), self.select_tasks([ALL])
+        unknown = [n for n in names if n not in self.cells and n not in self.tasks]
+        if unknown:
+            message = (f"unknown cell or task {unknown[0]!r}; cells: {', '.join(sorted(self.cells))}; "
+                       f"tasks: {', '.join(sorted(self.tasks))}")
+            if self.errors:
+                message += f"; errors while loading plugins: {'; '.join(self.errors)}"
+            raise UsageError(message)
+        cells = [n for n in names if n in self.cells]
+        tasks = [n for n in names if n in self.tasks and n not in self.cells]
+        return (self.select_cells(cells) if cells else []), (self.select_tasks(tasks) if tasks else [])
+
     def _refuse_duplicates(self, kind: str, names: str | list[str]) -> None:
         for name in split_list(names):
             owners = self.duplicates.get((kind, name))

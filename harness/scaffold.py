@@ -1,9 +1,11 @@
 """``rnnbench new-cell NAME``: write a cell plugin package that works after ``pip install -e .``.
 
 The package holds a pyproject (setuptools, one entry point in the ``rnnbench`` group), the
-cell module (a working tanh RNN to replace: a step-form torch module, or a NumPy cell with
-its hand-written backward), a README and a test that runs :mod:`harness.testing`'s
-conformance checks on the installed cell.
+cell module (a working cell to replace: a tanh RNN as a step-form torch module or as a NumPy
+cell with its hand-written backward; or, with ``--with-scan``, a gated linear recurrence with
+two implementations, a parallel scan and the plain step it is checked against), a README and
+a test that runs :mod:`harness.testing`'s conformance checks (and, with a scan,
+``assert_equivalent``) on the installed cell.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ class Scaffold:
 
     name: str
     backend: str
+    scan: bool = False  # a scan implementation beside the step form (torch only)
 
     @property
     def distribution(self) -> str:
@@ -40,13 +43,14 @@ class Scaffold:
         values = dict(
             name=self.name, distribution=self.distribution, module=self.module, class_name=self.class_name,
             backend=self.backend, test_name=self.module.removeprefix("rnnbench_"),
+            what="a gated linear recurrence with a scan and a step form" if self.scan else "a working tanh RNN",
         )
-        cell = _TORCH_CELL if self.backend == TORCH else _NUMPY_CELL
+        cell = _SCAN_CELL if self.scan else _TORCH_CELL if self.backend == TORCH else _NUMPY_CELL
         return {
             "pyproject.toml": Template(_PYPROJECT).substitute(values),
             "README.md": Template(_README).substitute(values),
             f"{self.module}.py": Template(cell).substitute(values),
-            f"tests/test_{self.module}.py": Template(_TEST).substitute(values),
+            f"tests/test_{self.module}.py": Template(_TEST + (_SCAN_TEST if self.scan else "")).substitute(values),
         }
 
 
@@ -57,8 +61,9 @@ def validate_name(name: str) -> str:
     return name
 
 
-def write_scaffold(name: str, backend: str = TORCH, parent: str | Path = ".") -> Path:
-    """Write the package into ``parent/rnnbench-NAME/`` and return that folder.
+def write_scaffold(name: str, backend: str = TORCH, parent: str | Path = ".", *, scan: bool = False) -> Path:
+    """Write the package into ``parent/rnnbench-NAME/`` and return that folder. ``scan``: the cell
+    has a scan implementation beside its step form (torch backend).
 
     Raises :class:`UsageError` for an invalid name or backend, or when the folder exists
     and is not empty (nothing is overwritten).
@@ -66,7 +71,10 @@ def write_scaffold(name: str, backend: str = TORCH, parent: str | Path = ".") ->
     validate_name(name)
     if backend not in BACKENDS:
         raise UsageError(f"unknown backend {backend!r}; allowed: {', '.join(BACKENDS)}")
-    scaffold = Scaffold(name, backend)
+    if scan and backend != TORCH:
+        raise UsageError(f"--with-scan writes a torch cell (its scan differentiates through autograd); "
+                         f"it does not go with --backend {backend}")
+    scaffold = Scaffold(name, backend, scan)
     root = Path(parent) / scaffold.distribution
     if root.exists() and (not root.is_dir() or any(root.iterdir())):
         raise UsageError(f"{str(root)!r} already exists and is not empty; choose another --dir or remove it")
@@ -127,7 +135,7 @@ rnnbench run --cells ${name},lstm,gru            # speed, accuracy and gradient-
 
 ## Make it yours
 
-`${module}.py` holds a working tanh RNN, `${class_name}`: replace its equations with your
+`${module}.py` holds ${what}, `${class_name}`: replace its equations with your
 cell's, keep the signatures, and run `rnnbench check ${name}` after each change. The
 contract, the step, sequence and NumPy forms and what each check means are in rnnbench's
 `docs/writing-cells.md`.
@@ -224,6 +232,72 @@ class ${class_name}:
 @hookimpl
 def register_cells(register):
     register("${name}", ${class_name}, backend="numpy", summary="${name}: a tanh RNN in NumPy (edit me)")
+'''
+
+_SCAN_CELL = '''\
+"""The ${name} cell, an rnnbench plugin, with two implementations: a parallel scan and the plain step.
+
+    a_t = σ(W_a x_t + b_a)                   how much of h_{t-1} is kept, from the input alone
+    h̃_t = W_h x_t + b_h                      the candidate, from the input alone
+    h_t = a_t ⊙ h_{t-1} + (1 - a_t) ⊙ h̃_t
+
+No gate reads h_{t-1}, so the recurrence is linear in h, h_t = a_t ⊙ h_{t-1} + b_t, and the whole
+sequence runs as one scan (``harness.scan.linear_scan``). ``${class_name}Step`` is the plain
+recurrence, the reference: ``rnnbench check ${name}`` verifies the scan against it (outputs, final
+state, every gradient; float64 and float32 at T = 4096). Replace both with your cell's equations
+and keep them equal.
+"""
+
+import torch
+from torch import nn
+
+from harness import hookimpl
+from harness.scan import linear_scan
+
+
+class ${class_name}(nn.Module):
+    """The scan: ``(x: (T, B, I), state: (B, H) or None) -> (h: (T, B, H), h_T)``."""
+
+    def __init__(self, input_size: int, hidden_size: int):
+        super().__init__()
+        self.hidden_size = hidden_size
+        self.linear = nn.Linear(input_size, 2 * hidden_size)  # rows: keep gate a, candidate h̃
+
+    def forward(self, x, state=None):
+        gate, candidate = self.linear(x).chunk(2, dim=-1)  # every step at once
+        keep = torch.sigmoid(gate)
+        h = linear_scan(keep, (1 - keep) * candidate, state)  # h_t = a_t ⊙ h_{t-1} + (1 - a_t) ⊙ h̃_t
+        return h, h[-1]
+
+
+class ${class_name}Step(nn.Module):
+    """The reference, one step: ``(x_t: (B, I), state: (B, H) or None) -> (h_t, h_t)``, on the scan's parameters."""
+
+    def __init__(self, scan: ${class_name}):
+        super().__init__()
+        self.hidden_size = scan.hidden_size
+        self.linear = scan.linear  # shared with the scan, not copied
+
+    def forward(self, x_t, state=None):
+        h = x_t.new_zeros(x_t.shape[0], self.hidden_size) if state is None else state
+        gate, candidate = self.linear(x_t).chunk(2, dim=-1)
+        keep = torch.sigmoid(gate)
+        h_t = keep * h + (1 - keep) * candidate
+        return h_t, h_t
+
+
+@hookimpl
+def register_cells(register):
+    register("${name}", ${class_name}, impl="scan", alternatives={"step": ${class_name}Step}, reference="step",
+             summary="${name}: a gated linear recurrence, scan checked against its step (edit me)")
+'''
+
+_SCAN_TEST = '''
+
+def test_${test_name}_scan_equals_its_step_form():
+    from harness.testing import assert_equivalent
+
+    assert_equivalent("${name}", autoload=True)  # outputs, final state and every gradient, float64 and float32
 '''
 
 _TEST = '''\

@@ -133,3 +133,13 @@ def _task_options(profile, task_names, typed: dict[str, dict]) -> dict[str, dict
 
 def _shown(options: dict) -> str:
     return ", ".join(f"{key}={value}" for key, value in options.items())
+
+
+def grow_config(config: RunConfig, seeds, lrs) -> RunConfig:
+    """A stored run's configuration with the seeds and learning rates ``--resume`` adds."""
+    if seeds:
+        config = replace(config, seeds=tuple(dict.fromkeys([*config.seeds, *seeds])))
+    if lrs:
+        rates = tuple(sorted(set(config.learning_rates) | set(lrs)))
+        config = replace(config, lrs=rates if len(rates) > 1 else ())
+    return config

@@ -58,11 +58,18 @@ def causal_conv(u: torch.Tensor, window: torch.Tensor, weight: torch.Tensor, bia
 
     u: (T, B, E); window: (B, E, K-1); weight: (E, 1, K); bias: (E,)
     -> (T, B, E) outputs and the new window, the last K-1 inputs of ``window ++ u``.
+
+    As K shifted multiply-adds in the time-major layout, ``out_t = b + Σ_j w_j ⊙ u_{t-K+1+j}``:
+    no permuted copies, and a backward pass of K products (the depthwise ``conv1d`` this
+    replaced took about 14 ms of a 190 ms training step at B=64, E=128, T=100 in its backward).
     """
-    width = weight.shape[-1]
-    full = torch.cat([window, u.permute(1, 2, 0)], dim=-1)  # (B, E, K-1+T)
-    out = F.conv1d(full, weight, bias, groups=weight.shape[0])  # (B, E, T): no padding, the window is the past
-    return out.permute(2, 0, 1), full[..., full.shape[-1] - (width - 1):]
+    width, seq_len = weight.shape[-1], u.shape[0]
+    full = torch.cat([window.permute(2, 0, 1), u])  # (K-1+T, B, E): the window is the past
+    taps = weight.squeeze(1).t()  # (K, E)
+    out = torch.addcmul(bias, full[0:seq_len], taps[0])
+    for j in range(1, width):
+        out = torch.addcmul(out, full[j:j + seq_len], taps[j])
+    return out, full[full.shape[0] - (width - 1):].permute(1, 2, 0)
 
 
 class Mamba(nn.Module):
@@ -70,13 +77,14 @@ class Mamba(nn.Module):
 
     :param input_size: I.  :param hidden_size: H, the block's output width.
     :param expand: E / H.  :param state_size: N.  :param conv_width: K.
-    :param chunk_size: steps per chunk of the scan (memory ~ chunk_size · B · E · N per chunk).
+    :param chunk_size: steps per chunk of the scan (memory ~ chunk_size · B · E · N per chunk);
+        ``None``: cache-sized (:func:`plugins.selective_scan.auto_chunk_size`).
     """
 
     def __init__(self, input_size: int, hidden_size: int, *, expand: int = EXPAND, state_size: int = STATE_SIZE,
-                 conv_width: int = CONV_WIDTH, chunk_size: int = DEFAULT_CHUNK):
+                 conv_width: int = CONV_WIDTH, chunk_size: int | None = DEFAULT_CHUNK):
         super().__init__()
-        if min(input_size, hidden_size, expand, state_size, conv_width, chunk_size) <= 0:
+        if min(input_size, hidden_size, expand, state_size, conv_width, 1 if chunk_size is None else chunk_size) <= 0:
             raise ValueError(f"sizes must be greater than zero, got input_size={input_size}, hidden_size={hidden_size}, "
                              f"expand={expand}, state_size={state_size}, conv_width={conv_width}, chunk_size={chunk_size}")
         self.hidden_size, self.chunk_size = hidden_size, chunk_size

@@ -33,7 +33,8 @@ from __future__ import annotations
 
 import torch
 
-DEFAULT_CHUNK = 32
+DEFAULT_CHUNK = None  # None: cache-sized, see auto_chunk_size
+CHUNK_ELEMENTS = 2**19  # Bt·E·N·L per chunk: (L, Bt, E, N) float32 tensors of 2 MiB stay in cache
 # Below this many bytes for all chunks' decay, drive and states together, the forward pass keeps
 # them for the backward pass instead of recomputing them (a quarter of the backward's work):
 # at the default training sizes (B=64, E=128, N=16, T=120) they take 190 MB.
@@ -109,12 +110,25 @@ class _SelectiveScan(torch.autograd.Function):
         return grad_u, grad_delta, grad_A, grad_B, grad_C, carry, None
 
 
-def selective_scan(u, delta, A, B, C, h0, chunk_size: int = DEFAULT_CHUNK):
+def auto_chunk_size(batch: int, inner: int, state_size: int) -> int:
+    """Steps per chunk such that one (L, Bt, E, N) tensor holds about ``CHUNK_ELEMENTS`` (1 … 64 steps).
+
+    Every chunk makes several such tensors and passes over them a dozen times forward and
+    back; kept in cache they cost a fraction of what they cost from main memory (training
+    step of a block at Bt=64, H=64, T=100 on this project's CPU: 207 ms with 32-step chunks,
+    146 ms with 4-step ones, measured under load)."""
+    return max(1, min(64, CHUNK_ELEMENTS // max(1, batch * inner * state_size)))
+
+
+def selective_scan(u, delta, A, B, C, h0, chunk_size: int | None = DEFAULT_CHUNK):
     """h_t = exp(Δ_t A) h_{t-1} + Δ_t u_t B_t, y_t = h_t C_t over t = 1..T, chunk by chunk.
 
     u, delta: (T, Bt, E); A: (E, N); B, C: (T, Bt, N); h0: (Bt, E, N) -> (y: (T, Bt, E), h_T: (Bt, E, N)).
+    ``chunk_size``: steps per chunk; ``None``: :func:`auto_chunk_size`.
     Differentiable in every argument (backward by hand, see the module docstring).
     """
+    if chunk_size is None:
+        chunk_size = auto_chunk_size(u.shape[1], *A.shape)
     if chunk_size <= 0:
         raise ValueError(f"chunk_size must be greater than zero, got {chunk_size}")
     return _SelectiveScan.apply(u, delta, A, B, C, h0, chunk_size)

@@ -6,6 +6,7 @@ Plain text for a terminal (tabulate's "simple" format); the CLI only echoes what
 from __future__ import annotations
 
 import json
+import sys
 
 from tabulate import tabulate
 
@@ -63,3 +64,53 @@ def runs_table(runs: list[StoredRun]) -> str:
         "devices": ",".join(run.config.devices), "executed": execution_brief(run.execution),
         "machine": machine(run.environment),
     } for run in runs])
+
+def cell_rows(registry) -> list[dict]:
+    """``rnnbench cells``: one row per registered cell."""
+    from harness.plugins import describe
+
+    return [{"cell": c.name, "backend": c.backend, "form": c.form, "implementations": implementations_text(c),
+             "plugin": describe(c.plugin), "summary": c.summary} for c in registry.cells.values()]
+
+
+def implementations_text(spec) -> str:
+    """``scan, step (ref)``: the implementations, the primary first, the reference marked."""
+    return ", ".join(f"{name} (ref)" if name == spec.reference_impl and len(spec.impls.names) > 1 else name
+                     for name in spec.impls.names)
+
+
+def plugin_rows(registry) -> list[dict]:
+    """``rnnbench plugins``: where each plugin came from and what it registered."""
+    rows = []
+    for info in registry.plugins:
+        provided = [f"cell {c.name}" for c in registry.cells.values() if c.plugin == info]
+        provided += [f"task {t.name}" for t in registry.tasks.values() if t.plugin == info]
+        provided += [f"report {r.name}" for r in registry.reporters.values() if r.plugin == info]
+        rows.append({"plugin": info.name, "source": info.source, "distribution": info.distribution,
+                     "version": info.version, "registers": ", ".join(provided) or "(nothing)"})
+    return rows
+
+
+class Progress:
+    """A tqdm bar on stderr for a terminal; one plain line per finished item otherwise."""
+
+    def __init__(self):
+        self.bar = None
+        self.tty = sys.stderr.isatty()
+
+    def __call__(self, index, total, item, status, elapsed_s):
+        if self.tty:
+            if self.bar is None:
+                from tqdm import tqdm
+
+                self.bar = tqdm(total=total, file=sys.stderr, unit="item", leave=False)
+            self.bar.set_description_str(item.label()[:60])
+            self.bar.update(1)
+            if status not in ("ok", "already stored"):
+                self.bar.write(f"[{index}/{total}] {item.label()}: {status}", file=sys.stderr)
+        else:
+            print(f"[{index}/{total}] {item.label()}: {status} ({elapsed_s:.1f} s)", file=sys.stderr, flush=True)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()

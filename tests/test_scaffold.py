@@ -47,6 +47,41 @@ def test_scaffold_cell_passes_the_checks_as_a_plugin_file(tmp_path, backend, wri
     assert {r.name: r.status for r in results}["finite-differences"] == ("PASS" if backend == "numpy" else "SKIP")
 
 
+def test_a_scan_scaffold_has_a_scan_checked_against_its_step(tmp_path, write_plugin):
+    """--with-scan: the module registers scan (primary) and step (reference); it passes every check,
+    the implementations line among them, and its own test calls assert_equivalent."""
+    from harness.plugins import load_plugins
+    from harness.testing import assert_conforms, assert_equivalent
+
+    root = write_scaffold("scanned", "torch", tmp_path, scan=True)
+    path = write_plugin("scaffold_scan", (root / "rnnbench_scanned.py").read_text())
+    registry = load_plugins([path], autoload=False)
+    assert registry.errors == []
+    spec = registry.cell("scanned")
+    assert spec.impls.names == ("scan", "step") and spec.reference_impl == "step"
+    results = assert_conforms("scanned", registry=registry)
+    assert {r.name: r.status for r in results}["implementations"] == "PASS"
+    assert_equivalent("scanned", registry=registry)
+    test_text = (root / "tests/test_rnnbench_scanned.py").read_text()
+    assert 'assert_equivalent("scanned", autoload=True)' in test_text
+    assert "a gated linear recurrence with a scan and a step form" in (root / "README.md").read_text()
+
+
+def test_a_scan_scaffold_with_a_swapped_gate_fails_the_check(tmp_path, write_plugin):
+    """The scaffold's own equality check has teeth: its scan with the gate and candidate swapped fails."""
+    from harness.plugins import load_plugins
+    from harness.testing import run_checks
+
+    root = write_scaffold("scanned", "torch", tmp_path, scan=True)
+    text = (root / "rnnbench_scanned.py").read_text()
+    wrong = text.replace("gate, candidate = self.linear(x).chunk(2, dim=-1)  # every step at once",
+                         "candidate, gate = self.linear(x).chunk(2, dim=-1)")
+    assert wrong != text
+    registry = load_plugins([write_plugin("scaffold_scan_wrong", wrong)], autoload=False)
+    failed = [r for r in run_checks("scanned", registry=registry) if r.status == "FAIL"]
+    assert [r.name for r in failed] == ["implementations"] and "scan differs from step" in failed[0].message
+
+
 @pytest.mark.parametrize("name", ["MyCell", "my_cell", "1cell", "cell-", "a--b", ""])
 def test_scaffold_rejects_invalid_names(tmp_path, name):
     with pytest.raises(UsageError, match="invalid cell name"):
@@ -73,6 +108,7 @@ def test_cli_new_cell_writes_the_package_and_says_what_next(rnnbench, tmp_path):
     (["new-cell", "lstm"], "a cell named 'lstm' is already registered by lstm (rnnbench"),
     (["new-cell", "My_Cell"], "invalid cell name 'My_Cell'"),
     (["new-cell", "ok", "--backend", "jax"], "'jax' is not one of 'torch', 'numpy'"),
+    (["new-cell", "ok", "--backend", "numpy", "--with-scan"], "--with-scan writes a torch cell"),
 ])
 def test_cli_new_cell_refuses_with_one_line(rnnbench, tmp_path, argv, message):
     result = rnnbench(*argv, "--dir", tmp_path)
@@ -104,12 +140,12 @@ def test_scaffolds_install_are_discovered_and_pass_check_and_their_own_tests(tmp
                    "sys.exit(main(['cells']) or main(['check', 'scaffolded,scaffolded-np']))"], env, tmp_path)
     assert listed.returncode == 0, listed.stdout + listed.stderr
     lines = listed.stdout.splitlines()
-    assert any(line.split()[:4] == ["scaffolded", "torch", "step", "scaffolded"] and "(rnnbench-scaffolded 0.1.0)" in line
+    assert any(line.split()[:4] == ["scaffolded", "torch", "step", "unrolled"] and "(rnnbench-scaffolded 0.1.0)" in line
                for line in lines)
     assert any(line.split()[:3] == ["scaffolded-np", "numpy", "sequence"] and "(rnnbench-scaffolded-np 0.1.0)" in line
                for line in lines)
-    assert "scaffolded: 7 passed, 0 failed, 2 skipped" in lines or "scaffolded: 8 passed, 0 failed, 1 skipped" in lines
-    assert "scaffolded-np: 8 passed, 0 failed, 1 skipped" in lines
+    assert "scaffolded: 7 passed, 0 failed, 3 skipped" in lines or "scaffolded: 8 passed, 0 failed, 2 skipped" in lines
+    assert "scaffolded-np: 8 passed, 0 failed, 2 skipped" in lines
 
     own_tests = _run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(torch_root / "tests"),
                       str(numpy_root / "tests")], env, tmp_path)

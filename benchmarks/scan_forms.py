@@ -1,0 +1,160 @@
+"""Fast form ÷ step loop of the modern cells, shared by ``cpu_ratios.py`` and ``gpu_ratios.py``.
+
+For each cell, its registered (primary) implementation — the chunked or fused scan, or the
+chunkwise-parallel mLSTM — against its reference, the plain recurrence one step at a time, on
+the same parameters (built under one seed), forward + backward of a last-step loss
+``y[-1].sum()`` into every parameter, its output gradient made once outside the timed call
+(as :func:`harness.speed.measure_speed`). Issue 12's sizes: B = 8, I = 8 (the speed table's input
+size), H = 256, T = 4096, float32.
+
+Timing, because the machine may be shared: both forms once per round, rounds interleaved with
+the first form alternating, and the value is the median of the per-round ratios. On the CPU
+each call is timed in process CPU time (``time.process_time``: the time this process ran, so
+other processes' load does not count, though their use of caches and memory bandwidth does;
+one thread); on CUDA in wall time between synchronisations. Peak memory of one call of each
+form: :func:`harness.speed.peak_memory` (CPU: rise of peak RSS; CUDA: max_memory_allocated).
+The crossover is the shortest T of a sweep from which the fast form wins at every longer T.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from harness.cells import build_impl
+from harness.speed import last_step_output_gradient, peak_memory
+
+BATCH, INPUTS, HIDDEN, SEQ_LEN = 8, 8, 256, 4096
+CPU_TARGETS = {"mingru": 0.2, "minlstm": 0.2, "lru": 0.2, "mamba": 0.5, "mlstm": 0.5}  # issue 12
+GPU_TARGET = 0.05  # issue 12: every ratio on a GPU
+COARSE_LENGTHS = (64, 256, 1024, 4096)
+FULL_LENGTHS = (64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384)
+
+
+@dataclass(frozen=True)
+class FormsResult:
+    """One cell at one size: per-round seconds of each form, and peak memory of one call of each."""
+
+    fast_s: tuple[float, ...]
+    step_s: tuple[float, ...]
+    fast_peak_bytes: float | None
+    step_peak_bytes: float | None
+
+    @property
+    def ratios(self) -> list[float]:
+        return [fast / step for fast, step in zip(self.fast_s, self.step_s)]
+
+    @property
+    def ratio(self) -> float:
+        return statistics.median(self.ratios)
+
+
+def build_forms(registry, name: str, device: str, inputs: int = INPUTS, hidden: int = HIDDEN) -> dict[str, torch.nn.Module]:
+    """``{"fast": primary implementation, "step": reference}`` of one cell, same parameters."""
+    spec = registry.cell(name)
+    forms = {}
+    for label, impl in (("fast", spec.primary_impl), ("step", spec.reference_impl)):
+        torch.manual_seed(0)
+        forms[label] = build_impl(spec, impl, inputs, hidden).to(device)
+    return forms
+
+
+def forward_backward(module: torch.nn.Module, x: torch.Tensor) -> Callable[[], object]:
+    """One call: forward, then backward of ``y[-1].sum()`` into every parameter (output gradient made once)."""
+    params = [p for p in module.parameters() if p.requires_grad]
+    with torch.no_grad():
+        grad_y = last_step_output_gradient(module(x, None)[0])
+
+    def call():
+        y, _ = module(x, None)
+        return torch.autograd.grad(y, params, grad_outputs=grad_y, allow_unused=True)
+    return call
+
+
+def clock_for(device: str) -> Callable[[Callable[[], object]], float]:
+    """Seconds of one call: process CPU time on the CPU, synchronised wall time on CUDA."""
+    if torch.device(device).type == "cuda":
+        def cuda_seconds(fn):
+            torch.cuda.synchronize()
+            started = time.perf_counter()
+            fn()
+            torch.cuda.synchronize()
+            return time.perf_counter() - started
+        return cuda_seconds
+
+    def cpu_seconds(fn):
+        started = time.process_time()
+        fn()
+        return time.process_time() - started
+    return cpu_seconds
+
+
+def paired_rounds(calls: dict[str, Callable[[], object]], rounds: int, clock) -> list[dict[str, float]]:
+    """Each call once per round after one warm-up each, the first call alternating between rounds."""
+    for fn in calls.values():
+        fn()
+    order, results = list(calls), []
+    for index in range(rounds):
+        shift = index % len(order)
+        results.append({name: clock(calls[name]) for name in order[shift:] + order[:shift]})
+    return results
+
+
+def measure_forms(forms: dict[str, torch.nn.Module], seq_len: int, rounds: int, device: str,
+                  batch: int = BATCH, inputs: int = INPUTS) -> FormsResult:
+    """Paired rounds of both forms at one size, and the peak memory of one call of each."""
+    x = torch.randn(seq_len, batch, inputs, generator=torch.Generator().manual_seed(0)).to(device)
+    calls = {label: forward_backward(module, x) for label, module in forms.items()}
+    rounds_s = paired_rounds(calls, rounds, clock_for(device))
+    peaks = {label: peak_memory(fn, torch.device(device))[0] for label, fn in calls.items()}
+    return FormsResult(tuple(r["fast"] for r in rounds_s), tuple(r["step"] for r in rounds_s),
+                       peaks["fast"], peaks["step"])
+
+
+def crossover(rows: list[tuple[int, float, float]]) -> int | None:
+    """The shortest T from which the fast form is faster at every longer T measured
+    (``rows``: ``(T, fast_s, step_s)`` in increasing T); ``None`` if it is slower at the longest."""
+    first_win = None
+    for seq_len, fast_s, step_s in reversed(rows):
+        if fast_s >= step_s:
+            break
+        first_win = seq_len
+    return first_win
+
+
+def sweep(forms: dict[str, torch.nn.Module], lengths, device: str, known: dict[int, FormsResult]) -> list[tuple[int, float, float]]:
+    """``(T, fast_s, step_s)`` per length: one paired round each (medians of ``known`` results where given)."""
+    rows = []
+    for seq_len in lengths:
+        if seq_len in known:
+            result = known[seq_len]
+            rows.append((seq_len, statistics.median(result.fast_s), statistics.median(result.step_s)))
+            continue
+        x = torch.randn(seq_len, BATCH, INPUTS, generator=torch.Generator().manual_seed(0)).to(device)
+        calls = {label: forward_backward(module, x) for label, module in forms.items()}
+        (times,) = paired_rounds(calls, 1, clock_for(device))
+        rows.append((seq_len, times["fast"], times["step"]))
+    return rows
+
+
+def mib(value: float | None) -> str:
+    return "n/a" if value is None else f"{value / 2**20:.0f} MiB"
+
+
+def describe(name: str, result: FormsResult, seq_len: int = SEQ_LEN) -> list[str]:
+    """The ``#`` lines of one cell: medians, peak memory, per-round ratios."""
+    return [f"# {name} B={BATCH} I={INPUTS} H={HIDDEN} T={seq_len}: fast {statistics.median(result.fast_s) * 1e3:.0f} ms, "
+            f"step loop {statistics.median(result.step_s) * 1e3:.0f} ms (medians of {len(result.fast_s)} rounds); "
+            f"peak memory fast {mib(result.fast_peak_bytes)}, step loop {mib(result.step_peak_bytes)}",
+            f"# {name}_fast_vs_step per round: " + " ".join(f"{r:.3f}" for r in result.ratios)]
+
+
+def describe_sweep(name: str, rows) -> str:
+    cells = ", ".join(f"T={t}: {f * 1e3:.1f}/{s * 1e3:.1f} ms" for t, f, s in rows)
+    first_win = crossover(rows)
+    tail = f"fast form wins from T={first_win}" if first_win else "the fast form did not win at the lengths measured"
+    return f"# {name} fast/step sweep: {cells}; {tail}"

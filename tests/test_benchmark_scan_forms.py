@@ -1,0 +1,77 @@
+"""The CPU-side logic of the issue-12 benchmarks (benchmarks/scan_forms.py, cpu_ratios.py, gpu_ratios.py).
+
+The timings themselves are the benchmarks' business; here: the two forms have the same parameters and
+compute the same thing, rounds are paired and interleaved, the crossover is read correctly,
+the CPU script prints PASS/FAIL lines, and the GPU script skips cleanly without CUDA.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import cpu_ratios  # noqa: E402
+import gpu_ratios  # noqa: E402
+import scan_forms  # noqa: E402
+from harness.plugins import load_plugins  # noqa: E402
+
+REGISTRY = load_plugins(autoload=False)
+
+
+@pytest.mark.parametrize("name", list(scan_forms.CPU_TARGETS))
+def test_forms_have_equal_parameters_and_agree(name):
+    forms = scan_forms.build_forms(REGISTRY, name, "cpu", inputs=3, hidden=8)
+    fast_params, step_params = list(forms["fast"].parameters()), list(forms["step"].parameters())
+    assert len(fast_params) == len(step_params)
+    assert all(torch.equal(a, b) for a, b in zip(fast_params, step_params))  # built under one seed
+    x = torch.randn(12, 2, 3)
+    with torch.no_grad():
+        fast, step = forms["fast"](x, None)[0], forms["step"](x, None)[0]
+    torch.testing.assert_close(fast, step, rtol=1e-4, atol=1e-5)
+
+
+def test_paired_rounds_alternate_the_first_call():
+    order = []
+    calls = {"fast": lambda: order.append("fast"), "step": lambda: order.append("step")}
+    rounds = scan_forms.paired_rounds(calls, 3, lambda fn: fn() or 1.0)
+    assert order == ["fast", "step", "fast", "step", "step", "fast", "fast", "step"]  # warm-ups, then rounds
+    assert rounds == [{"fast": 1.0, "step": 1.0}] * 3
+
+
+def test_crossover_is_the_start_of_the_last_winning_run():
+    assert scan_forms.crossover([(64, 2, 1), (256, 1, 2), (1024, 3, 2), (4096, 1, 2), (16384, 1, 3)]) == 4096
+    assert scan_forms.crossover([(64, 1, 2), (256, 1, 2)]) == 64
+    assert scan_forms.crossover([(64, 1, 2), (256, 2, 1)]) is None
+
+
+def test_result_ratio_is_the_median_of_per_round_ratios():
+    result = scan_forms.FormsResult((1.0, 2.0, 9.0), (10.0, 10.0, 10.0), None, 5 * 2**20)
+    assert result.ratios == [0.1, 0.2, 0.9] and result.ratio == 0.2
+    assert "peak memory fast n/a, step loop 5 MiB" in scan_forms.describe("x", result)[0]
+
+
+def test_cpu_script_prints_a_verdict_per_cell(monkeypatch, capsys):
+    monkeypatch.setattr(scan_forms, "SEQ_LEN", 32)
+    monkeypatch.setattr(scan_forms, "COARSE_LENGTHS", (16, 32))
+    assert cpu_ratios.main(["--only", "scan", "--cells", "mingru,lru", "--rounds", "1"]) == 0
+    out = capsys.readouterr().out
+    for name in ("mingru", "lru"):
+        assert f"{name}_fast_vs_step value=" in out and f"# {name} fast/step sweep: T=16:" in out
+    assert "target=<=0.2" in out
+
+
+def test_cpu_script_refuses_a_cell_without_a_target(capsys):
+    with pytest.raises(SystemExit):
+        cpu_ratios.main(["--only", "scan", "--cells", "lstm"])
+    assert "no scan target for lstm" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the skip without CUDA")
+def test_gpu_script_skips_without_cuda(capsys):
+    assert gpu_ratios.main([]) == 0
+    assert capsys.readouterr().out.strip() == "no CUDA device: nothing measured"
