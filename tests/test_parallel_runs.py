@@ -368,7 +368,10 @@ def test_ctrl_c_keeps_finished_items_and_ends_the_workers(tmp_path):
     assert "interrupted: run 1 keeps every item finished so far" in err and "Traceback" not in err
     rows, items, run = stored(db)
     assert (run.status, run.reason) == ("interrupted", "interrupted by Ctrl-C")
-    assert {i["item"].split("|")[0] for i in items} == {"speed"} and len(items) == 4
+    kinds = [i["item"].split("|")[0] for i in items]
+    # Every speed item finished before the signal; training (a budget of 10^6 steps) was cut
+    # short, though on a fast machine a cell may solve smoke-sized adding and finish first.
+    assert kinds.count("speed") == 4 and kinds.count("train") < 2
     ended_by = time.time() + 10
     while time.time() < ended_by and [p for p in workers if alive(p)]:
         time.sleep(0.1)

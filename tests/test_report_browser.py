@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 
 from harness.cli import main
-from harness.plugins import load_plugins
+from harness.profiles import PROFILES
 
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None)
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
 
-WIDTH, HEIGHT = 1280, 4000
+WIDTH, HEIGHT = 1280, 12000  # tall enough to reach the plots below the report's tables
 CONSOLE = re.compile(r"CONSOLE[:(]")  # how Chromium logs a page's console messages and CSP violations to stderr
 
 
@@ -86,7 +86,8 @@ def test_dom_holds_the_report_and_its_embedded_plots(rendered):
     dom = Images()
     dom.feed(browser.stdout)
     assert dom.headings == ["rnnbench report — run 1"]
-    assert len(dom.sources) == 1 + 2 * len(load_plugins().tasks)  # speed; learning curves and gradients per task
+    # speed; learning curves, fraction solved and gradient decay per task the smoke run trains
+    assert len(dom.sources) == 1 + 3 * len(PROFILES["smoke"].tasks)
     assert all(src.startswith("data:image/png;base64,") for src in dom.sources)
 
 
@@ -120,7 +121,7 @@ def plot_regions(shot: Path) -> list[tuple[int, int]]:
 
 
 def test_plots_are_visible_in_the_screenshot(rendered):
-    """Within the first 4000 px the speed plot and both learning-curve figures show as tall, wide coloured regions."""
+    """Within the first 12000 px the speed plot and both learning-curve figures show as tall, wide coloured regions."""
     from PIL import Image
 
     _, _, shot = rendered
