@@ -327,3 +327,13 @@ CHECKS = (
     ("training", check_training),
 )
 CHECK_NAMES = tuple(name for name, _ in CHECKS)
+
+
+def raise_failures(kind: str, name: str, results: list) -> list:
+    """``results`` unchanged when every check passed or skipped; otherwise ``AssertionError``
+    listing each failed check (what ``assert_conforms`` and ``assert_task_conforms`` raise)."""
+    failures = [r for r in results if r.failed]
+    if failures:
+        lines = "\n".join("  " + r.line() for r in failures)
+        raise AssertionError(f"{kind} {name!r} failed {len(failures)} of {len(results)} checks:\n{lines}")
+    return results

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch.random import fork_rng
 
-from harness.checks import SKIP
+from harness.checks import SKIP, raise_failures
 from harness.errors import RnnbenchError, TaskContractError
 from harness.plugins import TaskSpec
 from harness.tasks import IGNORE_INDEX, SPLITS, TokenTask
@@ -223,9 +223,4 @@ def assert_task_conforms(task: str | TaskSpec, *, registry=None, plugin_files=()
         from harness.plugins import load_plugins
 
         task = (registry or load_plugins(plugin_files)).task(task)
-    results = list(iter_task_checks(task))
-    failures = [r for r in results if r.failed]
-    if failures:
-        lines = "\n".join("  " + r.line() for r in failures)
-        raise AssertionError(f"task {task.name!r} failed {len(failures)} of {len(results)} checks:\n{lines}")
-    return results
+    return raise_failures("task", task.name, list(iter_task_checks(task)))

@@ -46,7 +46,7 @@ from typing import Any, Callable, Iterator
 import torch
 from torch.random import fork_rng
 
-from harness.checks import CHECK_NAMES, CHECKS, FAIL, PASS, SKIP, numeric_gradient
+from harness.checks import CHECK_NAMES, CHECKS, FAIL, PASS, SKIP, numeric_gradient, raise_failures
 from harness.equivalence import FLOAT32, FLOAT64, Gaps, Setting, compare_impls, implementation_gaps, warm_state
 from harness.errors import CellContractError, UnknownCellError
 from harness.impls import impl_table
@@ -113,12 +113,7 @@ def run_checks(cell: str | CellSpec, **lookup) -> list[CheckResult]:
 def assert_conforms(cell: str | CellSpec, **lookup) -> list[CheckResult]:
     """Run the checks and raise ``AssertionError`` listing every failure; return the results."""
     spec = resolve(cell, **lookup)
-    results = list(iter_checks(spec))
-    failures = [r for r in results if r.failed]
-    if failures:
-        lines = "\n".join("  " + r.line() for r in failures)
-        raise AssertionError(f"cell {spec.name!r} failed {len(failures)} of {len(results)} checks:\n{lines}")
-    return results
+    return raise_failures("cell", spec.name, list(iter_checks(spec)))
 
 
 def assert_equivalent(cell: str | CellSpec, impls=None, *, settings=(FLOAT64, FLOAT32), **lookup) -> list[Gaps]:
