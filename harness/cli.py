@@ -55,7 +55,7 @@ def cli():
 @click.option("--tasks", type=NameList(), default=None, show_default="the profile's: copy,adding", help="Tasks, comma-separated, or 'all'.")
 @click.option("--device", "devices", type=NameList(DEVICE_CHOICES), default=(AUTO,), show_default="auto", help="cpu, cuda or auto (cpu, plus cuda when present).")
 @click.option("--measure", "measures", type=NameList(MEASUREMENTS), default=MEASUREMENTS, show_default="speed,accuracy,gradients", help="Measurements to run.")
-@click.option("--profile", "profile_name", default="default", show_default=True, help="Sizes and budgets: smoke (<30 s, for tests), default (~3 min on 2 CPU cores), paper (literature settings, for a GPU), tasks (every built-in task, ~15 min with --workers 2).")
+@click.option("--profile", "profile_name", default="default", show_default=True, help="Sizes and budgets: smoke (<30 s, for tests), default (~3 min on 2 CPU cores), paper (literature settings, for a GPU), literature (published outcomes at CPU sizes, ~30 min with --workers 2), tasks (every built-in task, ~15 min with --workers 2).")
 @click.option("--seq-len", type=SIZES, help="Sequence length(s) T for speed and for every task (overrides the profile).")
 @click.option("--hidden-size", type=SIZES, help="Hidden size(s) H for speed and training.")
 @click.option("--batch-size", type=SIZES, help="Batch size(s) B: speed sweeps every value; training uses the first.")
@@ -88,7 +88,7 @@ def cli():
 @click.option("--cluster", metavar="ADDRESS", help="Run the items on the Dask cluster whose scheduler is at ADDRESS "
               "(tcp://HOST:8786); see docs/scale-out.md.")
 @click.option("--item-timeout", metavar="SECONDS|none", help="Wall-clock limit per item; an item past it is ended and "
-              "stored as failed. [default: the profile's: smoke 600, default 3600, paper 43200]")
+              "stored as failed. [default: the profile's: smoke 600, default, literature and tasks 3600, paper 43200]")
 @click.option("--task-option", "task_option_pairs", multiple=True, metavar="TASK.OPTION=VALUE",
               help="A task's option, e.g. associative-recall.num_pairs=4 (repeatable); "
                    "'rnnbench tasks' lists each task's options.")
