@@ -89,14 +89,34 @@ def _rnnbench(*argv: str) -> subprocess.CompletedProcess:
 
 
 def training_sweep_s(workers: int, db: str) -> float:
-    started = time.perf_counter()
+    launched_at, started = time.time(), time.perf_counter()
     done = _rnnbench("run", "--profile", "default", "--cells", TRAINING_CELLS, "--tasks", "copy,adding",
                      "--measure", "accuracy,gradients", "--device", "cpu", "--threads", "1",
                      "--workers", str(workers), "--db", db, "--out", os.path.join(os.path.dirname(db), f"w{workers}"))
     wall_s = time.perf_counter() - started
     if done.returncode not in (0, 1):
         raise SystemExit(f"rnnbench run --workers {workers} failed: {done.stderr.strip().splitlines()[-1:]}")
+    print_timeline(workers, db, launched_at, launched_at + wall_s)
     return wall_s
+
+
+def print_timeline(workers: int, db: str, launched_at: float, exited_at: float) -> None:
+    """Where the sweep's wall time went, from the items' recorded start and end times."""
+    from harness.store import ResultStore
+
+    with ResultStore(db, create=False) as store:
+        records = store.items(store.latest_run_id())
+    first_s = min(r["started_at"] for r in records) - launched_at
+    last_s = max(r["ended_at"] for r in records) - launched_at
+    by_worker: dict[str, list] = {}
+    for record in records:
+        by_worker.setdefault(record["worker"], []).append(record)
+    idle = ", ".join(f"{name} {last_s - (max(r['ended_at'] for r in rs) - launched_at):.1f} s"
+                     for name, rs in sorted(by_worker.items()))
+    order = " ".join(r["item"].split("|")[1] + "/" + r["item"].split("|")[2]
+                     for r in sorted(records, key=lambda r: r["started_at"]))
+    print(f"# --workers {workers}: first item started at {first_s:.1f} s, last ended at {last_s:.1f} s, "
+          f"exit at {exited_at - launched_at:.1f} s; idle at the end: {idle}; started in order: {order}")
 
 
 def training_ratio() -> None:

@@ -31,6 +31,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from multiprocessing.connection import wait
+from pathlib import Path
 from typing import Iterator, Sequence
 
 from harness.execution import (ALONE, EXCLUSIVE, IN_PROCESS, SHARED_HOST, ExecutorError, ItemResult, WorkContext,
@@ -90,13 +91,21 @@ class InProcessExecutor(Executor):
     def __init__(self):
         self._memo: dict = {}
         self._signalled: BaseException | None = None
+        self._plugin_paths: dict[tuple[str, ...], tuple[Path, ...]] = {}
 
     def describe(self) -> dict:
         return {"executor": self.name, "workers": 1}
 
+    def share(self, memo: dict, plugin_paths: Sequence[str | os.PathLike], plugin_sha256: Sequence[str]) -> None:
+        """Values this process already holds (the driver's plugin registry) for the items' work
+        function, and the plugin files it read them from: items of a spec with these plugins
+        use them instead of importing a copy of each file a second time."""
+        self._memo.update(memo)
+        self._plugin_paths[tuple(plugin_sha256)] = tuple(Path(p) for p in plugin_paths)
+
     def run(self, items: Sequence[WorkItem], spec: WorkSpec) -> Iterator[ItemResult]:
         check_unique_keys(items)
-        paths = tuple(p.materialize() for p in spec.plugins)
+        paths = self._plugin_paths.get(spec.plugin_sha256) or tuple(p.materialize() for p in spec.plugins)
         previous = self._watch_signals()
         try:
             for item in items:

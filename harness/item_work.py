@@ -105,10 +105,20 @@ def relabel(rows: list, labels: dict[str, tuple[str, str]]) -> list:
 
 
 # -- the work function ------------------------------------------------------------------------
+def _registry_key(plugin_sha256: tuple[str, ...], autoload: bool) -> tuple:
+    return ("registry", tuple(plugin_sha256), autoload)
+
+
+def loaded_registry(registry, plugin_sha256: tuple[str, ...], autoload: bool) -> dict:
+    """A memo entry (:meth:`harness.executors.InProcessExecutor.share`) that gives items run in
+    the driver the registry it already loaded, so plugin files are not imported twice."""
+    return {_registry_key(plugin_sha256, autoload): registry}
+
+
 def _registry(context: WorkContext, autoload: bool):
     from harness.plugins import load_plugins
 
-    return context.memo(("registry", context.plugin_sha256, autoload),
+    return context.memo(_registry_key(context.plugin_sha256, autoload),
                         lambda: load_plugins(context.plugin_paths, autoload=autoload))
 
 

@@ -1,5 +1,6 @@
-"""Which item starts first: longest expected first between timing barriers, estimated from an
-earlier run's durations or from training compute; and worker processes that start up early.
+"""How a sweep's items are scheduled: which item starts first (longest expected first between
+timing barriers, estimated from an earlier run's durations or from training compute), worker
+processes that start up early, and plugin files imported once when items run in the driver.
 
 Only the order of execution is asserted (a one-worker pool yields results in the order it ran
 them), never a clock.
@@ -8,6 +9,7 @@ them), never a clock.
 from __future__ import annotations
 
 import faulthandler
+import hashlib
 
 import pytest
 
@@ -133,3 +135,33 @@ def test_a_pool_started_early_is_trimmed_to_the_planned_items_or_replaced():
     assert early_pool(ExecutionRequest(workers=1), threads=1, devices=("cpu",), resuming=False) is None
     assert early_pool(ExecutionRequest(cluster="tcp://127.0.0.1:1"), threads=1, devices=("cpu",), resuming=False) is None
     assert early_pool(request, threads=1, devices=("cpu",), resuming=True) is None
+
+
+# -- items in the driver use the driver's plugins -----------------------------------------------
+COUNTED = """
+from harness import hookimpl
+from plugins.torch_rnn import build
+
+with open({imports!r}, "a") as imports:  # one line per import of this file
+    imports.write("imported\\n")
+
+
+@hookimpl
+def register_cells(register):
+    register("counted", build, summary="torch.nn.RNN under another name")
+"""
+
+
+def test_with_one_worker_a_plugin_file_is_imported_once(rnnbench, write_plugin, tmp_path):
+    imports = tmp_path / "imports.txt"
+    plugin = write_plugin("counted", COUNTED.format(imports=str(imports)))
+    db = tmp_path / "r.sqlite"
+    result = rnnbench("run", "--profile", "smoke", "--device", "cpu", "--measure", "accuracy", "--tasks", "adding",
+                      "--cells", "counted", "--plugin", plugin, "--workers", "1", "--db", db, "--out", tmp_path / "out")
+    assert result.code == 0, result.err
+    assert imports.read_text().splitlines() == ["imported"]
+    with ResultStore(db) as store:
+        rows = store.rows(1)
+    sha256 = hashlib.sha256(plugin.read_bytes()).hexdigest()
+    assert rows and {(r["plugin"], r["plugin_version"], r["status"]) for r in rows} == {
+        ("file:counted.py", f"sha256:{sha256}", "ok")}
