@@ -197,7 +197,10 @@ class LocalPoolExecutor(Executor):
 
     def close(self) -> None:
         for worker in self._pool:
-            worker.stop()
+            if worker.ready:
+                worker.stop()
+            else:  # still starting up (e.g. a pool started early, then a usage error): nothing to finish
+                worker.kill()
         self._pool = []
 
     def _kill_all(self) -> None:
