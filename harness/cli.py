@@ -102,8 +102,16 @@ def run(ctx, cells, tasks, devices, measures, profile_name, seq_len, hidden_size
         param_budget, impls, train_impls, layers, threads, allow_large, db_path, out_dir, as_json, resume_run, retry_failed, workers, cluster,
         item_timeout, task_option_pairs, text_file, eval_lengths, plugin_files):
     """Train, time and probe every selected cell on every selected task and device."""
+    from harness.executor_choice import early_pool, execution_request, executor_for, item_timeout_in_force
+
+    if cluster and ctx.get_parameter_source("workers") != click.core.ParameterSource.COMMANDLINE:
+        workers = AUTO_WORKERS  # RNNBENCH_WORKERS is for this machine; a cluster's workers are its own
+    request = execution_request(workers, cluster, item_timeout)
+    # Worker processes start up (import torch) while this process imports torch and plans.
+    early = early_pool(request, threads=threads, devices=devices, resuming=resume_run is not None)
+    if early is not None:
+        ctx.call_on_close(early.close)
     from harness.driver import RunInterrupted, execute, sigterm_as_interrupt
-    from harness.executor_choice import execution_request, executor_for, item_timeout_in_force
     from harness.preflight import check_out_dir, thread_warnings
     from harness.results import Results
     from harness.runner import resolve_devices
@@ -117,9 +125,6 @@ def run(ctx, cells, tasks, devices, measures, profile_name, seq_len, hidden_size
         _warn(warning)
     if retry_failed and resume_run is None:
         raise UsageError("--retry-failed goes with --resume RUN_ID (it measures a stored run's failed items again)")
-    if cluster and ctx.get_parameter_source("workers") != click.core.ParameterSource.COMMANDLINE:
-        workers = AUTO_WORKERS  # RNNBENCH_WORKERS is for this machine; a cluster's workers are its own
-    request = execution_request(workers, cluster, item_timeout)
     if resume_run is not None:
         store = _open_store(db_path, create=False, write=True)
         stored = store.run(resume_run)
@@ -150,7 +155,7 @@ def run(ctx, cells, tasks, devices, measures, profile_name, seq_len, hidden_size
         )
         argv = ["rnnbench", *sys.argv[1:]] if ctx.obj is None else ctx.obj
     # The executor before a new run's database is touched: an unreachable cluster stores nothing.
-    executor = executor_for(request, config, registry)
+    executor = executor_for(request, config, registry, early)
     ctx.call_on_close(executor.close)
     if resume_run is None:
         store = _open_store(db_path)

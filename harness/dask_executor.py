@@ -34,7 +34,7 @@ from typing import Iterator, Sequence
 from urllib.parse import urlsplit
 
 from harness.execution import (ALONE, EXCLUSIVE, SHARED_HOST, ClusterUnreachableError, ExecutorError, ItemResult,
-                               WorkItem, WorkSpec)
+                               WorkItem, WorkSpec, dispatch_order)
 from harness.executors import MAX_ATTEMPTS, Executor, check_unique_keys
 from harness.worker import WorkerProcess, done_result, failed_result, timeout_reason
 
@@ -124,10 +124,11 @@ class DaskExecutor(Executor):
         check_unique_keys(items)
         workers = self._workers()
         self._check_resources(items, workers)
-        for segment in _segments(items):
+        for segment in _segments(dispatch_order(items)):
             yield from self._run_segment(segment, spec, list(workers))
 
-    def _submit(self, item: WorkItem, spec: WorkSpec, attempt: int, avoid: str | None, workers: list[str]):
+    def _submit(self, item: WorkItem, spec: WorkSpec, attempt: int, avoid: str | None, workers: list[str],
+                priority: int):
         resources = {}
         if item.kind == EXCLUSIVE:
             resources[MACHINE_RESOURCE] = 1
@@ -138,13 +139,15 @@ class DaskExecutor(Executor):
         return self._client.submit(run_in_dask_worker, spec, item, attempt, isolation, pure=False,
                                    key=f"rnnbench-{item.key}-{attempt}-{time.monotonic_ns()}",
                                    resources=resources or None, workers=others or None,
-                                   allow_other_workers=bool(others))  # prefer others; never wait forever
+                                   allow_other_workers=bool(others),  # prefer others; never wait forever
+                                   priority=priority)  # higher first: the scheduler keeps dispatch_order
 
     def _run_segment(self, segment: list[WorkItem], spec: WorkSpec, workers: list[str]) -> Iterator[ItemResult]:
         distributed = _import_distributed()
         live = {}  # future key -> (future, item, attempt)
+        priorities = {item.key: len(segment) - index for index, item in enumerate(segment)}
         for item in segment:
-            future = self._submit(item, spec, 1, None, workers)
+            future = self._submit(item, spec, 1, None, workers, priorities[item.key])
             live[future.key] = (future, item, 1)
         completed = distributed.as_completed([f for f, _, _ in live.values()], loop=self._client.loop)
         try:
@@ -152,7 +155,7 @@ class DaskExecutor(Executor):
                 _, item, attempt = live.pop(future.key)
                 outcome = self._outcome(future, item, attempt, spec)
                 if outcome[0] == "retry":
-                    retry = self._submit(item, spec, attempt + 1, outcome[1], workers)
+                    retry = self._submit(item, spec, attempt + 1, outcome[1], workers, priorities[item.key])
                     live[retry.key] = (retry, item, attempt + 1)
                     completed.add(retry)
                     continue

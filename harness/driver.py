@@ -25,7 +25,9 @@ from harness.config import RunConfig
 from harness.errors import RnnbenchError
 from harness.execution import ItemResult, PluginSource, WorkSpec, describe_escape
 from harness.executors import Executor, InProcessExecutor
-from harness.item_work import WORK_FUNCTION, driver_plugin_labels, relabel, setup_function, work_item
+from harness.item_cost import expected_seconds
+from harness.item_work import (WORK_FUNCTION, driver_plugin_labels, loaded_registry, relabel, setup_function,
+                               work_item)
 from harness.names import SPEED
 from harness.plugins import AUTOLOAD_ENV, Registry
 from harness.results import ResultRow
@@ -108,6 +110,8 @@ def execute(config: RunConfig, registry: Registry, store: ResultStore, argv: lis
     try:
         autoload = not os.environ.get(AUTOLOAD_ENV)
         spec = WorkSpec(WORK_FUNCTION, config.threads, sources, setup=setup_function(autoload))
+        if isinstance(executor, InProcessExecutor):  # items run here: plugin files are already imported
+            executor.share(loaded_registry(registry, spec.plugin_sha256, autoload), plugin_files, spec.plugin_sha256)
         _run_items(session, items, done, executor, spec, item_timeout_s, autoload, outcome)
     except KeyboardInterrupt as exc:
         reason = "stopped by SIGTERM" if isinstance(exc, Terminated) else "interrupted by Ctrl-C"
@@ -136,7 +140,10 @@ def _run_items(session: _Session, items: list, done: set[str], executor: Executo
                 session.on_item(finished, total, item, "already stored", 0.0)
     todo = {item.key: item for item in items if item.key not in done}
     positions = {item.key: position for position, item in enumerate(items)}
-    work = [work_item(item, session.config, autoload=autoload, timeout_s=item_timeout_s) for item in todo.values()]
+    expected = (expected_seconds(list(todo.values()), session.config, session.store, exclude_run=session.run_id)
+                if executor.starts_longest_first else {})
+    work = [work_item(item, session.config, autoload=autoload, timeout_s=item_timeout_s,
+                      expected_s=expected.get(item.key)) for item in todo.values()]
     for result in executor.run(work, spec):
         item = todo[result.key]
         rows = _rows_of(session, item, result)

@@ -26,6 +26,8 @@ from harness.executors import Executor, InProcessExecutor, LocalPoolExecutor
 AUTO = "auto"
 WORKERS_ENV = "RNNBENCH_WORKERS"  # the default of --workers, e.g. 1 in the test suite
 NO_LIMIT = ("none", "0")
+WARM_UP = "harness.item_work:warm_up"  # what every local worker does as it starts
+GPU_DEVICE_FILES = ("/dev/nvidiactl", "/dev/kfd", "/dev/dxg")  # NVIDIA, ROCm, WSL: a GPU torch may use
 
 
 @dataclass(frozen=True)
@@ -91,9 +93,36 @@ def auto_workers(threads: int, side_by_side: int, gpus: int = 0, cpus: int | Non
     return max(1, min(per_cpu, max(1, side_by_side)), gpus)
 
 
-def make_executor(request: ExecutionRequest, *, devices, threads: int, side_by_side: int) -> Executor:
+def early_pool(request: ExecutionRequest, *, threads: int, devices, resuming: bool) -> LocalPoolExecutor | None:
+    """A local pool started before the driver imports torch and plans, so that its workers'
+    start-up (importing torch: seconds) overlaps the driver's; None where its make-up is not
+    known yet. Known: local workers, not a resumed run (whose thread count is stored), and no
+    GPU to pin (a GPU worker's ``CUDA_VISIBLE_DEVICES`` is fixed at start, and only torch can
+    say whether a GPU is usable). ``auto`` starts one per usable core / ``threads``;
+    :func:`make_executor` trims the pool to the planned items, or replaces it."""
+    if request.cluster or resuming or (request.workers == 1 and not request.timeout_given):
+        return None
+    if any(d != "cpu" for d in devices) and any(os.path.exists(f) for f in GPU_DEVICE_FILES):
+        return None
+    workers = request.workers or auto_workers(threads, side_by_side=usable_cpus())
+    return LocalPoolExecutor(workers, warm=WARM_UP).start(threads)
+
+
+def _adopt(started: LocalPoolExecutor | None, workers: int, gpus, threads: int) -> LocalPoolExecutor:
+    """``started`` trimmed to ``workers`` when it fits (no GPUs, same threads, enough workers), else a new pool."""
+    if started is not None and not gpus and started.threads == threads and started.workers >= workers:
+        started.resize(workers)
+        return started
+    if started is not None:
+        started.close()
+    return LocalPoolExecutor(workers, gpus=gpus, warm=WARM_UP)
+
+
+def make_executor(request: ExecutionRequest, *, devices, threads: int, side_by_side: int,
+                  started: LocalPoolExecutor | None = None) -> Executor:
     """The executor for this run. ``side_by_side``: items that may run at the same time
-    (training items); timing items run alone whatever the pool's size."""
+    (training items); timing items run alone whatever the pool's size. ``started``: the pool
+    :func:`early_pool` started, used when it fits and closed when not."""
     if request.cluster:
         if request.workers is not None:
             raise UsageError("--workers and --cluster cannot be combined: on a cluster the Dask workers' "
@@ -108,7 +137,7 @@ def make_executor(request: ExecutionRequest, *, devices, threads: int, side_by_s
         workers = auto_workers(threads, side_by_side, len(gpus))
     else:
         workers, gpus = request.workers, gpus[: request.workers]
-    return LocalPoolExecutor(workers, gpus=gpus)
+    return _adopt(started, workers, gpus, threads)
 
 
 def execution_request(workers, cluster, item_timeout) -> "ExecutionRequest":
@@ -118,12 +147,14 @@ def execution_request(workers, cluster, item_timeout) -> "ExecutionRequest":
                             timeout_given=item_timeout is not None)
 
 
-def executor_for(request: "ExecutionRequest", config, registry) -> Executor:
-    """The executor for a run's planned items (a pool no larger than its training items)."""
+def executor_for(request: "ExecutionRequest", config, registry, started: LocalPoolExecutor | None = None) -> Executor:
+    """The executor for a run's planned items (a pool no larger than its training items);
+    ``started``: see :func:`make_executor`."""
     from harness.runner import SpeedItem, plan
 
     side_by_side = sum(not isinstance(item, SpeedItem) for item in plan(config, registry))
-    return make_executor(request, devices=config.devices, threads=config.threads, side_by_side=side_by_side)
+    return make_executor(request, devices=config.devices, threads=config.threads, side_by_side=side_by_side,
+                         started=started)
 
 
 def item_timeout_in_force(request: "ExecutionRequest", config, executor: Executor) -> float | None:

@@ -31,10 +31,11 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from multiprocessing.connection import wait
+from pathlib import Path
 from typing import Iterator, Sequence
 
 from harness.execution import (ALONE, EXCLUSIVE, IN_PROCESS, SHARED_HOST, ExecutorError, ItemResult, WorkContext,
-                               WorkerStartError, WorkItem, WorkSpec, call_work)
+                               WorkerStartError, WorkItem, WorkSpec, call_work, dispatch_order)
 from harness.worker import WorkerDied, WorkerProcess, done_result, failed_result, timeout_reason
 
 MAX_ATTEMPTS = 2  # a worker dying mid-item earns the item one more try elsewhere
@@ -47,6 +48,7 @@ class Executor(abc.ABC):
 
     name = "executor"
     enforces_time_limits = True  # can end an item past its timeout_s
+    starts_longest_first = True  # runs items side by side, longest expected first (WorkItem.expected_s)
 
     @abc.abstractmethod
     def run(self, items: Sequence[WorkItem], spec: WorkSpec) -> Iterator[ItemResult]:
@@ -84,17 +86,26 @@ class InProcessExecutor(Executor):
 
     name = "in-process"
     enforces_time_limits = False
+    starts_longest_first = False  # one at a time: the order cannot shorten the sweep
 
     def __init__(self):
         self._memo: dict = {}
         self._signalled: BaseException | None = None
+        self._plugin_paths: dict[tuple[str, ...], tuple[Path, ...]] = {}
 
     def describe(self) -> dict:
         return {"executor": self.name, "workers": 1}
 
+    def share(self, memo: dict, plugin_paths: Sequence[str | os.PathLike], plugin_sha256: Sequence[str]) -> None:
+        """Values this process already holds (the driver's plugin registry) for the items' work
+        function, and the plugin files it read them from: items of a spec with these plugins
+        use them instead of importing a copy of each file a second time."""
+        self._memo.update(memo)
+        self._plugin_paths[tuple(plugin_sha256)] = tuple(Path(p) for p in plugin_paths)
+
     def run(self, items: Sequence[WorkItem], spec: WorkSpec) -> Iterator[ItemResult]:
         check_unique_keys(items)
-        paths = tuple(p.materialize() for p in spec.plugins)
+        paths = self._plugin_paths.get(spec.plugin_sha256) or tuple(p.materialize() for p in spec.plugins)
         previous = self._watch_signals()
         try:
             for item in items:
@@ -149,15 +160,20 @@ class LocalPoolExecutor(Executor):
         ``len(gpus)`` workers are each pinned to one of them and are the only ones given
         cuda items (cpu items go to GPU workers only when no other worker is idle).
         The other workers see no GPU.
-    :param startup_timeout_s: how long a worker may take to start (import harness).
+    :param startup_timeout_s: how long a worker may take to start (import harness, and run ``warm``).
+    :param warm: ``"module:function"`` each worker calls as it starts, before it is given items
+        (:class:`harness.worker.WorkerProcess`).
 
-    Scheduling keeps the items' order, and an exclusive item is a barrier: it starts when
-    nothing runs, and nothing starts while it runs.
+    Scheduling: shared items start longest expected first (:func:`harness.execution.dispatch_order`),
+    and an exclusive item is a barrier: it starts when nothing runs and every worker has
+    finished starting up (an interpreter importing torch takes a core), and nothing starts
+    while it runs. Call :meth:`start` early to let workers start up while the driver plans.
     """
 
     name = "local"
 
-    def __init__(self, workers: int, *, gpus: Sequence[str] = (), startup_timeout_s: float = 120.0):
+    def __init__(self, workers: int, *, gpus: Sequence[str] = (), startup_timeout_s: float = 120.0,
+                 warm: str | None = None):
         if workers < 1:
             raise ExecutorError(f"--workers must be at least 1, got {workers}")
         if len(gpus) > workers:
@@ -165,6 +181,7 @@ class LocalPoolExecutor(Executor):
         self.workers = workers
         self.gpus = tuple(gpus)
         self.startup_timeout_s = startup_timeout_s
+        self.warm = warm
         self._threads: int | None = None
         self._pool: list[WorkerProcess] = []
         self._spawned = 0
@@ -173,9 +190,17 @@ class LocalPoolExecutor(Executor):
     def describe(self) -> dict:
         return {"executor": self.name, "workers": self.workers, "gpus": list(self.gpus)}
 
+    @property
+    def threads(self) -> int | None:
+        """The thread count the worker processes were started with (None: not started)."""
+        return self._threads
+
     def close(self) -> None:
         for worker in self._pool:
-            worker.stop()
+            if worker.ready:
+                worker.stop()
+            else:  # still starting up (e.g. a pool started early, then a usage error): nothing to finish
+                worker.kill()
         self._pool = []
 
     def _kill_all(self) -> None:
@@ -187,7 +212,21 @@ class LocalPoolExecutor(Executor):
     def _new_worker(self, slot: int) -> WorkerProcess:
         gpu = self.gpus[slot] if slot < len(self.gpus) else None
         self._spawned += 1
-        return WorkerProcess(f"local-{self._spawned - 1}", self._threads or 1, gpu).start()
+        return WorkerProcess(f"local-{self._spawned - 1}", self._threads or 1, gpu, self.warm).start()
+
+    def start(self, threads: int) -> "LocalPoolExecutor":
+        """Start the worker processes now (each imports torch, a second or more), so that they
+        start up while the driver plans; :meth:`run` with the same thread count uses them."""
+        self._ensure_pool(threads)
+        return self
+
+    def resize(self, workers: int) -> None:
+        """Keep ``workers`` processes (>= the GPU workers); extra ones already started are stopped."""
+        if not len(self.gpus) <= workers <= self.workers:
+            raise ExecutorError(f"cannot resize a pool of {self.workers} workers ({len(self.gpus)} GPUs) to {workers}")
+        for worker in self._pool[workers:]:
+            worker.kill()  # idle and possibly still importing: nothing to finish
+        self._pool, self.workers = self._pool[:workers], workers
 
     def _ensure_pool(self, threads: int) -> None:
         if self._threads != threads:  # thread counts are fixed at process start
@@ -221,8 +260,8 @@ class LocalPoolExecutor(Executor):
         index = 0
         while idle and index < len(pending):
             item, attempt = pending[index]
-            if item.kind == EXCLUSIVE and (running or index > 0):
-                return  # a barrier: everything before it must finish first
+            if item.kind == EXCLUSIVE and (running or index > 0 or len(idle) < len(self._pool)):
+                return  # a barrier: everything before it must finish, and every worker be ready
             worker = self._pick_worker(item, idle)
             if worker is None:
                 index += 1
@@ -246,7 +285,7 @@ class LocalPoolExecutor(Executor):
         finished = False
         try:
             self._ensure_pool(spec.threads)
-            pending: deque = deque((item, 1) for item in items)
+            pending: deque = deque((item, 1) for item in dispatch_order(items))
             running: dict[WorkerProcess, _Running] = {}
             while pending or running:
                 self._dispatch(pending, running, spec)

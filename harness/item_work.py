@@ -71,13 +71,15 @@ def item_of(payload: ItemPayload, registry):
     return ITEM_TYPES[payload.item_type](**values)
 
 
-def work_item(item, config: RunConfig, *, autoload: bool, timeout_s: float | None) -> WorkItem:
-    """Speed items are exclusive: nothing else of the run may share their cores or GPU."""
+def work_item(item, config: RunConfig, *, autoload: bool, timeout_s: float | None,
+              expected_s: float | None = None) -> WorkItem:
+    """Speed items are exclusive: nothing else of the run may share their cores or GPU.
+    ``expected_s`` (:mod:`harness.item_cost`) only orders items that run side by side."""
     from harness.runner import SpeedItem
 
     kind = EXCLUSIVE if isinstance(item, SpeedItem) else SHARED
     return WorkItem(item.key, payload_of(item, config, autoload), kind=kind, device=item.device, timeout_s=timeout_s,
-                    label=item.label())
+                    label=item.label(), expected_s=expected_s)
 
 
 # -- plugin files in rows ---------------------------------------------------------------------
@@ -103,11 +105,33 @@ def relabel(rows: list, labels: dict[str, tuple[str, str]]) -> list:
 
 
 # -- the work function ------------------------------------------------------------------------
+def _registry_key(plugin_sha256: tuple[str, ...], autoload: bool) -> tuple:
+    return ("registry", tuple(plugin_sha256), autoload)
+
+
+def loaded_registry(registry, plugin_sha256: tuple[str, ...], autoload: bool) -> dict:
+    """A memo entry (:meth:`harness.executors.InProcessExecutor.share`) that gives items run in
+    the driver the registry it already loaded, so plugin files are not imported twice."""
+    return {_registry_key(plugin_sha256, autoload): registry}
+
+
 def _registry(context: WorkContext, autoload: bool):
     from harness.plugins import load_plugins
 
-    return context.memo(("registry", context.plugin_sha256, autoload),
+    return context.memo(_registry_key(context.plugin_sha256, autoload),
                         lambda: load_plugins(context.plugin_paths, autoload=autoload))
+
+
+def warm_up() -> None:
+    """What every worker process of a run needs, done as it starts, while the driver plans
+    (:class:`harness.worker.WorkerProcess` ``warm``): torch and the measurement code imported,
+    and ``torch._dynamo``, which torch imports the first time an optimizer is built (about
+    1.5 s on a 2-core machine, otherwise counted in the worker's first item)."""
+    import torch
+
+    import harness.runner  # noqa: F401
+
+    torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))])
 
 
 def prepare(context: WorkContext, autoload: bool = True) -> None:

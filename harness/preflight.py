@@ -13,6 +13,13 @@ an LSTM has four such matrices):
 - training item: weights, gradients and Adam's two moments ``4 P``, the training batch
   ``B L (I + 2 H)`` and the held-out set evaluated at once ``E L (I + H)`` (``L`` the steps the
   cell sees, ``E`` the held-out size).
+
+Stacked ``N`` layers deep (``--layers N``, :mod:`harness.stacking`), each of the ``N - 1`` layers
+after the first is a cell at ``(H, H)`` with a layer norm, so ``P`` grows by
+``(N - 1) (H (2 H + 1) + 2 H)``, and each keeps its input, the normed ``(T, B, H)`` output of the
+layer below, for the gradient of its input weights: ``B T (N - 1) H`` more in both items. The
+held-out pass runs without gradients, so a layer's activations are freed once the next has read
+them, and that term is unchanged.
 """
 
 from __future__ import annotations
@@ -42,20 +49,29 @@ class MemoryNeed:
     need_bytes: int
 
 
-def cell_params(input_size: int, hidden_size: int) -> int:
-    """``P = H (I + H + 1)``: the fewest parameters a recurrent cell of these sizes has."""
-    return hidden_size * (input_size + hidden_size + 1)
+def cell_params(input_size: int, hidden_size: int, layers: int = 1) -> int:
+    """``P = H (I + H + 1)``: the fewest parameters a recurrent cell of these sizes has; stacked
+    ``layers`` deep, plus ``H (2 H + 1)`` and a layer norm's ``2 H`` for every layer after the first."""
+    first = hidden_size * (input_size + hidden_size + 1)
+    return first + (layers - 1) * (hidden_size * (2 * hidden_size + 1) + 2 * hidden_size)
 
 
-def speed_item_bytes(batch_size: int, seq_len: int, input_size: int, hidden_size: int, params: int | None = None) -> int:
-    params = cell_params(input_size, hidden_size) if params is None else params
-    return FLOAT32_BYTES * (2 * params + batch_size * seq_len * (input_size + 2 * hidden_size))
+def _kept_activations(input_size: int, hidden_size: int, layers: int) -> int:
+    """Values per sequence step a forward+backward keeps: the input, the output and its gradient
+    ``I + 2 H``, and every inner layer's ``H``-wide input."""
+    return input_size + 2 * hidden_size + (layers - 1) * hidden_size
+
+
+def speed_item_bytes(batch_size: int, seq_len: int, input_size: int, hidden_size: int, params: int | None = None,
+                     layers: int = 1) -> int:
+    params = cell_params(input_size, hidden_size, layers) if params is None else params
+    return FLOAT32_BYTES * (2 * params + batch_size * seq_len * _kept_activations(input_size, hidden_size, layers))
 
 
 def train_item_bytes(batch_size: int, eval_size: int, length: int, input_size: int, hidden_size: int,
-                     params: int | None = None) -> int:
-    params = cell_params(input_size, hidden_size) if params is None else params
-    return FLOAT32_BYTES * (4 * params + batch_size * length * (input_size + 2 * hidden_size)
+                     params: int | None = None, layers: int = 1) -> int:
+    params = cell_params(input_size, hidden_size, layers) if params is None else params
+    return FLOAT32_BYTES * (4 * params + batch_size * length * _kept_activations(input_size, hidden_size, layers)
                             + eval_size * length * (input_size + hidden_size))
 
 
@@ -90,24 +106,26 @@ def largest_items(config, task_shapes: dict[tuple[str, int], tuple[int, int]]) -
     """The largest speed and training item per device; ``task_shapes[(task, T)] = (L, I)``."""
     # With a parameter budget the hidden size is chosen per cell: count the budget's parameters
     # and the smallest hidden state (H = 1), still a lower bound.
-    budget = config.param_budget
+    budget, layers = config.param_budget, config.layers
+    stacked = f", {layers} layers" if layers != 1 else ""
     needs = []
     for device in config.devices:
         if SPEED in config.measures:
             hidden = 1 if budget else max(config.speed_hidden_sizes)
             sizes = (max(config.speed_batch_sizes), max(config.speed_seq_lens), config.speed_input_size, hidden)
-            shown = f"a parameter budget of {budget}" if budget else f"H={hidden}"
+            shown = (f"a parameter budget of {budget}" if budget else f"H={hidden}") + stacked
             needs.append(MemoryNeed(f"a speed item with B={sizes[0]}, T={sizes[1]}, I={sizes[2]}, {shown}",
-                                    device, speed_item_bytes(*sizes, params=budget)))
+                                    device, speed_item_bytes(*sizes, params=budget, layers=layers)))
         if any(m in TRAIN_MEASUREMENTS for m in config.measures):
             recipe = config.recipe
             hidden = 1 if budget else max(config.hidden_sizes)
-            shown = f"a parameter budget of {budget}" if budget else f"H={hidden}"
+            shown = (f"a parameter budget of {budget}" if budget else f"H={hidden}") + stacked
             for (task, seq_len), (length, input_size) in task_shapes.items():
                 needs.append(MemoryNeed(
                     f"a training item of task {task!r} with T={seq_len} (L={length}), B={recipe.batch_size}, {shown}, "
                     f"{recipe.eval_size} held-out sequences", device,
-                    train_item_bytes(recipe.batch_size, recipe.eval_size, length, input_size, hidden, params=budget)))
+                    train_item_bytes(recipe.batch_size, recipe.eval_size, length, input_size, hidden, params=budget,
+                                     layers=layers)))
     return needs
 
 

@@ -8,6 +8,8 @@ reading any difference as the cells' doing. Each :class:`Difference` says what i
   and gradient rows of the two runs were not produced the same way, so their verdict is withheld;
 - ``speed`` (timing method: rounds, repeats, warm-up, threads, the harness's speed method):
   speed verdicts are withheld;
+- ``model`` (the layer count, ``--layers``): the two runs measured different models under the same
+  row conditions (cell, sizes), so both kinds of verdict are withheld;
 - ``stated`` (profile name, rnnbench version and commit, Python/torch/NumPy, machine): said, but
   no verdict is withheld, since comparing two versions of the code or two machines is what a
   comparison is for.
@@ -26,7 +28,7 @@ import pandas as pd
 
 from harness.results import StoredRun
 
-ACCURACY_EFFECT, SPEED_EFFECT, STATED = "accuracy", "speed", "stated"
+ACCURACY_EFFECT, SPEED_EFFECT, MODEL_EFFECT, STATED = "accuracy", "speed", "model", "stated"
 
 
 @dataclass(frozen=True)
@@ -36,10 +38,17 @@ class Difference:
     what: str
     a: str
     b: str
-    affects: str  # "accuracy", "speed" or "stated"
+    affects: str  # "accuracy", "speed", "model" (both), "cell" or "stated"
 
     def line(self) -> str:
         return f"{self.what}: {self.a} (A) vs {self.b} (B)"
+
+    @property
+    def withholds(self) -> tuple[str, ...]:
+        """The kinds of verdict this difference withholds: a model difference withholds speed and accuracy."""
+        if self.affects == MODEL_EFFECT:
+            return (SPEED_EFFECT, ACCURACY_EFFECT)
+        return () if self.affects == STATED else (self.affects,)
 
 
 def _text(value) -> str:
@@ -68,6 +77,8 @@ def config_differences(run_a: StoredRun, run_b: StoredRun) -> list[Difference]:
     out += _compare("seeds", config_a.seeds, config_b.seeds, ACCURACY_EFFECT)
     out += _compare("parameter budget", config_a.param_budget, config_b.param_budget, ACCURACY_EFFECT)
     out += _compare("gradient probes (max)", config_a.max_probes, config_b.max_probes, ACCURACY_EFFECT)
+    # Rows are matched on cell and sizes, not on depth: a 2-layer stack would be paired with the cell alone.
+    out += _compare("layers", config_a.layers, config_b.layers, MODEL_EFFECT)
     out += _compare("training hidden sizes", config_a.hidden_sizes, config_b.hidden_sizes, STATED)
     out += _compare("task lengths T", config_a.task_seq_lens, config_b.task_seq_lens, STATED)
     for name in ("speed_batch_sizes", "speed_seq_lens", "speed_hidden_sizes", "speed_input_size", "impls"):
@@ -101,5 +112,8 @@ def cell_code_differences(rows_a: pd.DataFrame, rows_b: pd.DataFrame) -> dict[st
 
 def withheld_reason(differences: list[Difference], effect: str) -> str | None:
     """Why verdicts on ``effect`` rows ("accuracy" or "speed") are withheld, or None."""
-    names = [d.what for d in differences if d.affects == effect]
-    return f"{'recipe' if effect == ACCURACY_EFFECT else 'timing method'} differs ({', '.join(names)})" if names else None
+    own = [d.what for d in differences if d.affects == effect]
+    model = [d.what for d in differences if d.affects == MODEL_EFFECT]
+    reasons = [f"{'recipe' if effect == ACCURACY_EFFECT else 'timing method'} differs ({', '.join(own)})"] if own else []
+    reasons += [f"the model differs ({', '.join(model)})"] if model else []
+    return "; ".join(reasons) or None

@@ -7,7 +7,7 @@ which would re-import the driver's ``__main__`` and torch with it). It talks to 
 over a private socket pair with framed pickles (``multiprocessing.connection``).
 
 Messages, driver -> worker: ``("run", spec, item)``, ``("stop",)``.
-Worker -> driver: ``("ready", pid, host)``, then per item ``("started", key)`` once the
+Worker -> driver: ``("ready", pid, host)`` (after its ``--warm`` start-up work), then per item ``("started", key)`` once the
 worker's set-up is done (the item's time limit counts from here) and
 ``("done", key, status, rows, error, started_at, ended_at)``.
 
@@ -29,7 +29,7 @@ import threading
 import time
 from multiprocessing.connection import Connection, wait
 
-from harness.execution import ItemResult, WorkContext, WorkItem, WorkSpec, call_setup, call_work
+from harness.execution import ItemResult, WorkContext, WorkItem, WorkSpec, call_setup, call_work, resolve_function
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS",
                     "VECLIB_MAXIMUM_THREADS")
@@ -66,12 +66,16 @@ class WorkerProcess:
     :param worker_id: a name for the worker, recorded with each result.
     :param threads: thread count put into the worker's environment.
     :param gpu: the ``CUDA_VISIBLE_DEVICES`` value for this worker; ``None`` hides GPUs.
+    :param warm: ``"module:function"`` the process calls once as it starts, before it says it
+        is ready (e.g. importing torch), so that start-up work overlaps the driver's planning
+        and never a timing item; a failure is left for the items to meet.
     """
 
-    def __init__(self, worker_id: str, threads: int, gpu: str | None = None):
+    def __init__(self, worker_id: str, threads: int, gpu: str | None = None, warm: str | None = None):
         self.worker_id = worker_id
         self.threads = threads
         self.gpu = gpu
+        self.warm = warm
         self.pid: int | None = None
         self.host = socket.gethostname()
         self.ready = False
@@ -84,9 +88,10 @@ class WorkerProcess:
     def start(self) -> "WorkerProcess":
         ours, theirs = socket.socketpair()
         self._stderr = tempfile.TemporaryFile()
+        warm = ["--warm", self.warm] if self.warm else []
         try:
             self._process = subprocess.Popen(
-                [sys.executable, "-m", "harness.worker", "--fd", str(theirs.fileno()), "--worker", self.worker_id],
+                [sys.executable, "-m", "harness.worker", "--fd", str(theirs.fileno()), "--worker", self.worker_id, *warm],
                 env=child_environment(self.threads, self.gpu), pass_fds=(theirs.fileno(),),
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self._stderr, close_fds=True,
             )
@@ -278,10 +283,16 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m harness.worker")
     parser.add_argument("--fd", type=int, required=True)
     parser.add_argument("--worker", required=True)
+    parser.add_argument("--warm", help="module:function to call once before saying ready")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_exit_when_orphaned, args=(os.getppid(),), daemon=True).start()
     conn = Connection(args.fd)
+    if args.warm:
+        try:
+            resolve_function(args.warm)()
+        except BaseException:  # noqa: BLE001 -- the items' own set-up meets (and reports) the same failure
+            pass
     serve(conn, args.worker)
     # Skip interpreter teardown: plugin threads or CUDA contexts must not keep us alive.
     sys.stdout.flush()

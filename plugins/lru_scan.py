@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch.autograd.function import once_differentiable
 
-from harness.scan import scan_into
+from harness.scan import ChunkedScan, scan_into
 from plugins.gated_scan import _blocks, default_block_len
 
 
@@ -41,11 +41,26 @@ def lru_scan(x: torch.Tensor, decay: torch.Tensor, input_weight: torch.Tensor, r
     return _LRUScan.apply(x, decay, input_weight, readout_weight, skip_weight, h0, max(1, min(block_len, seq_len)))
 
 
-def _drive_and_states(x_rows, decay, input_weight, start, drive_real, states, steps, batch):
-    """Write one block's drive ``W_in x`` (as real rows) and its states ``h`` from ``start``; returns h at the end."""
-    torch.mm(x_rows, input_weight.t(), out=drive_real)
-    drive = torch.view_as_complex(drive_real.view(steps, batch, -1, 2))
-    return scan_into(decay[None], drive, start, states)
+class _BlockStates:
+    """One block's drive ``W_in x`` (as real rows, into ``drive_real``) and its states ``h`` (into
+    ``states``) from a start state, on buffers reused block after block; the scan over a full
+    block is planned once (:class:`harness.scan.ChunkedScan`)."""
+
+    def __init__(self, decay, input_weight, drive_real, states, batch):
+        self.decay, self.input_weight, self.batch = decay, input_weight, batch
+        self.drive_real, self.states = drive_real, states
+        self.block_len = states.shape[0]
+        self.full_block = ChunkedScan(self.block_len, a=decay[None], b=self._drive(self.block_len), out=states)
+
+    def _drive(self, steps):
+        return torch.view_as_complex(self.drive_real[:steps * self.batch].view(steps, self.batch, -1, 2))
+
+    def __call__(self, x_rows, start, steps):
+        """Returns h at the block's end (a view of ``states``)."""
+        torch.mm(x_rows, self.input_weight.t(), out=self.drive_real[:steps * self.batch])
+        if steps == self.block_len:
+            return self.full_block(start)
+        return scan_into(self.decay[None], self._drive(steps), start, self.states[:steps])
 
 
 class _LRUScan(torch.autograd.Function):
@@ -57,12 +72,12 @@ class _LRUScan(torch.autograd.Function):
         drive_real = x.new_empty(block_len * batch, 2 * state_size)
         states = torch.empty(block_len, batch, state_size, dtype=decay.dtype, device=x.device)
         starts, state = [], h0
+        block_states = _BlockStates(decay, input_weight, drive_real, states, batch)
         for block in _blocks(seq_len, block_len):
             steps, rows = block.stop - block.start, (block.stop - block.start) * batch
             starts.append(state)
             x_rows = x[block].reshape(rows, inputs)
-            state = _drive_and_states(x_rows, decay, input_weight, state, drive_real[:rows], states[:steps],
-                                      steps, batch).clone()  # a view of the reused buffer otherwise
+            state = block_states(x_rows, state, steps).clone()  # a view of the reused buffer otherwise
             y_rows = torch.mm(torch.view_as_real(states[:steps]).view(rows, 2 * state_size), readout_weight.t(),
                               out=y[block].view(rows, hidden))
             y_rows.addmm_(x_rows, skip_weight.t())
@@ -87,18 +102,25 @@ class _LRUScan(torch.autograd.Function):
         grad_x = torch.empty_like(x) if ctx.needs_input_grad[0] else None
         back_decay = decay.conj().resolve_conj()  # conj(λ) in memory: a lazy conj view is copied by every op using it
         carry = grad_state  # ∂L/∂h at the end of the current block from everything after it
+        block_states = _BlockStates(decay, input_weight, drive_real, states, batch)
+        g_full = torch.view_as_complex(grad_real.view(block_len, batch, state_size, 2))
+        # in place over the gradient buffer, g_t += conj(λ) g_{t+1}: its views made once
+        full_adjoint = ChunkedScan(block_len - 1, reverse=True, a=back_decay[None], b=g_full[:-1], out=g_full[:-1])
         for index, block in reversed(list(enumerate(_blocks(seq_len, block_len)))):
             steps, rows = block.stop - block.start, (block.stop - block.start) * batch
             x_rows, gy_rows = x[block].reshape(rows, inputs), grad_y[block].reshape(rows, hidden)
             start = starts[index]
-            _drive_and_states(x_rows, decay, input_weight, start, drive_real[:rows], states[:steps], steps, batch)
+            block_states(x_rows, start, steps)
             states_real = torch.view_as_real(states[:steps]).view(rows, 2 * state_size)
             grad_skip_t.addmm_(x_rows.t(), gy_rows)
             grad_readout_t.addmm_(states_real.t(), gy_rows)
             g_real = torch.mm(gy_rows, readout_weight, out=grad_real[:rows])  # ∂L/∂[Re h, Im h] through y
             g = torch.view_as_complex(g_real.view(steps, batch, state_size, 2))
             g[-1] += carry
-            scan_into(back_decay[None], g[:-1], g[-1], g[:-1], reverse=True)  # in place: g_t += conj(λ) g_{t+1}
+            if steps == block_len:
+                full_adjoint(g[-1])
+            else:
+                scan_into(back_decay[None], g[:-1], g[-1], g[:-1], reverse=True)  # in place: g_t += conj(λ) g_{t+1}
             carry = back_decay * g[0]
             grad_decay += (g[1:] * states[:steps - 1].conj()).sum((0, 1)) + (g[0] * start.conj()).sum(0)  # Σ g_t conj(h_{t-1})
             grad_input_t.addmm_(x_rows.t(), g_real)

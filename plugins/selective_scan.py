@@ -22,6 +22,19 @@ boundary is saved; each chunk's states are recomputed in the backward pass, so m
 O(T/L · Bt·E·N + L · Bt·E·N) instead of O(T · Bt·E·N) — unless all of them together fit in
 ``KEEP_BYTES``, when they are kept rather than recomputed.
 
+Two choices that only change speed (measured on this project's 2-core CPU, one thread,
+Bt=8, E=512, N=16, T=4096, forward + backward):
+
+* Inside, states are laid out ``(Bt, N, E)``, E innermost: every sum over n (the readout,
+  ∂L/∂(Δu), ∂L/∂Δ) is then a (1 × N)·(N × E) product or a sum of N contiguous rows of E,
+  and every sum over e (∂L/∂B, ∂L/∂C) a row sum of E contiguous values. In the ``(Bt, E, N)``
+  layout the readout as MKL's batched (E × N)·(N × 1) product took 397 µs per chunk against
+  60 µs now, and a batched (N × E)·(E × 1) product 590 µs against 80 µs for a product and a
+  row sum. The caller's state stays ``(Bt, E, N)``; the transposes are at the edges.
+* exp(Δ A) is taken as 2^(Δ · A log₂e): ``torch.exp2`` ran 3× faster than ``torch.exp`` here
+  (150 vs 450 µs per (8, 8, 512, 16) chunk); the rounding of A log₂e moves each exponent
+  by at most one part in 10⁷ of itself, below float32's own rounding of Δ A.
+
 Gradients, with g_t = ∂L/∂h_t (total) and the chunk's h_{t-1}:
     ∂L/∂(Δ_t A)_{en}  = g_t ⊙ exp(Δ_t A) ⊙ h_{t-1} = g_t ⊙ (h_t - drive_t)
     ∂L/∂Δ_t  += Σ_n ∂L/∂(Δ_t A) · A       ∂L/∂A = Σ_{t,b} ∂L/∂(Δ_t A) · Δ_t
@@ -31,56 +44,65 @@ Gradients, with g_t = ∂L/∂h_t (total) and the chunk's h_{t-1}:
 
 from __future__ import annotations
 
+import math
+
 import torch
+from torch.autograd.function import once_differentiable
 
 DEFAULT_CHUNK = None  # None: cache-sized, see auto_chunk_size
-CHUNK_ELEMENTS = 2**19  # Bt·E·N·L per chunk: (L, Bt, E, N) float32 tensors of 2 MiB stay in cache
+CHUNK_ELEMENTS = 2**19  # Bt·E·N·L per chunk: (L, Bt, N, E) float32 tensors of 2 MiB stay in cache
 # Below this many bytes for all chunks' decay, drive and states together, the forward pass keeps
 # them for the backward pass instead of recomputing them (a quarter of the backward's work):
 # at the default training sizes (B=64, E=128, N=16, T=120) they take 190 MB.
 KEEP_BYTES = 256 * 2**20
+LOG2_E = 1.0 / math.log(2.0)
 
 
-def _discretise(u, delta, A, B):
-    """(L, Bt, E) u, Δ; (E, N) A; (L, Bt, N) B -> decay exp(Δ ⊗ A), drive (Δ u) ⊗ B, both (L, Bt, E, N)."""
-    decay = torch.exp(delta.unsqueeze(-1) * A)
-    drive = (delta * u).unsqueeze(-1) * B.unsqueeze(-2)
+def _discretise(u, delta, A2, B):
+    """(L, Bt, E) u, Δ; (N, E) A2 = Aᵀ log₂e; (L, Bt, N) B -> decay exp(Δ ⊗ A), drive (Δ u) ⊗ B, both (L, Bt, N, E)."""
+    decay = torch.exp2(delta.unsqueeze(-2) * A2)
+    drive = B.unsqueeze(-1) * (delta * u).unsqueeze(-2)
     return decay, drive
 
 
 def _carry(decay, drive, h0):
-    """h_t = decay_t ⊙ h_{t-1} + drive_t for the chunk, one fused multiply-add per step -> (L, Bt, E, N)."""
+    """h_t = decay_t ⊙ h_{t-1} + drive_t for the chunk, one fused multiply-add per step -> (L, Bt, N, E)."""
     states = torch.empty_like(drive)
     h = h0
-    for t in range(drive.shape[0]):
-        h = torch.addcmul(drive[t], decay[t], h, out=states[t])
+    for t, (decay_t, drive_t, out_t) in enumerate(zip(decay.unbind(0), drive.unbind(0), states.unbind(0))):
+        h = torch.addcmul(drive_t, decay_t, h, out=out_t)
     return states
 
 
 class _SelectiveScan(torch.autograd.Function):
+    """The scan on the inner layout: A as (N, E), h0 and the returned h as (Bt, N, E)."""
+
     @staticmethod
-    def forward(ctx, u, delta, A, B, C, h0, chunk_size):
+    def forward(ctx, u, delta, A_t, B, C, h0, chunk_size):
         outputs, boundaries, kept, h = [], [], [], h0
-        keep = 3 * u.numel() * A.shape[-1] * u.element_size() <= KEEP_BYTES  # decay, drive, states of all chunks
+        A2 = A_t * LOG2_E
+        keep = 3 * u.numel() * A_t.shape[0] * u.element_size() <= KEEP_BYTES  # decay, drive, states of all chunks
         for start in range(0, u.shape[0], chunk_size):
             piece = slice(start, start + chunk_size)
             boundaries.append(h)
-            decay, drive = _discretise(u[piece], delta[piece], A, B[piece])
+            decay, drive = _discretise(u[piece], delta[piece], A2, B[piece])
             states = _carry(decay, drive, h)
-            outputs.append(torch.matmul(states, C[piece].unsqueeze(-1)).squeeze(-1))
+            outputs.append(torch.matmul(C[piece].unsqueeze(-2), states).squeeze(-2))  # (L, Bt, 1, N) @ (L, Bt, N, E)
             if keep:
                 kept.append((decay, drive, states))
             h = states[-1].clone()  # unless kept, the chunk's buffers are freed; keep only its last state
-        ctx.save_for_backward(u, delta, A, B, C, *boundaries)
+        ctx.save_for_backward(u, delta, A_t, B, C, *boundaries)
         ctx.chunk_size, ctx.kept = chunk_size, kept
         return torch.cat(outputs), h
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_y, grad_h_last):
-        u, delta, A, B, C, *boundaries = ctx.saved_tensors
+        u, delta, A_t, B, C, *boundaries = ctx.saved_tensors
         size = ctx.chunk_size
-        grad_u, grad_delta = torch.zeros_like(u), torch.zeros_like(delta)
-        grad_A, grad_B, grad_C = torch.zeros_like(A), torch.zeros_like(B), torch.zeros_like(C)
+        A2 = A_t * LOG2_E
+        grad_u, grad_delta = torch.empty_like(u), torch.empty_like(delta)
+        grad_A, grad_B, grad_C = torch.zeros_like(A_t), torch.empty_like(B), torch.empty_like(C)
         if grad_y is None:
             grad_y = u.new_zeros(u.shape)
         # ∂L/∂h at the end of the current chunk coming from everything after it
@@ -88,30 +110,33 @@ class _SelectiveScan(torch.autograd.Function):
         for index in reversed(range(len(boundaries))):
             piece = slice(index * size, (index + 1) * size)
             u_c, delta_c, B_c, C_c, dy_c = u[piece], delta[piece], B[piece], C[piece], grad_y[piece]
-            h0 = boundaries[index]
             if ctx.kept:
                 decay, drive, states = ctx.kept[index]  # indexed, not popped: backward may run twice
             else:
-                decay, drive = _discretise(u_c, delta_c, A, B_c)
-                states = _carry(decay, drive, h0)
-            grads = dy_c.unsqueeze(-1) * C_c.unsqueeze(-2)  # direct ∂L/∂h_t through y_t; becomes g_t below
+                decay, drive = _discretise(u_c, delta_c, A2, B_c)
+                states = _carry(decay, drive, boundaries[index])
+            grads = C_c.unsqueeze(-1) * dy_c.unsqueeze(-2)  # direct ∂L/∂h_t through y_t; becomes g_t below
             grads[-1] += carry
-            for t in range(grads.shape[0] - 2, -1, -1):
-                grads[t].addcmul_(decay[t + 1], grads[t + 1])
+            steps = grads.unbind(0)
+            for t in range(len(steps) - 2, -1, -1):
+                steps[t].addcmul_(decay[t + 1], steps[t + 1])
             carry = decay[0] * grads[0]
-            grad_log_decay = grads * (states - drive)  # g_t ⊙ exp(Δ_t A) ⊙ h_{t-1}
-            grad_delta[piece] = (grad_log_decay * A).sum(-1)
-            grad_A += (grad_log_decay * delta_c.unsqueeze(-1)).sum((0, 1))  # no permuted copy, unlike einsum
-            grad_drive_scale = torch.matmul(grads, B_c.unsqueeze(-1)).squeeze(-1)  # ∂L/∂(Δ u): (L, Bt, E)
-            grad_u[piece] = grad_drive_scale * delta_c
+            # g_t ⊙ exp(Δ_t A) ⊙ h_{t-1} = g_t ⊙ (h_t - drive_t); in a fresh buffer when drive is kept
+            grad_log_decay = torch.sub(states, drive).mul_(grads)
+            grad_delta[piece] = (grad_log_decay * A_t).sum(-2)
+            grad_A += (grad_log_decay * delta_c.unsqueeze(-2)).sum((0, 1))
+            grad_drive_scale = torch.matmul(B_c.unsqueeze(-2), grads).squeeze(-2)  # ∂L/∂(Δ u): (L, Bt, E)
+            torch.mul(grad_drive_scale, delta_c, out=grad_u[piece])
             grad_delta[piece] += grad_drive_scale * u_c
-            grad_B[piece] = torch.matmul((delta_c * u_c).unsqueeze(-2), grads).squeeze(-2)
-            grad_C[piece] = torch.matmul(dy_c.unsqueeze(-2), states).squeeze(-2)
+            # sums over e, the inner axis: a product and a row sum (MKL's batched (N × E)·(E × 1) ran 7× slower)
+            torch.sum(grads.mul_((delta_c * u_c).unsqueeze(-2)), -1, out=grad_B[piece])  # grads not needed after
+            torch.sum(states.mul_(dy_c.unsqueeze(-2)) if not ctx.kept else states * dy_c.unsqueeze(-2), -1,
+                      out=grad_C[piece])
         return grad_u, grad_delta, grad_A, grad_B, grad_C, carry, None
 
 
 def auto_chunk_size(batch: int, inner: int, state_size: int) -> int:
-    """Steps per chunk such that one (L, Bt, E, N) tensor holds about ``CHUNK_ELEMENTS`` (1 … 64 steps).
+    """Steps per chunk such that one (L, Bt, N, E) tensor holds about ``CHUNK_ELEMENTS`` (1 … 64 steps).
 
     Every chunk makes several such tensors and passes over them a dozen times forward and
     back; kept in cache they cost a fraction of what they cost from main memory (training
@@ -131,4 +156,6 @@ def selective_scan(u, delta, A, B, C, h0, chunk_size: int | None = DEFAULT_CHUNK
         chunk_size = auto_chunk_size(u.shape[1], *A.shape)
     if chunk_size <= 0:
         raise ValueError(f"chunk_size must be greater than zero, got {chunk_size}")
-    return _SelectiveScan.apply(u, delta, A, B, C, h0, chunk_size)
+    inner_h0 = h0.transpose(-1, -2).contiguous()  # (Bt, N, E): see the module docstring
+    y, h = _SelectiveScan.apply(u, delta, A.t().contiguous(), B, C, inner_h0, chunk_size)
+    return y, h.transpose(-1, -2).contiguous()

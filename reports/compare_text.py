@@ -90,8 +90,8 @@ def difference_lines(comparison: Comparison) -> list[str]:
     if not comparison.differences:
         return ["The two runs' configurations agree (recipe, sweep, seeds, sizes, timing, software, cell code)."]
     lines = ["", "Configuration differences (A vs B):"]
-    lines += [f"  {d.line()}" + ("" if d.affects == "stated" else f"  [{d.affects}]") for d in comparison.differences]
-    withheld = sorted({d.affects for d in comparison.differences if d.affects != "stated"})
+    lines += [f"  {d.line()}" + (f"  [{', '.join(d.withholds)}]" if d.withholds else "") for d in comparison.differences]
+    withheld = sorted({effect for d in comparison.differences for effect in d.withholds})
     if withheld and not comparison.force:
         lines.append(f"Verdicts and differences of the rows these affect ({', '.join(withheld)}) are withheld: the runs "
                      "did not measure them the same way. Pass --force to see them anyway.")

@@ -72,7 +72,7 @@ def _e(value) -> str:
     return html.escape("" if value is None else str(value), quote=True)
 
 
-SHARED_COLUMNS = ("device", "B", "T", "I", "H", "threads", "seeds", "repeats")
+SHARED_COLUMNS = ("device", "B", "T", "I", "H", "layers", "threads", "seeds", "repeats")
 
 
 def split_shared(table: pd.DataFrame) -> tuple[pd.DataFrame, list[tuple[str, str]]]:

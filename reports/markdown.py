@@ -21,7 +21,8 @@ from harness.names import ACCURACY, GRADIENTS, SPEED
 from harness.results import Results, StoredRun
 from reports.plots import build_plots
 from reports.tables import TABLES, drop_empty_note
-from reports.text import TABLE_CAPTIONS, execution_text, table_notes, task_budget_text, task_options_text
+from reports.text import (TABLE_CAPTIONS, execution_text, layers_text, table_notes, task_budget_text,
+                          task_options_text)
 
 GLOSSARY = {
     "speed": "fwd s / fwd+bwd s: median seconds per batch; IQR: interquartile range of the repeats (s); "
@@ -82,6 +83,9 @@ def environment_lines(run: StoredRun) -> list[str]:
     budgets = task_budget_text(run.config)
     if budgets:
         lines.append(f"- per-task sizes: {md_text(budgets)}")
+    stacked = layers_text(run.config)
+    if stacked:
+        lines.append(f"- layers: {md_text(stacked)}")
     if run.reason:
         lines.append(f"- ended {md_text(run.status)}: {md_text(run.reason)}")
     lines.append(f"- training recipe (every cell): {md_text(run.recipe.describe(run.config.learning_rates))}")

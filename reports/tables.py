@@ -7,6 +7,7 @@ cell x task x device (x sizes), ready for tabulate.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import pandas as pd
@@ -229,7 +230,42 @@ def gradient_table(results: Results) -> pd.DataFrame:
     return pd.DataFrame(out, columns=GRADIENT_COLUMNS)
 
 
-TABLES = {
+LAYERS = "layers"
+
+
+def run_layers(results: Results) -> int:
+    """How many layers deep the run stacked every cell (``--layers``; 1 for runs stored before it existed)."""
+    return int(getattr(results.run.config, "layers", 1) or 1)
+
+
+def with_layers(table: pd.DataFrame, layers: int) -> pd.DataFrame:
+    """The table with a ``layers`` column right after ``H`` when the cells were stacked (``layers != 1``).
+
+    A one-layer run (the default) shows no such column: its tables read as before. A stacked
+    run shows it on every row, beside the hidden size and the parameter count it explains (H is
+    each layer's width, params count every layer), so a row copied out of the table, or read
+    beside a one-layer run's, still says what was measured.
+    """
+    if layers == 1 or "H" not in table:
+        return table
+    return table.assign(**{LAYERS: [layers] * len(table)})[_after_h(list(table.columns))]
+
+
+def _after_h(columns: list[str]) -> list[str]:
+    at = columns.index("H") + 1
+    return columns[:at] + [LAYERS] + columns[at:]
+
+
+def _showing_layers(build):
+    """``build`` (results -> table) with the run's layer count shown (:func:`with_layers`)."""
+    @functools.wraps(build)
+    def build_with_layers(results: Results) -> pd.DataFrame:
+        return with_layers(build(results), run_layers(results))
+
+    return build_with_layers
+
+
+_BUILDERS = {
     SPEED: ("Speed: seconds per batch (median over repeats, IQR), forward and forward+backward", speed_table),
     ACCURACY: ("Accuracy: test-set metrics after training at the chosen learning rate "
                f"(mean [{INTERVAL_METHOD}])", accuracy_table),
@@ -239,6 +275,8 @@ TABLES = {
     LENGTH: (LENGTH_TITLE, length_table),
     SAMPLE: (SAMPLE_TITLE, samples_table),
 }
+# What every report renders (key -> (title, build)): each table shows the layer count the same way.
+TABLES = {key: (title, _showing_layers(build)) for key, (title, build) in _BUILDERS.items()}
 
 
 def drop_empty_note(frame: pd.DataFrame) -> pd.DataFrame:

@@ -12,13 +12,16 @@ from tabulate import tabulate
 
 from harness.ownership import Owner
 from harness.results import Results, StoredRun
-from reports.tables import TABLES, drop_empty_note
-from reports.text import execution_brief, table_notes
+from reports.tables import TABLES, drop_empty_note, run_layers
+from reports.tidy import with_layer_count
+from reports.text import execution_brief, layers_text, table_notes
 
 
 def run_tables(results: Results) -> str:
-    """The three tables of a run, each with its title and notes, as ``rnnbench run`` prints them."""
-    lines: list[str] = []
+    """The three tables of a run, each with its title and notes, as ``rnnbench run`` prints them;
+    a stacked run (``--layers N``) first says how its cells were stacked."""
+    stacked = layers_text(results.run.config)
+    lines: list[str] = [] if stacked is None else ["", f"Layers: {stacked}."]
     for key, (title, build) in TABLES.items():
         table = drop_empty_note(build(results))
         if table.empty:
@@ -32,6 +35,7 @@ def rows_json(results: Results) -> str:
     """The run's rows as a JSON list of objects. Missing values become null: bare NaN is not JSON
     (jq and JSON.parse reject it)."""
     rows = results.rows.astype(object).where(results.rows.notna(), None)
+    rows = with_layer_count(rows, run_layers(results))
     return json.dumps(rows.to_dict(orient="records"), default=str, indent=1, allow_nan=False)
 
 
@@ -57,10 +61,13 @@ def run_status(run: StoredRun) -> str:
 
 
 def runs_table(runs: list[StoredRun]) -> str:
-    """``rnnbench runs``: one line per stored run."""
+    """``rnnbench runs``: one line per stored run; a ``layers`` column when some run stacked its cells
+    (``--layers N``, N != 1), so a stacked run is not mistaken for its one-layer twin."""
+    stacked = any(run.config.layers != 1 for run in runs)
     return listing([{
         "id": run.run_id, "started (UTC)": run.started_at.replace("+00:00", ""), "status": run_status(run),
         "profile": run.config.profile, "cells": ",".join(run.config.cells), "tasks": ",".join(run.config.tasks),
+        **({"layers": run.config.layers} if stacked else {}),
         "devices": ",".join(run.config.devices), "executed": execution_brief(run.execution),
         "machine": machine(run.environment),
     } for run in runs])

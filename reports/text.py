@@ -59,6 +59,7 @@ COLUMN_LABELS = {
     "T": "length T",
     "I": "input I",
     "H": "hidden H",
+    "layers": "layers",
     "fwd s": "forward (s)",
     "fwd IQR": "forward IQR (s)",
     "fwd+bwd s": "forward+backward (s)",
@@ -150,6 +151,9 @@ def environment_items(run: StoredRun, rows: pd.DataFrame | None = None) -> list[
     budgets = task_budget_text(run.config)
     if budgets:
         items.append(("per-task sizes", budgets))
+    stacked = layers_text(run.config)
+    if stacked:
+        items.append(("layers", stacked))
     if getattr(run.config, "param_budget", None):
         items.append(("parameter budget", f"each cell's hidden size chosen so that its parameter count is closest to "
                                           f"{run.config.param_budget}"))
@@ -157,6 +161,15 @@ def environment_items(run: StoredRun, rows: pd.DataFrame | None = None) -> list[
         sources = rows.drop_duplicates("cell")[["cell", "plugin", "plugin_version"]]
         items.append(("cells from", "; ".join(f"{r.cell}: {r.plugin} {r.plugin_version}" for r in sources.itertuples())))
     return items
+
+
+def layers_text(config) -> str | None:
+    """How the cells were stacked (``--layers N``), in a sentence; None for one layer, the cell alone."""
+    layers = getattr(config, "layers", 1)
+    if layers == 1:
+        return None
+    return (f"every cell stacked {layers} layers deep (--layers {layers}), pre-norm and residual, the first layer "
+            "the cell alone; H is each layer's width, and params count every layer and its layer norm")
 
 
 def table_notes(key: str, rows: pd.DataFrame) -> list[str]:

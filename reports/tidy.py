@@ -16,16 +16,18 @@ from pathlib import Path
 
 from harness import hookimpl
 from harness.results import Results
+from reports.tables import run_layers
 
 # 2: the ``length`` column (steps the cell sees, beside the difficulty ``seq_len``); metrics
 # ``train_time_s`` and ``time_to_solve_s`` (were ``train_seconds`` and ``seconds_to_solve``).
 # 3: ``lr`` (the rate a training row was trained at) and ``param_count``.
-FORMAT_VERSION = "rnnbench-results/3"
+# 4: ``layers`` (``--layers N``: how deep every cell was stacked; 1 for the cell alone).
+FORMAT_VERSION = "rnnbench-results/4"
 COLUMNS = ("run_id", "measurement", "cell", "impl", "device", "task", "batch_size", "seq_len", "length", "input_size",
-           "hidden_size", "param_count", "seed", "lr", "phase", "step", "metric", "value", "unit", "status", "error",
-           "backend", "plugin", "plugin_version", "threads", "item", "created_at")
-INTEGER_COLUMNS = {"run_id", "batch_size", "seq_len", "length", "input_size", "hidden_size", "param_count", "seed", "step",
-                   "threads"}
+           "hidden_size", "layers", "param_count", "seed", "lr", "phase", "step", "metric", "value", "unit", "status",
+           "error", "backend", "plugin", "plugin_version", "threads", "item", "created_at")
+INTEGER_COLUMNS = {"run_id", "batch_size", "seq_len", "length", "input_size", "hidden_size", "layers", "param_count",
+                   "seed", "step", "threads"}
 
 
 def _plain(column: str, value):
@@ -39,10 +41,23 @@ def _plain(column: str, value):
     return value
 
 
+def with_layer_count(rows, layers: int):
+    """The rows with a ``layers`` column after ``hidden_size``: every row of a run shares its layer
+    count, but a row read on its own (or beside another run's) must still say how deep its model was."""
+    if "layers" in rows:
+        return rows
+    at = list(rows.columns).index("hidden_size") + 1 if "hidden_size" in rows else len(rows.columns)
+    rows = rows.copy()
+    rows.insert(at, "layers", layers)
+    return rows
+
+
 def tidy_records(results: Results) -> list[dict]:
-    """The run's rows as plain dicts: the columns of :data:`COLUMNS`, then ``stats`` (a dict or None)."""
+    """The run's rows as plain dicts: the columns of :data:`COLUMNS`, then ``stats`` (a dict or None).
+    ``layers`` is the run's (every row of a run shares it; the database keeps it once, in the run's
+    configuration), written on every row so that rows of several runs concatenated stay readable."""
     records = []
-    for row in results.rows.to_dict(orient="records"):
+    for row in with_layer_count(results.rows, run_layers(results)).to_dict(orient="records"):
         record = {column: _plain(column, row.get(column)) for column in COLUMNS}
         stats = row.get("stats")
         record["stats"] = stats if isinstance(stats, dict) else None

@@ -95,3 +95,15 @@ def kill_my_dask_worker_first_time(payload, context):
 def slow_setup(context):
     """A worker set-up (e.g. loading plugins) slower than the items' time limit."""
     time.sleep(2.0)
+
+
+WARMED: list[int] = []  # pids of processes that ran warm() as they started
+
+
+def warm():
+    """A worker's start-up work (``LocalPoolExecutor(warm=...)``), done before it is given items."""
+    WARMED.append(os.getpid())
+
+
+def warmed(payload, context):
+    return [("warmed", WARMED == [os.getpid()])]

@@ -134,3 +134,53 @@ def test_bad_layer_counts_are_one_line_and_exit_2(rnnbench, tmp_path):
     for value in ("0", "1000"):
         result = rnnbench("run", "--layers", value, "--cells", "lstm", "--db", tmp_path / "r.sqlite")
         assert result.code == 2 and len(result.err.strip().splitlines()) == 1 and "--layers" in result.err, result.err
+
+
+# --- the preflight memory estimate counts the layers ----------------------------------------------
+
+
+def test_the_memory_estimate_grows_by_each_inner_layers_weights_and_kept_input():
+    """Each layer after the first adds a cell at (H, H) with a layer norm, P += H(2H + 1) + 2H, and keeps
+    its H-wide input for the backward pass, B T H (float32). By hand at B=8, T=100, I=3, H=10, E=50:
+    P += 10·21 + 20 = 230, so speed (2P + B T ·) grows by 4·(460 + 8000) and training
+    (4P + B L · + E L (I + H)) by 4·(920 + 8000); a third layer adds as much again."""
+    from harness.preflight import cell_params, speed_item_bytes, train_item_bytes
+
+    assert cell_params(3, 10, layers=2) - cell_params(3, 10) == 230
+    speed = [speed_item_bytes(8, 100, 3, 10, layers=n) for n in (1, 2, 3)]
+    assert speed[0] == 4 * (2 * 10 * 14 + 8 * 100 * 23)
+    assert speed[1] - speed[0] == speed[2] - speed[1] == 4 * (460 + 8000) == 33_840
+    train = [train_item_bytes(8, 50, 100, 3, 10, layers=n) for n in (1, 2, 3)]
+    assert train[1] - train[0] == train[2] - train[1] == 4 * (920 + 8000) == 35_680
+    # with a parameter budget the stack's parameters are the budget: only the kept inputs grow (H = 1)
+    assert speed_item_bytes(8, 100, 3, 1, params=500, layers=2) - speed_item_bytes(8, 100, 3, 1, params=500) == 4 * 800
+
+
+def test_the_estimate_stays_below_what_a_stacked_lstm_has(registry):
+    """A lower bound: an LSTM stack has more parameters than the estimate counts, at every depth."""
+    from harness.preflight import cell_params
+
+    for layers in (1, 2, 4):
+        assert cell_params(3, 10, layers) < param_count(registry.cell("lstm"), 3, 10, layers=layers)
+
+
+def test_a_run_that_fits_in_one_layer_is_refused_at_two(rnnbench, tmp_path, monkeypatch, run_config):
+    """With the machine's memory set to exactly the one-layer speed item's need, one layer passes the
+    check and two are refused in one line that names the layers."""
+    import harness.preflight as preflight
+
+    config = run_config(measures=("speed",), tasks=())
+    sizes = (max(config.speed_batch_sizes), max(config.speed_seq_lens), config.speed_input_size, max(config.speed_hidden_sizes))
+    one_layer = preflight.speed_item_bytes(*sizes)
+    monkeypatch.setattr(preflight, "machine_memory_bytes", lambda device: one_layer)
+    (need,) = preflight.largest_items(config, {})
+    assert need.need_bytes == one_layer and ", 2 layers" not in need.what
+    preflight.check_memory(config, {}, allow_large=False)  # fits: not refused
+    (stacked,) = preflight.largest_items(run_config(measures=("speed",), tasks=(), layers=2), {})
+    assert stacked.need_bytes == preflight.speed_item_bytes(*sizes, layers=2) > one_layer
+    db = tmp_path / "r.sqlite"
+    result = rnnbench("run", "--cells", "lstm", "--measure", "speed", "--profile", "smoke", "--device", "cpu",
+                      "--layers", "2", "--db", db)
+    assert result.code == 2 and len(result.err.strip().splitlines()) == 1, result.err
+    assert f"H={sizes[3]}, 2 layers needs at least" in result.err and "--ignore-memory-estimate" in result.err
+    assert not db.exists()

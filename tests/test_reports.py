@@ -152,7 +152,7 @@ def test_json_holds_the_run_and_every_row(smoke):
         raise AssertionError(f"{name} is not JSON")
 
     document = json.loads((smoke.out / "results.json").read_text(), parse_constant=no_constants)
-    assert document["format"] == "rnnbench-results/3"
+    assert document["format"] == "rnnbench-results/4"
     assert document["run"]["status"] == "complete"
     assert len(document["rows"]) == len(stored_rows(smoke.db))
     curve = [r for r in document["rows"] if r["metric"] == "curve_loss"]

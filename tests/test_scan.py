@@ -7,6 +7,7 @@ import torch
 
 from harness.scan import auto_chunk_size, linear_scan, sequential_scan
 
+F64 = torch.float64
 F32_RTOL = 1e-4  # the issue's bound for float32 scans at T = 4096, relative to max |h|
 
 
@@ -180,3 +181,33 @@ def test_in_time_blocks_equals_one_call():
     grad_blocks, = torch.autograd.grad((y_blocks * weight).sum(), x)
     grad_whole, = torch.autograd.grad((y_whole * weight).sum(), x)
     torch.testing.assert_close(grad_blocks, grad_whole)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("seq_len, chunk", [(64, 8), (63, 8), (10, 4), (5, None)])
+def test_chunked_scan_plan_reused_over_new_contents_equals_loop(seq_len, chunk, reverse):
+    """A plan made once over fixed buffers gives the loop's result for whatever they hold at each
+    call (the fused cells refill the same buffers block after block)."""
+    from harness.scan import ChunkedScan
+
+    gen = torch.Generator().manual_seed(3)
+    a, out = torch.empty(seq_len, 3, 4, dtype=F64), torch.empty(seq_len, 3, 4, dtype=F64)
+    plan = ChunkedScan(seq_len, chunk=chunk, reverse=reverse, a=a, out=out)
+    for _ in range(3):
+        a.copy_(torch.rand(seq_len, 3, 4, generator=gen, dtype=F64) * 1.5 - 0.5)
+        b, h0 = torch.randn(seq_len, 3, 4, generator=gen, dtype=F64), torch.randn(3, 4, generator=gen, dtype=F64)
+        last = plan(h0, b=b)
+        expected = sequential_scan(a, b, h0, reverse=reverse)
+        torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(last, expected[0] if reverse else expected[-1], rtol=1e-12, atol=1e-12)
+
+
+def test_chunked_scan_plan_says_which_operand_is_fixed():
+    from harness.scan import ChunkedScan
+
+    a, b = torch.rand(8, 2), torch.rand(8, 2)
+    plan = ChunkedScan(8, a=a)
+    with pytest.raises(ValueError, match="a was fixed when the plan was made"):
+        plan(None, a=a, b=b, out=torch.empty(8, 2))
+    with pytest.raises(ValueError, match="out was not fixed when the plan was made"):
+        plan(None, b=b)
