@@ -86,7 +86,10 @@ def test_a_local_pool_sweep_equals_the_serial_sweep_value_for_value(rnnbench, se
     assert values(rows) == values(serial_rows) and len(values(rows)) > 100
     # read back in plan order, whatever order the workers finished in
     assert [r["item"] for r in rows] == [r["item"] for r in serial_rows]
-    assert len({i["pid"] for i in items}) == 2 and {i["isolation"] for i in items} == {"shared"}
+    # worker processes, not the driver; usually both, but a worker still starting up under load can
+    # leave every smoke-sized item to the other (items start on whichever worker is ready)
+    pids = {i["pid"] for i in items}
+    assert 1 <= len(pids) <= 2 and os.getpid() not in pids and {i["isolation"] for i in items} == {"shared"}
     assert {i["isolation"] for i in serial_items} == {"in-process"} and serial_run.execution["workers"] == 1
     assert run.execution["executor"] == "local" and run.execution["workers"] == 2
     assert run.execution["hosts"] == [socket.gethostname()] and run.execution["item_timeout_s"] == 600
