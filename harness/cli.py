@@ -107,10 +107,6 @@ def run(ctx, cells, tasks, devices, measures, profile_name, seq_len, hidden_size
     if cluster and ctx.get_parameter_source("workers") != click.core.ParameterSource.COMMANDLINE:
         workers = AUTO_WORKERS  # RNNBENCH_WORKERS is for this machine; a cluster's workers are its own
     request = execution_request(workers, cluster, item_timeout)
-    # Worker processes start up (import torch) while this process imports torch and plans.
-    early = early_pool(request, threads=threads, devices=devices, resuming=resume_run is not None)
-    if early is not None:
-        ctx.call_on_close(early.close)
     from harness.driver import RunInterrupted, execute, sigterm_as_interrupt
     from harness.preflight import check_out_dir, thread_warnings
     from harness.results import Results
@@ -154,6 +150,11 @@ def run(ctx, cells, tasks, devices, measures, profile_name, seq_len, hidden_size
             eval_lengths=eval_lengths,
         )
         argv = ["rnnbench", *sys.argv[1:]] if ctx.obj is None else ctx.obj
+    # Worker processes start up (import torch) while this process plans, once every name and size is
+    # known good: started before, they took the driver's cores from a usage error's one line.
+    early = early_pool(request, threads=threads, devices=devices, resuming=resume_run is not None)
+    if early is not None:
+        ctx.call_on_close(early.close)
     # The executor before a new run's database is touched: an unreachable cluster stores nothing.
     executor = executor_for(request, config, registry, early)
     ctx.call_on_close(executor.close)

@@ -94,9 +94,9 @@ def auto_workers(threads: int, side_by_side: int, gpus: int = 0, cpus: int | Non
 
 
 def early_pool(request: ExecutionRequest, *, threads: int, devices, resuming: bool) -> LocalPoolExecutor | None:
-    """A local pool started before the driver imports torch and plans, so that its workers'
-    start-up (importing torch: seconds) overlaps the driver's; None where its make-up is not
-    known yet. Known: local workers, not a resumed run (whose thread count is stored), and no
+    """A local pool started once the run's names and sizes are validated, before the driver
+    plans, so that its workers' start-up (importing torch: seconds) overlaps the planning and
+    a usage error never waits on it; None where its make-up is not known yet. Known: local workers, not a resumed run (whose thread count is stored), and no
     GPU to pin (a GPU worker's ``CUDA_VISIBLE_DEVICES`` is fixed at start, and only torch can
     say whether a GPU is usable). ``auto`` starts one per usable core / ``threads``;
     :func:`make_executor` trims the pool to the planned items, or replaces it."""

@@ -49,6 +49,10 @@ class Profile:
         return self.task_seq_lens.get(task, self.default_seq_lens)
 
 
+# The speed table's sizes on a CPU, shared by the CPU profiles (default, literature, tasks), so
+# that their speed rows compare with one another.
+CPU_SPEED_SIZES = dict(speed_batch_sizes=(32,), speed_seq_lens=(100,), speed_hidden_sizes=(128,), speed_input_size=8)
+
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(
         name="smoke",
@@ -73,10 +77,7 @@ PROFILES: dict[str, Profile] = {
         hidden_sizes=(64,),
         seeds=1,
         recipe=Recipe(lr=1e-2, clip_norm=1.0, batch_size=64, steps=800, eval_every=100, eval_size=512),
-        speed_batch_sizes=(32,),
-        speed_seq_lens=(100,),
-        speed_hidden_sizes=(128,),
-        speed_input_size=8,
+        **CPU_SPEED_SIZES,
         timing=TimingConfig(warmup=2, min_repeats=5, max_repeats=100, min_time_s=0.5, rounds=3),
         item_timeout_s=3600.0,
     ),
@@ -113,10 +114,7 @@ PROFILES: dict[str, Profile] = {
         recipe=Recipe(lr=3e-3, clip_norm=1.0, batch_size=20, steps=4000, eval_every=100, eval_size=512),
         # exprnn solved copy T=100 at step 4,800 in one exploration seed (4,000 steps left two at 0.92-0.93).
         task_steps={"copy": 6000},
-        speed_batch_sizes=(32,),
-        speed_seq_lens=(100,),
-        speed_hidden_sizes=(128,),
-        speed_input_size=8,
+        **CPU_SPEED_SIZES,
         timing=TimingConfig(warmup=2, min_repeats=5, max_repeats=100, min_time_s=0.5, rounds=3),
         item_timeout_s=3600.0,
     ),
@@ -142,10 +140,7 @@ PROFILES: dict[str, Profile] = {
         seeds=1,
         recipe=Recipe(lr=1e-2, clip_norm=1.0, batch_size=64, steps=800, eval_every=100, eval_size=512),
         eval_lengths=("2x", "4x"),
-        speed_batch_sizes=(32,),
-        speed_seq_lens=(100,),
-        speed_hidden_sizes=(128,),
-        speed_input_size=8,
+        **CPU_SPEED_SIZES,
         timing=TimingConfig(warmup=2, min_repeats=5, max_repeats=100, min_time_s=0.5),
         item_timeout_s=3600.0,
     ),

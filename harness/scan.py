@@ -162,17 +162,22 @@ class ChunkedScan:
     operands into per-step views (``unbind``, ``view``) cost about half as much again as the
     arithmetic (minGRU's 64-step blocks at B = 8, H = 256: 163 µs a block with the views made
     per call, 108 µs with them made once). ``plan(h0, a=..., b=..., out=...)`` takes the
-    operands not fixed here; a fixed operand given again is an error.
+    operands not fixed here; a fixed operand given again is an error. ``plan(..., steps=L)``
+    scans only the first ``L`` steps of every operand (a sequence's shorter last block), through
+    :func:`scan_into`.
     """
 
     def __init__(self, seq_len: int, *, chunk: int | None = None, reverse: bool = False,
                  a: torch.Tensor | None = None, b: torch.Tensor | None = None, out: torch.Tensor | None = None):
-        self.seq_len, self.reverse = seq_len, reverse
+        self.seq_len, self.reverse, self._chunk_asked = seq_len, reverse, chunk
         self.chunk = max(1, min(chunk or auto_chunk_size(seq_len), seq_len))
         self.n_chunks = seq_len // self.chunk
         self.body = self.n_chunks * self.chunk
-        self._fixed = {"a": None if a is None else self._cut_a(a), "b": None if b is None else self._cut(b, False),
-                       "out": None if out is None else self._cut(out, True)}
+        self._given = {"a": a, "b": b, "out": out}
+        self._fixed = {name: None if t is None else self._cut_operand(name, t) for name, t in self._given.items()}
+
+    def _cut_operand(self, name, t):
+        return self._cut_a(t) if name == "a" else self._cut(t, written=name == "out")
 
     def _cut_a(self, a):
         constant = a.shape[0] == 1 or a.stride(0) == 0
@@ -188,22 +193,29 @@ class ChunkedScan:
             return t, t[:self.body].view(shape).unbind(1)
         return t, _chunk_major(t, self.n_chunks, self.chunk).unbind(1)
 
-    def _operand(self, name, given, cut):
-        fixed = self._fixed[name]
-        if given is None:
-            if fixed is None:
-                raise ValueError(f"ChunkedScan: {name} was not fixed when the plan was made, so it must be given")
-            return fixed
-        if fixed is not None:
+    def _whole(self, name, given):
+        """The operand as a tensor: ``given``, or the one fixed when the plan was made (exactly one of them)."""
+        fixed = self._given[name]
+        if given is None and fixed is None:
+            raise ValueError(f"ChunkedScan: {name} was not fixed when the plan was made, so it must be given")
+        if given is not None and fixed is not None:
             raise ValueError(f"ChunkedScan: {name} was fixed when the plan was made; it cannot be given again")
-        return cut(given)
+        return fixed if given is None else given
+
+    def _operand(self, name, given):
+        """The operand cut into per-step views: those made when the plan was made, or made now."""
+        whole = self._whole(name, given)
+        return self._fixed[name] if given is None else self._cut_operand(name, whole)
 
     def __call__(self, h0: torch.Tensor | None, a: torch.Tensor | None = None, b: torch.Tensor | None = None,
-                 out: torch.Tensor | None = None) -> torch.Tensor:
-        a, a_chunks, a_steps = self._operand("a", a, self._cut_a)  # a_chunks: (C, L, *S), or True if constant
+                 out: torch.Tensor | None = None, *, steps: int | None = None) -> torch.Tensor:
+        if steps is not None and steps != self.seq_len:
+            a, b, out = (self._whole(name, t)[:steps] for name, t in (("a", a), ("b", b), ("out", out)))
+            return scan_into(a, b, h0, out, chunk=self._chunk_asked, reverse=self.reverse)
+        a, a_chunks, a_steps = self._operand("a", a)  # a_chunks: (C, L, *S), or True if constant
         constant = a_chunks is True
-        b, b_steps = self._operand("b", b, lambda t: self._cut(t, False))
-        out, out_steps = self._operand("out", out, lambda t: self._cut(t, True))
+        b, b_steps = self._operand("b", b)
+        out, out_steps = self._operand("out", out)
         if self.seq_len == 0:
             return h0
         reverse, body, n_chunks = self.reverse, self.body, self.n_chunks

@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch
 from torch.autograd.function import once_differentiable
 
-from harness.scan import ChunkedScan, scan_into
+from harness.scan import ChunkedScan
 
 CPU_BLOCK_ELEMENTS = 2**17  # B·H·steps per block on the CPU: (block, B, H) float32 buffers of 512 KiB, L2-sized
 
@@ -85,15 +85,12 @@ class _GatedScan(torch.autograd.Function):
         a, b = x.new_empty(block_len, batch, hidden), x.new_empty(block_len, batch, hidden)
         state = h0
         weight_t = weight.t()
-        full_block = ChunkedScan(block_len, a=a, b=b)  # the buffers' per-step views, made once
+        scan = ChunkedScan(block_len, a=a, b=b)  # the buffers' per-step views, made once
         for block in _blocks(seq_len, block_len):
             steps = block.stop - block.start
             p_block = torch.addmm(bias, x[block].reshape(-1, inputs), weight_t, out=p[:steps * batch])
             gates.forward(p_block.view(steps, batch, width), a[:steps], b[:steps], scratch[:steps])
-            if steps == block_len:
-                state = full_block(state, out=h[block])
-            else:
-                state = scan_into(a[:steps], b[:steps], state, h[block])
+            state = scan(state, out=h[block], steps=steps)
         ctx.gates, ctx.block_len = gates, block_len
         ctx.save_for_backward(x, weight, bias, h0, h)
         return h
@@ -116,7 +113,7 @@ class _GatedScan(torch.autograd.Function):
         carry = None  # a_{t+1} ⊙ g_{t+1} from the block after this one
         weight_t = weight.t()
         # the adjoint's coefficients and outputs stay in the same buffers: their per-step views made once
-        full_adjoint = ChunkedScan(block_len - 1, reverse=True, a=a[1:], out=g[:-1]) if block_len > 1 else None
+        adjoint = ChunkedScan(block_len - 1, reverse=True, a=a[1:], out=g[:-1])
         for block in reversed(_blocks(seq_len, block_len)):
             steps, rows = block.stop - block.start, (block.stop - block.start) * batch
             x_rows = x[block].reshape(-1, inputs)
@@ -129,10 +126,7 @@ class _GatedScan(torch.autograd.Function):
                 g_b[-1].copy_(grad_h[block.stop - 1])
             else:
                 torch.add(grad_h[block.stop - 1], carry, out=g_b[-1])
-            if steps == block_len and full_adjoint is not None:
-                full_adjoint(g_b[-1], b=grad_h[block.start:block.stop - 1])
-            else:
-                scan_into(a_b[1:], grad_h[block.start:block.stop - 1], g_b[-1], g_b[:-1], reverse=True)
+            adjoint(g_b[-1], b=grad_h[block.start:block.stop - 1], steps=steps - 1)
             carry = a_b[0] * g_b[0]
             h_prev = h[block.start - 1:block.stop - 1] if block.start else torch.cat([h0[None], h[:block.stop - 1]])
             gates.backward(p_block, a_b, g_b, h_prev, gp.view(steps, batch, width))

@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch.autograd.function import once_differentiable
 
-from harness.scan import ChunkedScan, scan_into
+from harness.scan import ChunkedScan
 from plugins.gated_scan import _blocks, default_block_len
 
 
@@ -43,24 +43,18 @@ def lru_scan(x: torch.Tensor, decay: torch.Tensor, input_weight: torch.Tensor, r
 
 class _BlockStates:
     """One block's drive ``W_in x`` (as real rows, into ``drive_real``) and its states ``h`` (into
-    ``states``) from a start state, on buffers reused block after block; the scan over a full
-    block is planned once (:class:`harness.scan.ChunkedScan`)."""
+    ``states``) from a start state, on buffers reused block after block; the scan over them is
+    planned once (:class:`harness.scan.ChunkedScan`)."""
 
     def __init__(self, decay, input_weight, drive_real, states, batch):
-        self.decay, self.input_weight, self.batch = decay, input_weight, batch
-        self.drive_real, self.states = drive_real, states
-        self.block_len = states.shape[0]
-        self.full_block = ChunkedScan(self.block_len, a=decay[None], b=self._drive(self.block_len), out=states)
-
-    def _drive(self, steps):
-        return torch.view_as_complex(self.drive_real[:steps * self.batch].view(steps, self.batch, -1, 2))
+        self.input_weight, self.drive_real, self.batch = input_weight, drive_real, batch
+        drive = torch.view_as_complex(drive_real.view(states.shape[0], batch, -1, 2))
+        self.scan = ChunkedScan(states.shape[0], a=decay[None], b=drive, out=states)
 
     def __call__(self, x_rows, start, steps):
         """Returns h at the block's end (a view of ``states``)."""
         torch.mm(x_rows, self.input_weight.t(), out=self.drive_real[:steps * self.batch])
-        if steps == self.block_len:
-            return self.full_block(start)
-        return scan_into(self.decay[None], self._drive(steps), start, self.states[:steps])
+        return self.scan(start, steps=steps)
 
 
 class _LRUScan(torch.autograd.Function):
@@ -105,7 +99,7 @@ class _LRUScan(torch.autograd.Function):
         block_states = _BlockStates(decay, input_weight, drive_real, states, batch)
         g_full = torch.view_as_complex(grad_real.view(block_len, batch, state_size, 2))
         # in place over the gradient buffer, g_t += conj(λ) g_{t+1}: its views made once
-        full_adjoint = ChunkedScan(block_len - 1, reverse=True, a=back_decay[None], b=g_full[:-1], out=g_full[:-1])
+        adjoint = ChunkedScan(block_len - 1, reverse=True, a=back_decay[None], b=g_full[:-1], out=g_full[:-1])
         for index, block in reversed(list(enumerate(_blocks(seq_len, block_len)))):
             steps, rows = block.stop - block.start, (block.stop - block.start) * batch
             x_rows, gy_rows = x[block].reshape(rows, inputs), grad_y[block].reshape(rows, hidden)
@@ -117,10 +111,7 @@ class _LRUScan(torch.autograd.Function):
             g_real = torch.mm(gy_rows, readout_weight, out=grad_real[:rows])  # ∂L/∂[Re h, Im h] through y
             g = torch.view_as_complex(g_real.view(steps, batch, state_size, 2))
             g[-1] += carry
-            if steps == block_len:
-                full_adjoint(g[-1])
-            else:
-                scan_into(back_decay[None], g[:-1], g[-1], g[:-1], reverse=True)  # in place: g_t += conj(λ) g_{t+1}
+            adjoint(g[-1], steps=steps - 1)  # in place: g_t += conj(λ) g_{t+1}
             carry = back_decay * g[0]
             grad_decay += (g[1:] * states[:steps - 1].conj()).sum((0, 1)) + (g[0] * start.conj()).sum(0)  # Σ g_t conj(h_{t-1})
             grad_input_t.addmm_(x_rows.t(), g_real)

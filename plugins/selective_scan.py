@@ -69,7 +69,7 @@ def _carry(decay, drive, h0):
     """h_t = decay_t ⊙ h_{t-1} + drive_t for the chunk, one fused multiply-add per step -> (L, Bt, N, E)."""
     states = torch.empty_like(drive)
     h = h0
-    for t, (decay_t, drive_t, out_t) in enumerate(zip(decay.unbind(0), drive.unbind(0), states.unbind(0))):
+    for decay_t, drive_t, out_t in zip(decay.unbind(0), drive.unbind(0), states.unbind(0)):
         h = torch.addcmul(drive_t, decay_t, h, out=out_t)
     return states
 

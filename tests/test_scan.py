@@ -211,3 +211,22 @@ def test_chunked_scan_plan_says_which_operand_is_fixed():
         plan(None, a=a, b=b, out=torch.empty(8, 2))
     with pytest.raises(ValueError, match="out was not fixed when the plan was made"):
         plan(None, b=b)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_chunked_scan_plan_over_a_shorter_prefix_equals_loop(reverse):
+    """``steps=`` scans the first steps of fixed buffers (a sequence's shorter last block)."""
+    from harness.scan import ChunkedScan
+
+    gen = torch.Generator().manual_seed(5)
+    a, out = torch.rand(16, 3, dtype=F64, generator=gen), torch.zeros(16, 3, dtype=F64)
+    plan = ChunkedScan(16, chunk=4, reverse=reverse, a=a, out=out)
+    for steps in (16, 7, 1, 0):
+        b, h0 = torch.randn(steps, 3, generator=gen, dtype=F64), torch.randn(3, generator=gen, dtype=F64)
+        last = plan(h0, b=b, steps=steps)
+        if steps:
+            expected = sequential_scan(a[:steps], b, h0, reverse=reverse)
+            torch.testing.assert_close(out[:steps], expected, rtol=1e-12, atol=1e-12)
+            torch.testing.assert_close(last, expected[0] if reverse else expected[-1], rtol=1e-12, atol=1e-12)
+        else:
+            assert last is h0
