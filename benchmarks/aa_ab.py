@@ -8,20 +8,24 @@ busy-waits for a fraction of its own forward and backward time when
     A1, A2   the same code twice                       -> the A/A pair (A1 vs A2)
     B        the planted cell 10% slower               -> the A/B pair (A1 vs B)
 
-Each round is one fresh process per side, in the order A1, A2, B, A1, A2, B, ...: a round's
-median is taken in its own process (so the spread between rounds includes what differs from
-one process to the next: memory layout, frequency, neighbours), and the machine's drift over
-minutes falls on every side alike instead of on one whole run. The verdict is
+Each side is timed in ``--rounds`` fresh processes, in the order A1, A2, B, A1, A2, B, ...;
+each process times every speed item as ``rnnbench run --measure speed`` does (the default
+profile's 5 rounds) and stores its rows as one run of a results database. A side is then
+compared as runs pooled, one value per run (the median of its round minima), exactly as
+``rnnbench compare 1,4,7,... 2,5,8,...`` does; the spread between runs includes what differs
+from one process and one minute to the next (memory layout, frequency, neighbours, the host's
+slow spells), and the machine's drift falls on every side alike instead of on one whole run. The verdict is
 ``rnnbench compare``'s own (:func:`harness.compare.compare_rows` on rows that carry these
-per-process round medians, hence :func:`harness.speed_verdict.rounds_verdict`: ratio of
-geometric means, Welch 99% interval on logs, 5% floor).
+per-process round minima, hence :func:`harness.speed_verdict.rounds_verdict`: Hodges-Lehmann
+estimate of B/A, its 99% rank interval, 5% floor) — the same as ``rnnbench compare`` on runs
+pooled per side, one value per run.
 
 PASS when the A/A pair calls at most 1 timing in 24 (scaled to the table's size, rounded up)
 and the A/B pair calls both timings of the planted cell "slower" while calling no more of
 the others than A/A allows. The planted wait is a busy-wait on ``time.perf_counter``
 (``time.sleep`` overshoots by tens of microseconds, a large share of a millisecond call).
 
-Usage: python benchmarks/aa_ab.py [--rounds 5] [--cells all] [--keep DIR]
+Usage: python benchmarks/aa_ab.py [--rounds 10] [--cells all] [--keep DIR]
 (3 x rounds processes of ~10-20 s each on an idle 2-core machine; a shared, busy machine
 makes every process slower and the figures noisier: say so when quoting them).
 """
@@ -29,14 +33,12 @@ makes every process slower and the figures noisier: say so when quoting them).
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 PLANTED_PLUGIN = '''
@@ -113,54 +115,35 @@ AA_ALLOWED_PER_24 = 1
 SIDES = (("A1", 0.0), ("A2", 0.0), ("B", None))  # None: the planted slowdown
 
 
-def measure_once(cells: str, plugin: Path, out: Path) -> None:
-    """In a child process: time every speed item once (one round) and write its rows as JSON."""
+def measure_once(cells: str, plugin: Path, db: Path, side: str) -> None:
+    """In a child process: time every speed item as ``rnnbench run --measure speed`` does (the profile's rounds)
+    and store the rows as one run of ``db``."""
     import torch
 
     from harness.names import SPEED
     from harness.plugins import load_plugins
     from harness.runner import SpeedItem, measure_item, plan
     from harness.settings import build_config
+    from harness.store import ResultStore
 
     torch.set_num_threads(1)
     registry = load_plugins([str(plugin)])
     config = build_config(registry, cells=tuple(cells.split(",")), tasks=("all",), devices=("cpu",), measures=(SPEED,))
-    # One round per process: the round's share of the profile's timing budget.
-    config = replace(config, timing=replace(config.timing.per_round(), warmup=config.timing.warmup))
-    rows = []
-    for item in plan(config, registry):
-        if isinstance(item, SpeedItem):
-            rows += [row.__dict__ for row in measure_item(item, config, 1)]
-    out.write_text(json.dumps(rows, default=str))
+    with ResultStore(db) as store:
+        run_id = store.start_run(["aa_ab.py", "side", side], config, {"hostname": "aa_ab"}, plugin_files=[plugin])
+        for item in plan(config, registry):
+            if isinstance(item, SpeedItem):
+                store.add_rows(run_id, measure_item(item, config, 1))
+        store.finish_run(run_id, "complete")
 
 
-def child(side: str, slowdown: float, cells: str, plugin: Path, out: Path) -> None:
+def child(side: str, slowdown: float, cells: str, plugin: Path, db: Path) -> None:
     environment = {**os.environ, "RNNBENCH_PLANTED_SLOWDOWN": str(slowdown), "OMP_NUM_THREADS": "1",
                    "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    command = [sys.executable, __file__, "--child", "--cells", cells, "--plugin-file", str(plugin), "--out", str(out)]
+    command = [sys.executable, __file__, "--child", side, "--cells", cells, "--plugin-file", str(plugin), "--db", str(db)]
     done = subprocess.run(command, env=environment, capture_output=True, text=True)
     if done.returncode != 0:
         sys.exit(f"aa_ab: side {side} failed ({done.returncode}):\n{done.stderr[-2000:]}")
-
-
-def as_run(rounds: list[list[dict]]) -> list[dict]:
-    """One side's rounds as the rows of one run: pooled samples, and each round's median as a round median."""
-    from harness.stats import Summary
-
-    merged = {}
-    for rows in rounds:
-        for row in rows:
-            if row["metric"] not in ("forward_s", "forward_backward_s") or row["status"] != "ok":
-                continue
-            key = (row["item"], row["metric"])
-            entry = merged.setdefault(key, {**row, "stats": {"samples": [], "round_medians": []}})
-            entry["stats"]["samples"] += row["stats"]["samples"]
-            entry["stats"]["round_medians"].append(row["value"])
-    for entry in merged.values():
-        entry["stats"].update({k: v for k, v in Summary(tuple(entry["stats"]["samples"])).as_dict().items()
-                               if k != "samples"})
-        entry["value"] = entry["stats"]["median"]
-    return list(merged.values())
 
 
 def called(comparison, cell: str | None = None, exclude: str | None = None) -> list:
@@ -191,39 +174,51 @@ def report(aa, ab, slowdown: float) -> bool:
     return aa_pass and ab_pass
 
 
+def _first_run_id(db: Path) -> int:
+    """The newest run id in ``db`` (the runs of this session are the last 3 x rounds)."""
+    from harness.store import ResultStore
+
+    with ResultStore(db) as store:
+        return store.latest_run_id()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=5, help="processes per side (at least 3)")
+    parser.add_argument("--rounds", type=int, default=10, help="processes per side (at least 5; 20 on a noisy machine)")
     parser.add_argument("--cells", default="all", help="cells to time (the planted cell is always added)")
     parser.add_argument("--slowdown", type=float, default=0.10, help="planted slowdown of side B (0.10: 10%%)")
     parser.add_argument("--keep", type=Path, help="keep the plugin file and each process's rows in this folder")
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--plugin-file", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--db", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     cells = args.cells if args.cells == "all" else f"{args.cells},planted"
     if args.child:
-        measure_once(cells, args.plugin_file, args.out)
+        measure_once(cells, args.plugin_file, args.db, args.child)
         return 0
-    if args.rounds < 3:
-        parser.error("--rounds must be at least 3: rounds_verdict needs 3 rounds a side")
+    if args.rounds < 5:
+        parser.error("--rounds must be at least 5: a 99% rank interval needs 5 rounds a side")
     folder = args.keep or Path(tempfile.mkdtemp(prefix="rnnbench-aa-ab-"))
     folder.mkdir(parents=True, exist_ok=True)
     plugin = folder / "planted.py"
     plugin.write_text(PLANTED_PLUGIN)
-    print(f"A/A and A/B speed verdicts: {args.rounds} rounds a side, one process each, sides alternating; in {folder}")
+    db = folder / "results.sqlite"
+    print(f"A/A and A/B speed verdicts: {args.rounds} runs a side, one process each, sides alternating; in {db}")
     started = time.perf_counter()
-    rounds = {side: [] for side, _ in SIDES}
     for index in range(args.rounds):
         for side, slowdown in SIDES:
-            out = folder / f"{side}-round{index}.json"
-            child(side, args.slowdown if slowdown is None else slowdown, cells, plugin, out)
-            rounds[side].append(json.loads(out.read_text()))
+            child(side, args.slowdown if slowdown is None else slowdown, cells, plugin, db)
         print(f"  round {index + 1}/{args.rounds} done at {time.perf_counter() - started:.0f} s", flush=True)
-    from harness.compare import compare_rows
+    from harness.compare import compare_runs
+    from harness.store import ResultStore
 
-    runs = {side: as_run(found) for side, found in rounds.items()}
-    ok = report(compare_rows(runs["A1"], runs["A2"]), compare_rows(runs["A1"], runs["B"]), args.slowdown)
+    first = _first_run_id(db) - len(SIDES) * args.rounds + 1
+    runs = {side: [first + index * len(SIDES) + k for index in range(args.rounds)] for k, (side, _) in enumerate(SIDES)}
+    with ResultStore(db) as store:
+        aa, ab = compare_runs(store, runs["A1"], runs["A2"]), compare_runs(store, runs["A1"], runs["B"])
+    for name, other in (("A/A", "A2"), ("A/B", "B")):
+        print(f"{name}: rnnbench compare --db {db} {','.join(map(str, runs['A1']))} {','.join(map(str, runs[other]))}")
+    ok = report(aa, ab, args.slowdown)
     print(f"({time.perf_counter() - started:.0f} s in all)")
     return 0 if ok else 1
 

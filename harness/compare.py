@@ -12,11 +12,14 @@ rows of a cell whose code differs — unless asked for (``force``).
 
 The verdict from rounds (runs timed in rounds, speed method 3 on)
 -----------------------------------------------------------------
-Each timing stores one median per round; :func:`harness.speed_verdict.rounds_verdict` compares
-them: the ratio of geometric means of the round medians, a Welch 99% interval on their logs,
-and a change called only when that interval excludes 1 and the ratio is at least
-``min_change`` (5%) from 1. Rounds spread over the item's measurement vary more than repeats
-inside one stretch of time, so unchanged code is rarely called changed (``benchmarks/aa_ab.py``).
+Each timing stores one minimum (speed method 4 on; older runs: one median) per round;
+:func:`harness.speed_verdict.rounds_verdict` compares them: the Hodges-Lehmann estimate of B/A,
+its distribution-free 99% rank interval, and a change called only when that interval excludes 1
+and the ratio is at least ``min_change`` (5%) from 1. Rounds spread over the item's measurement
+vary more than repeats inside one stretch of time, so unchanged code is rarely called changed
+(``benchmarks/aa_ab.py``). A side given as several runs (``compare_runs(store, [1, 3, 5], [2, 4, 6])``)
+contributes one value per run: the median of that run's round values, so that the rounds of one
+process, which share its spells, are not counted as independent.
 
 The verdict from repeats (older runs, without round medians)
 ------------------------------------------------------------
@@ -55,19 +58,23 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
+from harness.errors import UsageError
 from harness.fairness import at_chosen_lr, with_recipe_columns
 from harness.names import ACCURACY, GRADIENTS, MEASUREMENTS, SPEED, TIMINGS
 from harness.results import (SPEED_CONDITION, TRAIN_CONDITION, as_int, conditions, problem, rows_frame, samples, seed_values,
                              stats)
 from harness.run_diff import (ACCURACY_EFFECT, SPEED_EFFECT, Difference, cell_code_differences, config_differences,
                               withheld_reason)
-from harness.speed_verdict import MIN_ROUNDS, ratio_words, rounds_verdict
+from harness.speed_verdict import ratio_words, rounds_verdict
 from harness.stats import Summary, mann_whitney_u
 
 ALPHA = 0.05
 MIN_CHANGE = 0.05
+# What a timing's rounds are judged by, best first: minima (speed method 4 on), else medians (method 3).
+ROUND_STATISTICS = ("round_minima", "round_medians")
 # (measurement, metric, phase) -> the label shown beside its values
 TRAIN_METRICS = {
     (ACCURACY, "loss_ratio", None): "loss/baseline",
@@ -85,8 +92,9 @@ class SpeedComparison:
     ``timing`` is "forward" or "forward+backward" (or "—" when a side has no timings);
     medians are seconds per batch; ``ratio`` is median B / median A; ``verdict`` is what a
     reader sees ("1.42x slower", "not significant", "failed in B: ...", "withheld: ...").
-    ``method``: "rounds" (per-round medians, :func:`harness.speed_verdict.rounds_verdict`; ``ratio``
-    is then the ratio of geometric means of the round medians, ``low``/``high`` its 99% interval)
+    ``method``: "rounds" (per-round minima, or medians for older runs, or one value per run when a
+    side pools runs: :func:`harness.speed_verdict.rounds_verdict`; ``ratio`` is then its
+    Hodges-Lehmann estimate of B/A, ``low``/``high`` its 99% interval)
     or "repeats" (older runs: Mann-Whitney on the pooled repeats, ``p_value``).
     """
 
@@ -112,6 +120,7 @@ class SpeedComparison:
     high: float | None = None
     rounds_a: int = 0
     rounds_b: int = 0
+    round_unit: str = "rounds"  # "runs" when a side pools several runs, one value each
 
     @property
     def slower(self) -> bool:
@@ -163,8 +172,8 @@ class Unmatched:
 
 @dataclass(frozen=True)
 class Comparison:
-    run_a: int | None
-    run_b: int | None
+    run_a: int | tuple[int, ...] | None  # a tuple when a side pools several runs
+    run_b: int | tuple[int, ...] | None
     speed: tuple[SpeedComparison, ...] = ()
     metrics: tuple[MetricComparison, ...] = ()
     unmatched: tuple[Unmatched, ...] = ()
@@ -228,12 +237,12 @@ def compare_speed(key: tuple, group_a: pd.DataFrame, group_b: pd.DataFrame, alph
         return [SpeedComparison(**base, timing="—", verdict="; ".join(failures))]
     out = []
     for metric, timing in TIMINGS.items():
-        a, b = samples(group_a, metric), samples(group_b, metric)
+        a, b = _pooled_samples(group_a, metric), _pooled_samples(group_b, metric)
         if not a or not b:
             out.append(SpeedComparison(**base, timing=timing, verdict="no samples in " + ("A" if not a else "B")))
             continue
-        comparison = _timing_comparison(base, timing, a, b, _round_medians(group_a, metric),
-                                        _round_medians(group_b, metric), alpha, min_change)
+        rounds_a, rounds_b, unit = _rounds_of_both(group_a, group_b, metric)
+        comparison = _timing_comparison(base, timing, a, b, rounds_a, rounds_b, alpha, min_change, unit)
         if withheld and comparison.significant:
             comparison = dataclasses.replace(comparison, significant=False, verdict=f"withheld: {withheld}")
         elif withheld:
@@ -242,21 +251,56 @@ def compare_speed(key: tuple, group_a: pd.DataFrame, group_b: pd.DataFrame, alph
     return out
 
 
-def _round_medians(group: pd.DataFrame, metric: str) -> list[float]:
+def _pooled_samples(group: pd.DataFrame, metric: str) -> list[float]:
+    """Every repeat of ``metric`` in the group: one run's, or those of every run a side pools."""
+    runs = _runs_in(group)
+    if len(runs) <= 1:
+        return samples(group, metric)
+    return [sample for run in runs for sample in samples(group[group["run_id"] == run], metric)]
+
+
+def _runs_in(group: pd.DataFrame) -> list:
+    return list(group["run_id"].dropna().unique()) if "run_id" in group else []
+
+
+def _rounds_of_both(group_a: pd.DataFrame, group_b: pd.DataFrame, metric: str) -> tuple[list[float], list[float], str]:
+    """What the verdict compares, and its unit ("rounds" or "runs"). One run a side: each run's rounds,
+    minima where both runs kept them (speed method 4), else medians. A side that pools several runs:
+    one value per run on both sides, the median of its rounds (the rounds of one process share its
+    spells; counted one by one they would overstate the evidence)."""
+    pooled = len(_runs_in(group_a)) > 1 or len(_runs_in(group_b)) > 1
+    for kind in ROUND_STATISTICS:
+        if pooled:
+            found = [[_median_or_none(_round_values(group[group["run_id"] == run], metric, kind)) for run in _runs_in(group)]
+                     for group in (group_a, group_b)]
+            if all(values and None not in values for values in found):
+                return found[0], found[1], "runs"
+        else:
+            rounds_a, rounds_b = _round_values(group_a, metric, kind), _round_values(group_b, metric, kind)
+            if rounds_a and rounds_b:
+                return rounds_a, rounds_b, "rounds"
+    return [], [], "rounds"
+
+
+def _median_or_none(values: list[float]) -> float | None:
+    return float(np.median(values)) if values else None
+
+
+def _round_values(group: pd.DataFrame, metric: str, kind: str) -> list[float]:
     found = stats(group, metric) or {}
-    return [float(m) for m in found.get("round_medians") or []]
+    return [float(m) for m in found.get(kind) or []]
 
 
 def _timing_comparison(base: dict, timing: str, a: list[float], b: list[float], rounds_a: list[float],
-                       rounds_b: list[float], alpha: float, min_change: float) -> SpeedComparison:
+                       rounds_b: list[float], alpha: float, min_change: float, unit: str = "rounds") -> SpeedComparison:
     spread_a, spread_b = Summary(tuple(a)), Summary(tuple(b))
     common = dict(**base, timing=timing, median_a=spread_a.median, median_b=spread_b.median, n_a=len(a), n_b=len(b),
                   separated=spread_a.q3 < spread_b.q1 or spread_b.q3 < spread_a.q1)
-    if min(len(rounds_a), len(rounds_b)) >= MIN_ROUNDS:
+    if unit == "runs" or min(len(rounds_a), len(rounds_b)) >= 3:  # 3: rounds were kept (speed method 3 on)
         verdict = rounds_verdict(rounds_a, rounds_b, min_change=min_change)
-        return SpeedComparison(**common, ratio=verdict.ratio, significant=verdict.significant, verdict=verdict.verdict,
-                               method="rounds", low=verdict.low, high=verdict.high, rounds_a=len(rounds_a),
-                               rounds_b=len(rounds_b))
+        return SpeedComparison(**common, ratio=verdict.ratio, significant=verdict.significant,
+                               verdict=verdict.verdict.replace("rounds", unit), method="rounds", low=verdict.low,
+                               high=verdict.high, rounds_a=len(rounds_a), rounds_b=len(rounds_b), round_unit=unit)
     ratio = spread_b.median / spread_a.median if spread_a.median > 0 else None
     test = mann_whitney_u(a, b)
     large = ratio is not None and (ratio >= 1 + min_change or ratio <= 1 / (1 + min_change))
@@ -343,8 +387,55 @@ def min_change_for_gate(fail_above: float | None) -> float:
 
 def compare_runs(store, run_a, run_b, *, alpha: float = ALPHA, min_change: float = MIN_CHANGE,
                  force: bool = False) -> Comparison:
-    """Compare two stored runs (ids or "latest") of one :class:`harness.store.ResultStore`."""
-    id_a, id_b = store.resolve_run(run_a), store.resolve_run(run_b)
-    stored_a, stored_b = store.run(id_a), store.run(id_b)
-    return compare_rows(store.rows(id_a), store.rows(id_b), run_a=id_a, run_b=id_b, alpha=alpha, min_change=min_change,
-                        differences=tuple(config_differences(stored_a, stored_b)), force=force)
+    """Compare stored runs of one :class:`harness.store.ResultStore`: each side a run id, "latest", or
+    several runs of the same configuration ("1,3,5" or a list), whose speed rounds are pooled one
+    value per run (run A, B, A, B, ... alternately, so that the machine's drift falls on both sides).
+    Accuracy and gradient rows come from the first run of each side."""
+    ids_a, ids_b = side_runs(store, run_a, "A"), side_runs(store, run_b, "B")
+    rows_a, rows_b = _pooled_rows(store, ids_a), _pooled_rows(store, ids_b)
+    comparison = compare_rows(rows_a, rows_b, run_a=_label(ids_a), run_b=_label(ids_b), alpha=alpha,
+                              min_change=min_change, differences=tuple(config_differences(store.run(ids_a[0]),
+                                                                                          store.run(ids_b[0]))),
+                              force=force)
+    if len(ids_a) > 1 or len(ids_b) > 1:
+        note = (f"speed verdicts from one value per run (the median of its round minima): {len(ids_a)} run(s) in A, "
+                f"{len(ids_b)} in B; accuracy and gradients from runs {ids_a[0]} and {ids_b[0]}")
+        comparison = dataclasses.replace(comparison, notes=(*comparison.notes, note))
+    elif any(s.method == "rounds" for s in comparison.compared()):
+        comparison = dataclasses.replace(comparison, notes=(*comparison.notes, SINGLE_RUN_NOTE))
+    return comparison
+
+
+# Measured with benchmarks/aa_ab.py on this project's 2-core VM: 21 of 120 single-run A/A timings called (README).
+SINGLE_RUN_NOTE = ("one run a side: each timing's rounds were taken back to back, about a second in all, so a slow "
+                   "spell of a shared machine that covers them is not in their spread and can be called a change; "
+                   "for verdicts that hold there, run each side several times, alternating, and pool them: "
+                   "rnnbench compare 1,3,5,7,9 2,4,6,8,10")
+
+
+def side_runs(store, ref, side: str) -> tuple[int, ...]:
+    """The run ids of one side: an id, "latest", "1,3,5", or a sequence of those; every run of a side
+    must share one configuration (else UsageError naming the difference)."""
+    refs = [part.strip() for part in ref.split(",")] if isinstance(ref, str) else \
+        list(ref) if isinstance(ref, (list, tuple)) else [ref]
+    if not refs or any(r == "" for r in refs):
+        raise UsageError(f"run {side} must be a run id, 'latest', or ids separated by commas, got {ref!r}")
+    ids = tuple(dict.fromkeys(store.resolve_run(r) for r in refs))
+    first = store.run(ids[0])
+    for other in ids[1:]:
+        found = config_differences(first, store.run(other))
+        if found:
+            raise UsageError(f"runs {ids[0]} and {other} of side {side} were measured differently "
+                             f"({found[0].what}: {found[0].a} vs {found[0].b}); pool only runs of one configuration")
+    return ids
+
+
+def _pooled_rows(store, ids: tuple[int, ...]) -> list[dict]:
+    rows = list(store.rows(ids[0]))
+    for other in ids[1:]:
+        rows += [row for row in store.rows(other) if row.get("measurement") == SPEED]
+    return rows
+
+
+def _label(ids: tuple[int, ...]) -> int | tuple[int, ...]:
+    return ids[0] if len(ids) == 1 else ids

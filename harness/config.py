@@ -42,8 +42,9 @@ class TimingConfig:
 
     ``rounds`` > 1 splits that budget into rounds (forward, then forward+backward, then again):
     each round times at least ``max(3, min_repeats / rounds)`` calls for ``min_time_s / rounds``,
-    and keeps its median, so that ``rnnbench compare`` can judge a change by the spread *between*
-    rounds (:mod:`harness.speed_verdict`) rather than between repeats of one stretch of time.
+    and keeps its median and its minimum, so that ``rnnbench compare`` can judge a change by the
+    spread *between* rounds (:mod:`harness.speed_verdict`) rather than between repeats of one
+    stretch of time.
     """
 
     warmup: int = 2

@@ -66,7 +66,7 @@ PROFILES: dict[str, Profile] = {
         speed_seq_lens=(20,),
         speed_hidden_sizes=(16,),
         speed_input_size=8,
-        timing=TimingConfig(warmup=1, min_repeats=3, max_repeats=10, min_time_s=0.0, rounds=3),
+        timing=TimingConfig(warmup=1, min_repeats=3, max_repeats=10, min_time_s=0.0, rounds=5),
         item_timeout_s=600.0,
     ),
     "default": Profile(
@@ -78,7 +78,7 @@ PROFILES: dict[str, Profile] = {
         seeds=1,
         recipe=Recipe(lr=1e-2, clip_norm=1.0, batch_size=64, steps=800, eval_every=100, eval_size=512),
         **CPU_SPEED_SIZES,
-        timing=TimingConfig(warmup=2, min_repeats=5, max_repeats=100, min_time_s=0.5, rounds=3),
+        timing=TimingConfig(warmup=2, min_repeats=5, max_repeats=100, min_time_s=0.5, rounds=5),
         item_timeout_s=3600.0,
     ),
     "paper": Profile(
@@ -115,7 +115,7 @@ PROFILES: dict[str, Profile] = {
         # exprnn solved copy T=100 at step 4,800 in one exploration seed (4,000 steps left two at 0.92-0.93).
         task_steps={"copy": 6000},
         **CPU_SPEED_SIZES,
-        timing=TimingConfig(warmup=2, min_repeats=5, max_repeats=100, min_time_s=0.5, rounds=3),
+        timing=TimingConfig(warmup=2, min_repeats=5, max_repeats=100, min_time_s=0.5, rounds=5),
         item_timeout_s=3600.0,
     ),
     "tasks": Profile(

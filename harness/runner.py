@@ -197,9 +197,11 @@ def _speed_rows(item: SpeedItem, config: RunConfig, threads: int) -> list[Result
     fwd, fb = result.forward, result.forward_backward
     return [
         ResultRow(**base, metric="forward_s", value=fwd.median, unit="s",
-                  stats={**fwd.as_dict(), "round_medians": list(result.forward_round_medians)}),
+                  stats={**fwd.as_dict(), "round_medians": list(result.forward_round_medians),
+                         "round_minima": list(result.forward_round_minima)}),
         ResultRow(**base, metric="forward_backward_s", value=fb.median, unit="s",
-                  stats={**fb.as_dict(), "round_medians": list(result.forward_backward_round_medians)}),
+                  stats={**fb.as_dict(), "round_medians": list(result.forward_backward_round_medians),
+                         "round_minima": list(result.forward_backward_round_minima)}),
         ResultRow(**base, metric="steps_per_s", value=result.steps_per_s, unit="(B*T)/s", stats={"basis": "forward_backward median"}),
         ResultRow(**base, metric="peak_memory_bytes", value=result.peak_memory_bytes, unit="bytes", stats={"method": result.memory_method}),
     ]

@@ -26,13 +26,16 @@ from harness.stats import Summary
 # compared as if the cells had changed. 2: the loss's output gradient is made once outside
 # the timed calls, and buffers a cell keeps between calls count in its peak memory.
 # 3: timed in rounds (TimingConfig.rounds), each round's median stored beside the pooled samples.
-SPEED_METHOD = 3
+# 4: each round's minimum stored too; verdicts between runs compare round minima by ranks
+#    (harness.speed_verdict), and the profiles time in 5 rounds, the fewest a 99% rank interval needs.
+SPEED_METHOD = 4
 
 
 @dataclass(frozen=True)
 class SpeedResult:
     """``forward``/``forward_backward``: every timed call pooled over the rounds;
-    ``*_round_medians``: one median per round (seconds), what a verdict between runs compares."""
+    ``*_round_medians`` and ``*_round_minima``: one median and one minimum per round (seconds); a
+    verdict between runs compares the minima (:mod:`harness.speed_verdict`)."""
 
     forward: Summary
     forward_backward: Summary
@@ -41,6 +44,8 @@ class SpeedResult:
     tokens: int  # B * T: sequence steps processed per call
     forward_round_medians: tuple[float, ...] = ()
     forward_backward_round_medians: tuple[float, ...] = ()
+    forward_round_minima: tuple[float, ...] = ()
+    forward_backward_round_minima: tuple[float, ...] = ()
 
     @property
     def steps_per_s(self) -> float:
@@ -224,4 +229,5 @@ def _result(forward_rounds, fb_rounds, peak, method, tokens) -> SpeedResult:
         return Summary(tuple(sample for summary in rounds for sample in summary.samples))
 
     return SpeedResult(pooled(forward_rounds), pooled(fb_rounds), peak, method, tokens,
-                       tuple(s.median for s in forward_rounds), tuple(s.median for s in fb_rounds))
+                       tuple(s.median for s in forward_rounds), tuple(s.median for s in fb_rounds),
+                       tuple(min(s.samples) for s in forward_rounds), tuple(min(s.samples) for s in fb_rounds))

@@ -21,7 +21,7 @@ def _evidence(s) -> str:
     """What the verdict rests on: the rounds' 99% interval of B/A, or the repeats' Mann-Whitney p."""
     if s.method == "rounds":
         interval = "" if s.low is None or s.low != s.low else f" [{s.low:.3f}, {s.high:.3f}]"
-        return f"{s.rounds_a}/{s.rounds_b} rounds{interval}"
+        return f"{s.rounds_a}/{s.rounds_b} {s.round_unit}{interval}"
     return "—" if s.p_value is None else f"{s.n_a}/{s.n_b} repeats, p {s.p_value:.2g}"
 
 
@@ -53,6 +53,11 @@ def metric_rows(comparison: Comparison, measurement: str) -> list[dict]:
     return list(rows.values())
 
 
+def _runs(ids) -> str:
+    """"run 3", or "runs 1, 3, 5" for a side that pools several runs."""
+    return f"runs {', '.join(str(i) for i in ids)}" if isinstance(ids, tuple) else f"run {ids}"
+
+
 def format_comparison(comparison: Comparison) -> str:
     """The comparison as a reader sees it: tables, the summary line, unmatched rows."""
     from tabulate import tabulate
@@ -60,8 +65,8 @@ def format_comparison(comparison: Comparison) -> str:
     def table(rows):
         return tabulate(rows, headers="keys", tablefmt="simple", disable_numparse=True)
 
-    a, b = comparison.run_a, comparison.run_b
-    parts = [f"Comparing run {a} (A) with run {b} (B); B/A > 1 means B took longer."]
+    a, b = _runs(comparison.run_a), _runs(comparison.run_b)
+    parts = [f"Comparing {a} (A) with {b} (B); B/A > 1 means B took longer."]
     parts += difference_lines(comparison)
     parts += [f"note: {note}" for note in comparison.notes]
     if comparison.speed:
@@ -79,7 +84,7 @@ def format_comparison(comparison: Comparison) -> str:
     for side, run_id in (("A", a), ("B", b)):
         only = [u.description for u in comparison.unmatched if u.run == side]
         if only:
-            parts += ["", f"Only in run {run_id} ({side}), not compared:", *(f"  {d}" for d in only)]
+            parts += ["", f"Only in {run_id} ({side}), not compared:", *(f"  {d}" for d in only)]
     if not comparison.speed and not comparison.metrics:
         parts += ["", "no rows match between the two runs"]
     return "\n".join(parts)
@@ -105,9 +110,9 @@ def verdict_lines(comparison: Comparison) -> list[str]:
     methods = {s.method for s in comparison.compared()}
     lines = []
     if "rounds" in methods:
-        lines.append(f"verdict (timed in rounds): B/A is the ratio of the geometric means of the per-round medians; a "
-                     f"change only when its 99% Welch interval (on logs) excludes 1 and it is at least "
-                     f"{comparison.min_change:.0%} from 1; otherwise 'not significant'")
+        lines.append(f"verdict (timed in rounds): B/A is the Hodges-Lehmann estimate from the rounds' fastest calls "
+                     f"(one value per run where a side pools runs); a change only when its 99% rank interval excludes "
+                     f"1 and it is at least {comparison.min_change:.0%} from 1; otherwise 'not significant'")
     if "repeats" in methods:
         lines.append(f"verdict (runs without rounds): a change only when the repeats differ (Mann-Whitney U, p < "
                      f"{comparison.alpha:g}), by at least {comparison.min_change:.0%}, with non-overlapping IQRs")

@@ -20,32 +20,38 @@ def test_a_round_gets_its_share_of_the_budget():
     assert single.per_round() is single
 
 
-def test_measure_speed_keeps_one_median_per_round():
+def test_measure_speed_keeps_one_median_and_one_minimum_per_round():
     cell = torch.nn.GRU(3, 4)
     timing = TimingConfig(warmup=1, min_repeats=3, max_repeats=4, min_time_s=0.0, rounds=3)
     result = measure_speed(cell, 2, 5, 3, "cpu", timing)
     assert len(result.forward_round_medians) == len(result.forward_backward_round_medians) == 3
+    assert len(result.forward_round_minima) == len(result.forward_backward_round_minima) == 3
     assert result.forward.n == 9  # 3 rounds x 3 repeats, pooled
-    assert all(m > 0 for m in result.forward_round_medians)
+    samples = result.forward.samples
+    for index, (median, minimum) in enumerate(zip(result.forward_round_medians, result.forward_round_minima)):
+        own = sorted(samples[3 * index:3 * index + 3])  # rounds are pooled in order
+        assert (minimum, median) == (own[0], own[1])
 
 
-def speed_rows(run_medians_s: list[float]) -> list[ResultRow]:
+def speed_rows(run_minima_s: list[float], medians_s: list[float] | None = None) -> list[ResultRow]:
     base = dict(item="speed|gru|fused|cpu|B2|T5|I3|H4", measurement="speed", cell="gru", device="cpu", impl="fused",
                 batch_size=2, seq_len=5, input_size=3, hidden_size=4)
-    stats = {"samples": run_medians_s, "median": sorted(run_medians_s)[len(run_medians_s) // 2],
-             "round_medians": run_medians_s}
+    medians_s = medians_s or [1.5 * v for v in run_minima_s]
+    stats = {"samples": medians_s, "median": sorted(medians_s)[len(medians_s) // 2],
+             "round_medians": medians_s, "round_minima": run_minima_s}
     return [ResultRow(**base, metric=metric, value=stats["median"], unit="s", stats=stats)
             for metric in ("forward_s", "forward_backward_s")]
 
 
-def test_compare_judges_by_the_rounds():
-    """A: rounds 1.00, 1.02, 0.98 ms; B: 10% slower each. By hand: mean of logs differs by ln 1.1, the log
-    variances are equal (s = 0.02 in log terms), so B/A = 1.100 and the 99% Welch interval excludes 1: "1.10x slower"."""
-    a = [1.00e-3, 1.02e-3, 0.98e-3]
+def test_compare_judges_by_the_round_minima():
+    """A: round minima 1.00, 1.02, 0.98, 1.01, 0.99 ms; B: 10% slower each. Every difference of logs is ln 1.1 plus
+    the spread of A's rounds, so the Hodges-Lehmann estimate is 1.100 and the 99% interval (smallest to largest
+    difference, with 5 rounds a side) excludes 1: "1.10x slower". B's medians equal A's: minima decide."""
+    a = [1.00e-3, 1.02e-3, 0.98e-3, 1.01e-3, 0.99e-3]
     b = [1.1 * v for v in a]
-    comparison = compare_rows(speed_rows(a), speed_rows(b))
+    comparison = compare_rows(speed_rows(a, medians_s=[2e-3] * 5), speed_rows(b, medians_s=[2e-3] * 5))
     forward = comparison.speed[0]
-    assert forward.method == "rounds" and (forward.rounds_a, forward.rounds_b) == (3, 3)
+    assert forward.method == "rounds" and (forward.rounds_a, forward.rounds_b) == (5, 5)
     assert forward.ratio == pytest.approx(1.1)
     assert forward.verdict == "1.10x slower" and forward.slower
     expected = rounds_verdict(a, b)
@@ -60,9 +66,90 @@ def test_round_to_round_noise_is_not_called_a_change():
     assert forward.ratio == pytest.approx(1.03) and forward.verdict == "not significant"
 
 
+def test_runs_with_round_medians_only_are_judged_by_them():
+    """A run of speed method 3 kept medians only: compared with it, both sides are judged by medians."""
+    a, b = [1.00e-3, 1.02e-3, 0.98e-3, 1.01e-3, 0.99e-3], [2.00e-3, 2.02e-3, 1.98e-3, 2.01e-3, 1.99e-3]
+    rows_a, rows_b = speed_rows([0.5e-3] * 5, medians_s=a), speed_rows([0.5e-3] * 5, medians_s=b)
+    for row in rows_a:
+        row.stats.pop("round_minima", None)
+    forward = compare_rows(rows_a, rows_b).speed[0]
+    assert forward.ratio == pytest.approx(2.0) and forward.verdict == "2.00x slower"
+
+
+def test_three_rounds_a_side_give_no_rank_verdict():
+    forward = compare_rows(speed_rows([1e-3] * 3), speed_rows([2e-3] * 3)).speed[0]
+    assert forward.method == "rounds" and forward.verdict == "too few rounds: 3 and 3 (need 5 each)"
+    assert not forward.significant
+
+
 def test_rows_without_rounds_fall_back_to_the_repeats():
     rows_a, rows_b = speed_rows([1e-3] * 8), speed_rows([2e-3] * 8)
     for row in rows_a + rows_b:
         row.stats.pop("round_medians", None)
+        row.stats.pop("round_minima", None)
     forward = compare_rows(rows_a, rows_b).speed[0]
     assert forward.method == "repeats" and forward.p_value is not None and not math.isnan(forward.ratio)
+
+
+# ---- several runs a side, pooled one value per run ------------------------------------------
+def _store_runs(db, run_config, per_run_minima: list[list[float]], timing_rounds: int | None = None):
+    """Runs 1..n, each with one gru speed row whose round minima are given."""
+    from dataclasses import replace
+
+    from harness.config import TimingConfig
+    from harness.store import ResultStore
+
+    with ResultStore(db) as store:
+        for minima in per_run_minima:
+            config = run_config(cells=("gru",))
+            if timing_rounds is not None and len(minima) != 5:
+                config = replace(config, timing=TimingConfig(rounds=timing_rounds))
+            run_id = store.start_run(["rnnbench", "run"], config, {"hostname": "test"})
+            store.add_rows(run_id, speed_rows(minima))
+            store.finish_run(run_id, "complete")
+
+
+def test_pooled_runs_give_one_value_per_run(tmp_path, run_config, rnnbench):
+    """Runs 1, 3, 5, 7, 9 (A) and 2, 4, 6, 8, 10 (B), alternating; each run's rounds are tight, but run 9 of A fell
+    in a slow spell (+30%). Per run the value is the median of its round minima: A 1.00, 1.01, 0.99, 1.02, 1.30 ms;
+    B 1.10, 1.11, 1.09, 1.12, 1.10 ms. Of the 25 ratios b/a sorted, the five against the spell come first (0.84-0.86),
+    then 1.0686, 1.0784, 1.0784, 1.0792, 1.0882, 1.0891, 1.0891 and, 13th, 1.09/1.00: B/A = 1.090. With 5 values a
+    side the interval is [smallest, largest] ratio = [1.09/1.30, 1.12/0.99], which holds 1: not significant.
+    Judged by run 1 against run 2 alone, their tight rounds would call 1.10x slower."""
+    from harness.compare import compare_runs
+    from harness.store import ResultStore
+
+    a_values, b_values = [1.00, 1.01, 0.99, 1.02, 1.30], [1.10, 1.11, 1.09, 1.12, 1.10]
+    runs = []
+    for a, b in zip(a_values, b_values):
+        runs += [[a * 1e-3 * f for f in (1.0, 1.001, 0.999, 1.002, 0.998)],
+                 [b * 1e-3 * f for f in (1.0, 1.001, 0.999, 1.002, 0.998)]]
+    db = tmp_path / "results.sqlite"
+    _store_runs(db, run_config, runs)
+    with ResultStore(db) as store:
+        pooled = compare_runs(store, "1,3,5,7,9", [2, 4, 6, 8, 10])
+        single = compare_runs(store, 1, 2)
+    forward = pooled.speed[0]
+    assert (forward.rounds_a, forward.rounds_b, forward.round_unit) == (5, 5, "runs")
+    assert forward.ratio == pytest.approx(1.09)
+    assert forward.low == pytest.approx(1.09 / 1.30) and forward.high == pytest.approx(1.12 / 0.99)
+    assert forward.verdict == "not significant"
+    assert forward.n_a == forward.n_b == 25  # every run's repeats pooled (5 runs x 5 stored samples)
+    assert single.speed[0].verdict == "1.10x slower"
+    assert any(note.startswith("one run a side") for note in single.notes)
+    assert not any(note.startswith("one run a side") for note in pooled.notes)
+    assert pooled.run_a == (1, 3, 5, 7, 9) and any("one value per run" in note for note in pooled.notes)
+    result = rnnbench("compare", "1,3,5,7,9", "2,4,6,8,10", "--db", db)
+    assert result.code == 0
+    assert "Comparing runs 1, 3, 5, 7, 9 (A) with runs 2, 4, 6, 8, 10 (B)" in result.out
+    assert "5/5 runs [0.838, 1.131]" in result.out
+
+
+def test_pooled_runs_of_different_configurations_are_refused(tmp_path, run_config, rnnbench):
+    db = tmp_path / "results.sqlite"
+    _store_runs(db, run_config, [[1e-3] * 5, [1e-3] * 5, [1e-3] * 3], timing_rounds=3)
+    result = rnnbench("compare", "1,3", "2", "--db", db)
+    assert result.code == 2 and "Traceback" not in result.err
+    assert "runs 1 and 3 of side A were measured differently (timing" in result.err
+    result = rnnbench("compare", "1,", "2", "--db", db)
+    assert result.code == 2 and "run A must be a run id, 'latest', or ids separated by commas" in result.err
