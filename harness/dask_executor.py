@@ -28,6 +28,7 @@ import atexit
 import os
 import queue
 import socket
+import sys
 import threading
 import time
 from typing import Iterator, Sequence
@@ -124,6 +125,9 @@ class DaskExecutor(Executor):
         check_unique_keys(items)
         workers = self._workers()
         self._check_resources(items, workers)
+        if any(i.kind == EXCLUSIVE for i in items):
+            for line in shared_timing_hosts(workers):
+                sys.stderr.write(f"rnnbench: warning: {line}\n")
         for segment in _segments(dispatch_order(items)):
             yield from self._run_segment(segment, spec, list(workers))
 
@@ -175,6 +179,18 @@ class DaskExecutor(Executor):
         if status == "died" and attempt < MAX_ATTEMPTS:
             return "retry", result.worker.split("#")[0]
         return "result", result
+
+
+def shared_timing_hosts(workers: dict) -> list[str]:
+    """One line per host on which several Dask workers offer ``machine=1``: timing items may then run
+    side by side on one machine, each slowing the other (start one worker per machine, as the module says)."""
+    by_host: dict[str, list[str]] = {}
+    for address, info in workers.items():
+        if info.get("resources", {}).get(MACHINE_RESOURCE):
+            by_host.setdefault(info.get("host") or urlsplit(address).hostname or "?", []).append(address)
+    return [f"{len(addresses)} Dask workers on host {host} offer {MACHINE_RESOURCE}=1 ({', '.join(sorted(addresses))}): "
+            f"timing items may run side by side there and slow each other; start one worker per machine"
+            for host, addresses in sorted(by_host.items()) if len(addresses) > 1]
 
 
 def _segments(items: Sequence[WorkItem]) -> list[list[WorkItem]]:

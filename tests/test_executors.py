@@ -306,10 +306,12 @@ def test_dask_timeout_retry_and_escapes(dask_executor, tmp_path):
     assert [r.error for r in exited] == ["SystemExit: the item's code called sys.exit(3)"]
 
 
-def test_dask_exclusive_items_never_overlap_other_items(dask_executor):
+def test_dask_exclusive_items_never_overlap_other_items(dask_executor, capsys):
     kinds = ["shared", "shared", "exclusive", "exclusive", "shared", "shared"]
     items = [WorkItem(f"{kind}{i}", 0.3, kind=kind) for i, kind in enumerate(kinds)]
     results = list(dask_executor.run(items, spec("nap")))
+    # both test workers run on 127.0.0.1 and offer machine=1: the run says that timings may meet there
+    assert "rnnbench: warning: 2 Dask workers on host 127.0.0.1 offer machine=1" in capsys.readouterr().err
     assert all(r.ok for r in results) and len(results) == len(items)
     for timing in (r for r in results if r.key.startswith(EXCLUSIVE)):
         assert timing.isolation == ALONE
@@ -373,3 +375,16 @@ def test_unreachable_scheduler_is_a_typed_error_quickly(address):
         DaskExecutor(address.format(port=free_port()), connect_timeout_s=2)
     assert time.monotonic() - started < 5 and raised.value.exit_code == 2
     assert "\n" not in str(raised.value)
+
+
+def test_hosts_with_several_timing_workers_are_named():
+    from harness.dask_executor import shared_timing_hosts
+
+    workers = {"tcp://10.0.0.1:1": {"host": "10.0.0.1", "resources": {"machine": 1}},
+               "tcp://10.0.0.2:1": {"host": "10.0.0.2", "resources": {"machine": 1}},
+               "tcp://10.0.0.2:2": {"host": "10.0.0.2", "resources": {"machine": 1, "gpu": 1}},
+               "tcp://10.0.0.2:3": {"host": "10.0.0.2", "resources": {}}}  # offers no machine: never times
+    assert shared_timing_hosts(workers) == [
+        "2 Dask workers on host 10.0.0.2 offer machine=1 (tcp://10.0.0.2:1, tcp://10.0.0.2:2): timing items may run "
+        "side by side there and slow each other; start one worker per machine"]
+    assert shared_timing_hosts({k: v for k, v in workers.items() if k != "tcp://10.0.0.2:2"}) == []
