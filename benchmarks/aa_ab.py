@@ -8,7 +8,7 @@ busy-waits for a fraction of its own forward and backward time when
     A1, A2   the same code twice                       -> the A/A pair (A1 vs A2)
     B        the planted cell 10% slower               -> the A/B pair (A1 vs B)
 
-Each side is timed in ``--rounds`` fresh processes, in the order A1, A2, B, A1, A2, B, ...;
+Each side is timed in ``--runs`` fresh processes, in the order A1, A2, B, A1, A2, B, ...;
 each process times every speed item as ``rnnbench run --measure speed`` does (the default
 profile's 5 rounds) and stores its rows as one run of a results database. A side is then
 compared as runs pooled, one value per run (the median of its round minima), exactly as
@@ -25,8 +25,8 @@ and the A/B pair calls both timings of the planted cell "slower" while calling n
 the others than A/A allows. The planted wait is a busy-wait on ``time.perf_counter``
 (``time.sleep`` overshoots by tens of microseconds, a large share of a millisecond call).
 
-Usage: python benchmarks/aa_ab.py [--rounds 10] [--cells all] [--keep DIR]
-(3 x rounds processes of ~10-20 s each on an idle 2-core machine; a shared, busy machine
+Usage: python benchmarks/aa_ab.py [--runs 10] [--cells all] [--keep DIR]
+(3 x runs processes of ~10-20 s each on an idle 2-core machine; a shared, busy machine
 makes every process slower and the figures noisier: say so when quoting them).
 """
 
@@ -174,8 +174,8 @@ def report(aa, ab, slowdown: float) -> bool:
     return aa_pass and ab_pass
 
 
-def _first_run_id(db: Path) -> int:
-    """The newest run id in ``db`` (the runs of this session are the last 3 x rounds)."""
+def _newest_run_id(db: Path) -> int:
+    """The newest run id in ``db``: this session's runs are the last 3 x runs of it."""
     from harness.store import ResultStore
 
     with ResultStore(db) as store:
@@ -184,7 +184,7 @@ def _first_run_id(db: Path) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=10, help="processes per side (at least 5; 20 on a noisy machine)")
+    parser.add_argument("--runs", type=int, default=10, help="runs (processes) per side (at least 5; 20 on a noisy machine)")
     parser.add_argument("--cells", default="all", help="cells to time (the planted cell is always added)")
     parser.add_argument("--slowdown", type=float, default=0.10, help="planted slowdown of side B (0.10: 10%%)")
     parser.add_argument("--keep", type=Path, help="keep the plugin file and each process's rows in this folder")
@@ -196,24 +196,24 @@ def main() -> int:
     if args.child:
         measure_once(cells, args.plugin_file, args.db, args.child)
         return 0
-    if args.rounds < 5:
-        parser.error("--rounds must be at least 5: a 99% rank interval needs 5 rounds a side")
+    if args.runs < 5:
+        parser.error("--runs must be at least 5: a 99% rank interval needs 5 runs a side")
     folder = args.keep or Path(tempfile.mkdtemp(prefix="rnnbench-aa-ab-"))
     folder.mkdir(parents=True, exist_ok=True)
     plugin = folder / "planted.py"
     plugin.write_text(PLANTED_PLUGIN)
     db = folder / "results.sqlite"
-    print(f"A/A and A/B speed verdicts: {args.rounds} runs a side, one process each, sides alternating; in {db}")
+    print(f"A/A and A/B speed verdicts: {args.runs} runs a side, one process each, sides alternating; in {db}")
     started = time.perf_counter()
-    for index in range(args.rounds):
+    for index in range(args.runs):
         for side, slowdown in SIDES:
             child(side, args.slowdown if slowdown is None else slowdown, cells, plugin, db)
-        print(f"  round {index + 1}/{args.rounds} done at {time.perf_counter() - started:.0f} s", flush=True)
+        print(f"  runs {index + 1}/{args.runs} done at {time.perf_counter() - started:.0f} s", flush=True)
     from harness.compare import compare_runs
     from harness.store import ResultStore
 
-    first = _first_run_id(db) - len(SIDES) * args.rounds + 1
-    runs = {side: [first + index * len(SIDES) + k for index in range(args.rounds)] for k, (side, _) in enumerate(SIDES)}
+    first = _newest_run_id(db) - len(SIDES) * args.runs + 1
+    runs = {side: [first + index * len(SIDES) + k for index in range(args.runs)] for k, (side, _) in enumerate(SIDES)}
     with ResultStore(db) as store:
         aa, ab = compare_runs(store, runs["A1"], runs["A2"]), compare_runs(store, runs["A1"], runs["B"])
     for name, other in (("A/A", "A2"), ("A/B", "B")):

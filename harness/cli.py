@@ -287,9 +287,11 @@ def runs(db_path):
 def compare(run_a, run_b, fail_above, force, db_path):
     """Compare two stored runs (ids or 'latest'): speed ratios B/A with noise-aware verdicts, accuracy and gradient differences.
 
-    A side may pool several runs of one configuration, ids separated by commas (rnnbench compare 1,3,5,7,9
-    2,4,6,8,10): each run then counts once in the speed verdicts, so that a host that slows down in spells is
-    sampled run by run. Run A and B alternately so that the machine's drift falls on both sides alike.
+    A side may pool several runs of one configuration and code, ids separated by commas (rnnbench compare
+    1,3,5 2,4,6): each run then counts once in the speed verdicts, so that a host that slows down in spells is
+    sampled run by run (on a noisy machine about 20 runs a side find a 10% change); accuracy and gradients
+    come from the first run of each side. Run A and B alternately so that the machine's drift falls on both
+    sides alike.
     """
     from harness.compare import compare_runs, min_change_for_gate
     from reports.compare_text import format_comparison, regression_lines

@@ -75,6 +75,9 @@ ALPHA = 0.05
 MIN_CHANGE = 0.05
 # What a timing's rounds are judged by, best first: minima (speed method 4 on), else medians (method 3).
 ROUND_STATISTICS = ("round_minima", "round_medians")
+# Runs timed in at least this many rounds a side are judged by their rounds (too few for a 99% rank interval
+# says so); runs of one round, or none kept, by the repeats test below.
+ROUNDS_VERDICT_FROM = 2
 # (measurement, metric, phase) -> the label shown beside its values
 TRAIN_METRICS = {
     (ACCURACY, "loss_ratio", None): "loss/baseline",
@@ -296,7 +299,7 @@ def _timing_comparison(base: dict, timing: str, a: list[float], b: list[float], 
     spread_a, spread_b = Summary(tuple(a)), Summary(tuple(b))
     common = dict(**base, timing=timing, median_a=spread_a.median, median_b=spread_b.median, n_a=len(a), n_b=len(b),
                   separated=spread_a.q3 < spread_b.q1 or spread_b.q3 < spread_a.q1)
-    if unit == "runs" or min(len(rounds_a), len(rounds_b)) >= 3:  # 3: rounds were kept (speed method 3 on)
+    if unit == "runs" or min(len(rounds_a), len(rounds_b)) >= ROUNDS_VERDICT_FROM:
         verdict = rounds_verdict(rounds_a, rounds_b, min_change=min_change)
         return SpeedComparison(**common, ratio=verdict.ratio, significant=verdict.significant,
                                verdict=verdict.verdict.replace("rounds", unit), method="rounds", low=verdict.low,
@@ -392,25 +395,30 @@ def compare_runs(store, run_a, run_b, *, alpha: float = ALPHA, min_change: float
     value per run (run A, B, A, B, ... alternately, so that the machine's drift falls on both sides).
     Accuracy and gradient rows come from the first run of each side."""
     ids_a, ids_b = side_runs(store, run_a, "A"), side_runs(store, run_b, "B")
-    rows_a, rows_b = _pooled_rows(store, ids_a), _pooled_rows(store, ids_b)
+    both = sorted(set(ids_a) & set(ids_b))
+    if both:
+        raise UsageError(f"run {both[0]} is on both sides; each run belongs to A or to B")
+    rows_a, rows_b = _pooled_rows(store, ids_a, "A"), _pooled_rows(store, ids_b, "B")
     comparison = compare_rows(rows_a, rows_b, run_a=_label(ids_a), run_b=_label(ids_b), alpha=alpha,
                               min_change=min_change, differences=tuple(config_differences(store.run(ids_a[0]),
                                                                                           store.run(ids_b[0]))),
                               force=force)
     if len(ids_a) > 1 or len(ids_b) > 1:
-        note = (f"speed verdicts from one value per run (the median of its round minima): {len(ids_a)} run(s) in A, "
-                f"{len(ids_b)} in B; accuracy and gradients from runs {ids_a[0]} and {ids_b[0]}")
+        note = (f"speed verdicts from one value per run (the median of its rounds' fastest calls, or of their medians "
+                f"for runs that kept only those): {len(ids_a)} run(s) in A, {len(ids_b)} in B; accuracy and gradients "
+                f"from runs {ids_a[0]} and {ids_b[0]}")
         comparison = dataclasses.replace(comparison, notes=(*comparison.notes, note))
     elif any(s.method == "rounds" for s in comparison.compared()):
         comparison = dataclasses.replace(comparison, notes=(*comparison.notes, SINGLE_RUN_NOTE))
     return comparison
 
 
-# Measured with benchmarks/aa_ab.py on this project's 2-core VM: 21 of 120 single-run A/A timings called (README).
+# Measured with benchmarks/aa_ab.py on this project's 2-core VM: 21 of 120 single-run A/A timings called, and
+# a planted 10% slowdown needed about 20 runs a side (README, Performance).
 SINGLE_RUN_NOTE = ("one run a side: each timing's rounds were taken back to back, about a second in all, so a slow "
                    "spell of a shared machine that covers them is not in their spread and can be called a change; "
-                   "for verdicts that hold there, run each side several times, alternating, and pool them: "
-                   "rnnbench compare 1,3,5,7,9 2,4,6,8,10")
+                   "for verdicts that hold there, run each side several times, alternating, and pool them "
+                   "(rnnbench compare 1,3,5 2,4,6; on a noisy machine about 20 runs a side find a 10% change)")
 
 
 def side_runs(store, ref, side: str) -> tuple[int, ...]:
@@ -430,10 +438,18 @@ def side_runs(store, ref, side: str) -> tuple[int, ...]:
     return ids
 
 
-def _pooled_rows(store, ids: tuple[int, ...]) -> list[dict]:
+def _pooled_rows(store, ids: tuple[int, ...], side: str) -> list[dict]:
+    """The first run's rows, and the speed rows of the others; runs whose cells' code differs are refused."""
     rows = list(store.rows(ids[0]))
+    first = rows_frame(rows)
     for other in ids[1:]:
-        rows += [row for row in store.rows(other) if row.get("measurement") == SPEED]
+        found = store.rows(other)
+        changed = cell_code_differences(first, rows_frame(found))
+        if changed:
+            cell, difference = next(iter(changed.items()))
+            raise UsageError(f"runs {ids[0]} and {other} of side {side} ran different code of cell {cell} "
+                             f"({difference.a} vs {difference.b}); pool only runs of the same code")
+        rows += [row for row in found if row.get("measurement") == SPEED]
     return rows
 
 

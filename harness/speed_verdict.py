@@ -69,7 +69,6 @@ import numpy as np
 
 LEVEL = 0.99
 MIN_CHANGE = 0.05
-MIN_ROUNDS = 5  # the fewest rounds a side for which a 99% rank interval exists
 NOT_SIGNIFICANT = "not significant"
 
 
@@ -87,7 +86,7 @@ class RoundsVerdict:
     ``ratio``: the Hodges-Lehmann estimate of B/A (> 1: B slower); ``low``/``high``: its
     distribution-free interval at ``level`` (NaN when too few rounds); ``significant``: whether a
     change is called; ``verdict``: what a reader sees ("1.10x slower", "not significant",
-    "too few rounds: 3 and 3 (need 5 each)").
+    "too few rounds for a 99% interval: 3 and 3 (5 a side suffice)").
     """
 
     ratio: float
@@ -167,7 +166,7 @@ def rounds_verdict(rounds_a_s, rounds_b_s, *, level: float = LEVEL, min_change: 
     if depth == 0:
         need = next(r for r in range(2, 50) if rank_interval_depth(r, r, level) > 0)
         return RoundsVerdict(ratio, math.nan, math.nan, level, n_a, n_b, False,
-                             f"too few rounds: {n_a} and {n_b} (need {need} each)")
+                             f"too few rounds for a {level:.0%} interval: {n_a} and {n_b} ({need} a side suffice)")
     low, high = math.exp(differences[depth - 1]), math.exp(differences[differences.size - depth])
     excludes_one = low > 1 or high < 1
     large_enough = abs(estimate) >= math.log1p(min_change)

@@ -70,7 +70,8 @@ def format_comparison(comparison: Comparison) -> str:
     parts += difference_lines(comparison)
     parts += [f"note: {note}" for note in comparison.notes]
     if comparison.speed:
-        parts += ["", "Speed: seconds per batch, median of the repeats", table(speed_rows(comparison)), "",
+        parts += ["", "Speed: A s and B s are seconds per batch, median of the repeats; B/A and its interval come from "
+                      "the rounds (see the verdict line)", table(speed_rows(comparison)), "",
                   comparison.summary(), *verdict_lines(comparison)]
         if (comparison.min_repeats and comparison.compared()
                 and smallest_p_value(comparison.min_repeats, comparison.min_repeats) >= comparison.alpha):

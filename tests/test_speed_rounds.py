@@ -35,7 +35,7 @@ def test_measure_speed_keeps_one_median_and_one_minimum_per_round():
 
 def speed_rows(run_minima_s: list[float], medians_s: list[float] | None = None) -> list[ResultRow]:
     base = dict(item="speed|gru|fused|cpu|B2|T5|I3|H4", measurement="speed", cell="gru", device="cpu", impl="fused",
-                batch_size=2, seq_len=5, input_size=3, hidden_size=4)
+                batch_size=2, seq_len=5, input_size=3, hidden_size=4, plugin="rnnbench", plugin_version="1.0")
     medians_s = medians_s or [1.5 * v for v in run_minima_s]
     stats = {"samples": medians_s, "median": sorted(medians_s)[len(medians_s) // 2],
              "round_medians": medians_s, "round_minima": run_minima_s}
@@ -78,7 +78,7 @@ def test_runs_with_round_medians_only_are_judged_by_them():
 
 def test_three_rounds_a_side_give_no_rank_verdict():
     forward = compare_rows(speed_rows([1e-3] * 3), speed_rows([2e-3] * 3)).speed[0]
-    assert forward.method == "rounds" and forward.verdict == "too few rounds: 3 and 3 (need 5 each)"
+    assert forward.method == "rounds" and forward.verdict == "too few rounds for a 99% interval: 3 and 3 (5 a side suffice)"
     assert not forward.significant
 
 
@@ -153,3 +153,18 @@ def test_pooled_runs_of_different_configurations_are_refused(tmp_path, run_confi
     assert "runs 1 and 3 of side A were measured differently (timing" in result.err
     result = rnnbench("compare", "1,", "2", "--db", db)
     assert result.code == 2 and "run A must be a run id, 'latest', or ids separated by commas" in result.err
+
+
+def test_a_run_on_both_sides_or_pooled_with_other_code_is_refused(tmp_path, run_config, rnnbench):
+    from harness.store import ResultStore
+
+    db = tmp_path / "results.sqlite"
+    _store_runs(db, run_config, [[1e-3] * 5] * 3)
+    result = rnnbench("compare", "1,2", "2", "--db", db)
+    assert result.code == 2 and "run 2 is on both sides; each run belongs to A or to B" in result.err
+    with ResultStore(db) as store:  # run 3's cell came from an edited plugin file
+        store.conn.execute("UPDATE results SET plugin_version = 'sha256:edited' WHERE run_id = 3")
+        store.conn.commit()
+    result = rnnbench("compare", "1,3", "2", "--db", db)
+    assert result.code == 2 and "Traceback" not in result.err
+    assert "runs 1 and 3 of side A ran different code of cell gru" in result.err

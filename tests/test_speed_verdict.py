@@ -72,7 +72,7 @@ def test_identical_constant_rounds():
 def test_too_few_rounds_give_no_verdict():
     verdict = rounds_verdict([0.01, 0.011, 0.012], [0.02, 0.021, 0.02])
     assert not verdict.significant and math.isnan(verdict.low)
-    assert verdict.verdict == "too few rounds: 3 and 3 (need 5 each)"
+    assert verdict.verdict == "too few rounds for a 99% interval: 3 and 3 (5 a side suffice)"
 
 
 def test_round_statistics_and_words():
