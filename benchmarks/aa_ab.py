@@ -10,7 +10,7 @@ busy-waits for a fraction of its own forward and backward time when
 
 Each side is timed in ``--runs`` fresh processes, in the order A1, A2, B, A1, A2, B, ...;
 each process times every speed item as ``rnnbench run --measure speed`` does (the default
-profile's 5 rounds) and stores its rows as one run of a results database. A side is then
+profile's 5 rounds, spread over passes) and stores its rows as one run of a results database. A side is then
 compared as runs pooled, one value per run (the median of its round minima), exactly as
 ``rnnbench compare 1,4,7,... 2,5,8,...`` does; the spread between runs includes what differs
 from one process and one minute to the next (memory layout, frequency, neighbours, the host's
@@ -174,6 +174,22 @@ def report(aa, ab, slowdown: float) -> bool:
     return aa_pass and ab_pass
 
 
+def print_single_runs(store, runs: dict[str, list[int]]) -> None:
+    """What one run a side would have said: each A1 run against the A2 and the B run of its round."""
+    from harness.compare import compare_runs
+
+    aa_calls = aa_total = ab_called = ab_total = 0
+    for a1, a2, b in zip(runs["A1"], runs["A2"], runs["B"]):
+        aa = compare_runs(store, a1, a2).compared()
+        aa_calls += sum(s.significant for s in aa)
+        aa_total += len(aa)
+        planted = [s for s in compare_runs(store, a1, b).compared() if s.cell == "planted"]
+        ab_called += sum(s.slower for s in planted)
+        ab_total += len(planted)
+    print(f"One run a side (each round's A1 against its A2 and its B): A/A {aa_calls} of {aa_total} timings called; "
+          f"planted slowdown called in {ab_called} of {ab_total}")
+
+
 def _newest_run_id(db: Path) -> int:
     """The newest run id in ``db``: this session's runs are the last 3 x runs of it."""
     from harness.store import ResultStore
@@ -219,6 +235,8 @@ def main() -> int:
     for name, other in (("A/A", "A2"), ("A/B", "B")):
         print(f"{name}: rnnbench compare --db {db} {','.join(map(str, runs['A1']))} {','.join(map(str, runs[other]))}")
     ok = report(aa, ab, args.slowdown)
+    with ResultStore(db) as store:
+        print_single_runs(store, runs)
     print(f"({time.perf_counter() - started:.0f} s in all)")
     return 0 if ok else 1
 

@@ -409,12 +409,18 @@ def compare_runs(store, run_a, run_b, *, alpha: float = ALPHA, min_change: float
                 f"from runs {ids_a[0]} and {ids_b[0]}")
         comparison = dataclasses.replace(comparison, notes=(*comparison.notes, note))
     elif any(s.method == "rounds" for s in comparison.compared()):
-        comparison = dataclasses.replace(comparison, notes=(*comparison.notes, SINGLE_RUN_NOTE))
+        spread = all(store.run(i).config.timing.spread for i in (*ids_a, *ids_b))
+        note = SINGLE_SPREAD_RUN_NOTE if spread else SINGLE_RUN_NOTE
+        comparison = dataclasses.replace(comparison, notes=(*comparison.notes, note))
     return comparison
 
 
-# Measured with benchmarks/aa_ab.py on this project's 2-core VM: 21 of 120 single-run A/A timings called, and
-# a planted 10% slowdown needed about 20 runs a side (README, Performance).
+# Measured with benchmarks/aa_ab.py on this project's 2-core VM: with rounds back to back, 21 of 120 single-run
+# A/A timings called, and a planted 10% slowdown needed about 20 runs a side (README, Performance).
+SINGLE_SPREAD_RUN_NOTE = ("one run a side: a timing is called changed only when every one of B's rounds (spread over "
+                          "the run) is slower, or every one faster, than all of A's and by at least the floor; on a "
+                          "noisy machine a change of about 10% needs several runs a side, alternating, pooled "
+                          "(rnnbench compare 1,3,5 2,4,6)")
 SINGLE_RUN_NOTE = ("one run a side: each timing's rounds were taken back to back, about a second in all, so a slow "
                    "spell of a shared machine that covers them is not in their spread and can be called a change; "
                    "for verdicts that hold there, run each side several times, alternating, and pool them "

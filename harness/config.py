@@ -45,6 +45,13 @@ class TimingConfig:
     and keeps its median and its minimum, so that ``rnnbench compare`` can judge a change by the
     spread *between* rounds (:mod:`harness.speed_verdict`) rather than between repeats of one
     stretch of time.
+
+    ``spread``: the rounds are passes over the run's speed items — round 1 of every item, then
+    round 2 of every item, ... — each pass an item of its own (a fresh build, ``warmup`` calls on
+    the first pass and one on the others; peak memory measured on the first). An item's rounds
+    are then minutes apart instead of back to back, so that a slow spell of a shared machine
+    falls on one of them, where the verdict's rank interval sees it, rather than on all of them.
+    Rows are stored per pass and read back merged (:func:`harness.results.merge_speed_passes`).
     """
 
     warmup: int = 2
@@ -52,6 +59,7 @@ class TimingConfig:
     max_repeats: int = 200
     min_time_s: float = 0.5
     rounds: int = 1
+    spread: bool = False
 
     def per_round(self) -> "TimingConfig":
         """The budget of one round (itself when there is one round); warm-up is done once, before round 1."""

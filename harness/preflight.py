@@ -146,13 +146,15 @@ def check_memory(config, task_shapes, *, allow_large: bool) -> None:
 
 
 def count_items(config) -> int:
-    """How many items the run plans, at most (speed: every implementation a cell may have)."""
+    """How many items the run plans, at most (speed: every implementation a cell may have, and every pass
+    when its rounds are spread)."""
     devices, cells = len(config.devices), len(config.cells)
     total = 0
     if SPEED in config.measures:
         impls = len(config.impls) if config.impls else 4
+        passes = config.timing.rounds if config.timing.spread and config.timing.rounds > 1 else 1
         total += (devices * cells * impls * len(config.speed_batch_sizes) * len(config.speed_seq_lens)
-                  * len(config.speed_hidden_sizes))
+                  * len(config.speed_hidden_sizes) * passes)
     if any(m in TRAIN_MEASUREMENTS for m in config.measures):
         lengths = sum(len(v) for v in config.task_seq_lens.values())
         total += (devices * cells * lengths * len(config.hidden_sizes) * len(config.seeds)

@@ -78,7 +78,7 @@ PROFILES: dict[str, Profile] = {
         seeds=1,
         recipe=Recipe(lr=1e-2, clip_norm=1.0, batch_size=64, steps=800, eval_every=100, eval_size=512),
         **CPU_SPEED_SIZES,
-        timing=TimingConfig(warmup=2, min_repeats=5, max_repeats=100, min_time_s=0.5, rounds=5),
+        timing=TimingConfig(warmup=2, min_repeats=5, max_repeats=100, min_time_s=0.5, rounds=5, spread=True),
         item_timeout_s=3600.0,
     ),
     "paper": Profile(
@@ -93,7 +93,7 @@ PROFILES: dict[str, Profile] = {
         speed_seq_lens=(100, 1000),
         speed_hidden_sizes=(128, 512),
         speed_input_size=64,
-        timing=TimingConfig(warmup=3, min_repeats=10, max_repeats=500, min_time_s=1.0, rounds=10),
+        timing=TimingConfig(warmup=3, min_repeats=10, max_repeats=500, min_time_s=1.0, rounds=10, spread=True),
         item_timeout_s=12 * 3600.0,
         # Papers tune the rate per model (Melis et al. 2018); Adam's usual window for RNNs.
         lrs=(3e-4, 1e-3, 3e-3),
@@ -115,7 +115,7 @@ PROFILES: dict[str, Profile] = {
         # exprnn solved copy T=100 at step 4,800 in one exploration seed (4,000 steps left two at 0.92-0.93).
         task_steps={"copy": 6000},
         **CPU_SPEED_SIZES,
-        timing=TimingConfig(warmup=2, min_repeats=5, max_repeats=100, min_time_s=0.5, rounds=5),
+        timing=TimingConfig(warmup=2, min_repeats=5, max_repeats=100, min_time_s=0.5, rounds=5, spread=True),
         item_timeout_s=3600.0,
     ),
     "tasks": Profile(

@@ -10,6 +10,7 @@ of one item per row. A *condition* is what two runs, or two seeds, are matched o
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import asdict, dataclass, field, fields
 
 import pandas as pd
@@ -128,6 +129,71 @@ class ResultRow:
 
 
 ROW_COLUMNS = tuple(f.name for f in fields(ResultRow))
+
+
+# --- speed rounds spread over passes (TimingConfig.spread) ------------------------------------
+PASS_KEY = re.compile(r"^(?P<base>.+)\|round(?P<index>\d+)of(?P<total>\d+)$")
+TIMED_METRICS = ("forward_s", "forward_backward_s")
+
+
+def pass_suffix(round_index: int, rounds: int) -> str:
+    """What a pass of a spread speed item adds to its key: "|round2of5" for round_index 1 of 5."""
+    return f"|round{round_index + 1}of{rounds}"
+
+
+def merge_speed_passes(rows: list[dict]) -> list[dict]:
+    """Stored rows as a reader wants them: the passes of each spread speed condition
+    ("speed|...|round2of5") merged into the rows of one item ("speed|...").
+
+    Timings: every pass's repeats pooled (median, quartiles, ... of the pool) and each pass's
+    round median and minimum listed in round order; throughput from the pooled forward+backward
+    median; peak memory from the first pass, the one that measures it. A condition with a failed
+    or skipped pass is that pass's row (the first such), under the merged key. Other rows pass
+    through; each merged condition takes the place of its first stored pass.
+    """
+    from harness.stats import Summary
+
+    out: list = []
+    passes: dict[str, list[tuple[int, dict]]] = {}
+    for row in rows:
+        found = PASS_KEY.match(row.get("item") or "") if row.get("measurement") == "speed" else None
+        if found is None:
+            out.append(row)
+            continue
+        base = found["base"]
+        if base not in passes:
+            passes[base] = []
+            out.append(base)  # a placeholder, in plan order
+        passes[base].append((int(found["index"]), row))
+    merged: list[dict] = []
+    for entry in out:
+        merged += _merged_condition(entry, passes[entry], Summary) if isinstance(entry, str) else [entry]
+    return merged
+
+
+def _merged_condition(base: str, passes: list[tuple[int, dict]], summary) -> list[dict]:
+    passes = sorted(passes, key=lambda p: (p[0], p[1].get("id") or 0))
+    problems = [row for _, row in passes if row.get("status") != "ok"]
+    if problems:
+        return [{**problems[0], "item": base}]
+    by_metric: dict[str, list[dict]] = {}
+    for _, row in passes:
+        by_metric.setdefault(row.get("metric"), []).append(row)
+    out = []
+    for metric, found in by_metric.items():
+        first = {**found[0], "item": base, "created_at": found[-1].get("created_at", found[0].get("created_at"))}
+        if metric in TIMED_METRICS:
+            pooled = summary(tuple(x for row in found for x in (row.get("stats") or {}).get("samples") or ()))
+            stats = {**pooled.as_dict(),
+                     "round_medians": [m for row in found for m in (row.get("stats") or {}).get("round_medians") or ()],
+                     "round_minima": [m for row in found for m in (row.get("stats") or {}).get("round_minima") or ()]}
+            first.update(value=pooled.median, stats=stats)
+        out.append(first)
+    fb = next((row for row in out if row.get("metric") == "forward_backward_s"), None)
+    for row in out:
+        if row.get("metric") == "steps_per_s" and fb is not None and fb.get("batch_size") and fb.get("seq_len"):
+            row["value"] = fb["batch_size"] * fb["seq_len"] / fb["value"]
+    return out
 
 
 # --- rows ------------------------------------------------------------------------------------

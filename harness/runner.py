@@ -20,7 +20,7 @@ from harness.lengths import length_rows
 from harness.names import (ACCURACY, AUTO, CPU, CUDA, DEVICE_CHOICES, GRADIENTS, GRAPHED, LENGTH, NUMPY_BACKEND,
                            SAMPLE, SPEED, TRAIN_MEASUREMENTS)
 from harness.plugins import CellSpec, Registry, TaskSpec
-from harness.results import ResultRow
+from harness.results import ResultRow, pass_suffix
 from harness.samples import can_generate, sample_rows
 from harness.sizing import hidden_size_for, param_count
 from harness.speed import measure_speed
@@ -31,6 +31,10 @@ from harness.training import VALIDATION_STREAM, held_out, train
 
 @dataclass(frozen=True)
 class SpeedItem:
+    """One speed condition, or one pass of it when the run's timing rounds are spread
+    (``rounds`` > 1: this item times round ``round_index + 1`` of ``rounds``; see
+    :class:`harness.config.TimingConfig`)."""
+
     cell: CellSpec
     impl: str
     device: str
@@ -38,14 +42,18 @@ class SpeedItem:
     seq_len: int
     input_size: int
     hidden_size: int
+    round_index: int = 0
+    rounds: int = 1
 
     @property
     def key(self) -> str:
-        return (f"speed|{self.cell.name}|{self.impl}|{self.device}|B{self.batch_size}|T{self.seq_len}"
-                f"|I{self.input_size}|H{self.hidden_size}")
+        key = (f"speed|{self.cell.name}|{self.impl}|{self.device}|B{self.batch_size}|T{self.seq_len}"
+               f"|I{self.input_size}|H{self.hidden_size}")
+        return key if self.rounds == 1 else f"{key}{pass_suffix(self.round_index, self.rounds)}"
 
     def label(self) -> str:
-        return f"speed {self.cell.name} {self.impl} {self.device} B={self.batch_size} T={self.seq_len} H={self.hidden_size}"
+        label = f"speed {self.cell.name} {self.impl} {self.device} B={self.batch_size} T={self.seq_len} H={self.hidden_size}"
+        return label if self.rounds == 1 else f"{label} round {self.round_index + 1}/{self.rounds}"
 
 
 @dataclass(frozen=True)
@@ -126,6 +134,9 @@ def plan(config: RunConfig, registry: Registry) -> list[SpeedItem | TrainItem]:
                         for seq_len in config.speed_seq_lens:
                             for hidden in _speed_hidden_sizes(config, cell):
                                 items.append(SpeedItem(cell, impl, device, batch, seq_len, config.speed_input_size, hidden))
+        passes = config.timing.rounds if config.timing.spread and config.timing.rounds > 1 else 1
+        if passes > 1:  # round r of every condition, then round r + 1: an item's rounds minutes apart
+            items = [replace(item, round_index=r, rounds=passes) for r in range(passes) for item in items]
     train_measures = tuple(m for m in config.measures if m in TRAIN_MEASUREMENTS)
     if train_measures:
         tasks = registry.select_tasks(list(config.tasks))
@@ -186,10 +197,16 @@ def _speed_rows(item: SpeedItem, config: RunConfig, threads: int) -> list[Result
         return [ResultRow(**base, status="skipped", error=f"not supported on {item.device}")]
     torch.manual_seed(0)
     cell = build_model_cell(item.cell, item.impl, item.input_size, item.hidden_size, config.layers).to(item.device)
-    check_contract(cell, item.input_size, item.hidden_size, torch.device(item.device), name=item.cell.name, spec=item.cell)
+    first_pass = item.round_index == 0
+    if first_pass:  # a later pass builds the same cell again; a breach fails the first pass, and the condition
+        check_contract(cell, item.input_size, item.hidden_size, torch.device(item.device), name=item.cell.name,
+                       spec=item.cell)
+    timing = config.timing
+    if item.rounds > 1:  # one round of the spread timing; the first pass warms up in full, later ones once
+        timing = replace(timing.per_round(), warmup=timing.warmup if first_pass else 1)
     try:
-        result = measure_speed(cell, item.batch_size, item.seq_len, item.input_size, item.device, config.timing,
-                               graphed=item.impl == GRAPHED)
+        result = measure_speed(cell, item.batch_size, item.seq_len, item.input_size, item.device, timing,
+                               graphed=item.impl == GRAPHED, measure_memory=first_pass)
     except Exception as exc:
         if item.impl != GRAPHED:
             raise
@@ -203,8 +220,8 @@ def _speed_rows(item: SpeedItem, config: RunConfig, threads: int) -> list[Result
                   stats={**fb.as_dict(), "round_medians": list(result.forward_backward_round_medians),
                          "round_minima": list(result.forward_backward_round_minima)}),
         ResultRow(**base, metric="steps_per_s", value=result.steps_per_s, unit="(B*T)/s", stats={"basis": "forward_backward median"}),
-        ResultRow(**base, metric="peak_memory_bytes", value=result.peak_memory_bytes, unit="bytes", stats={"method": result.memory_method}),
-    ]
+    ] + ([ResultRow(**base, metric="peak_memory_bytes", value=result.peak_memory_bytes, unit="bytes",
+                    stats={"method": result.memory_method})] if first_pass else [])
 
 
 def _gradient_rows(base: dict, phase: str, measured: tuple[GradientProfile, str], length: int) -> list[ResultRow]:

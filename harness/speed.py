@@ -5,7 +5,8 @@ chosen so that the timed calls last at least ``min_time_s`` in total (and at lea
 ``min_repeats``, at most ``max_repeats``). Each call is timed alone with
 ``time.perf_counter``; on CUDA the device is synchronised before the clock starts and
 before it stops, so a time never stands for work that was not run. Seconds on every
-device.
+device. On Linux, glibc malloc's mmap and trim thresholds are fixed first
+(:func:`steady_allocator`), so that a timing does not depend on what ran earlier in the process.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from harness.stats import Summary
 # the timed calls, and buffers a cell keeps between calls count in its peak memory.
 # 3: timed in rounds (TimingConfig.rounds), each round's median stored beside the pooled samples.
 # 4: each round's minimum stored too; verdicts between runs compare round minima by ranks
-#    (harness.speed_verdict), and the profiles time in 5 rounds, the fewest a 99% rank interval needs.
+#    (harness.speed_verdict), and the profiles time in 5 rounds, the fewest a 99% rank interval needs,
+#    spread over passes (TimingConfig.spread); glibc malloc's thresholds fixed (steady_allocator).
 SPEED_METHOD = 4
 
 
@@ -100,6 +102,30 @@ def _reset_peak_rss() -> bool:
         return False
 
 
+# glibc's malloc serves a request of at least M_MMAP_THRESHOLD bytes with a fresh mmap, whose pages
+# fault in on first touch, and raises that threshold, by default, to the size of the largest such
+# chunk freed so far (up to 32 MiB). Timings then depend on what ran earlier in the process: mamba's
+# forward at B=32, T=100, H=128 took 36-40 ms in a process whose threshold had risen and 160 ms with
+# it held at 128 KiB, and the same condition measured 100 ms in one worker and 40 ms in the next
+# run. Fixed thresholds make every item start from the same allocator policy.
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt parameters (malloc.h)
+MMAP_THRESHOLD_BYTES = 32 * 2**20  # glibc's ceiling for it on 64-bit (DEFAULT_MMAP_THRESHOLD_MAX)
+TRIM_THRESHOLD_BYTES = 2**30  # keep freed heap for reuse; peak_memory() trims explicitly before it measures
+
+
+def steady_allocator() -> bool:
+    """Fix glibc malloc's mmap and trim thresholds for this process (idempotent); False where there is
+    no glibc (then allocations behave as the platform's allocator does)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)) and bool(
+            libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES))
+    except (OSError, AttributeError):
+        return False
+
+
 def _release_free_heap() -> bool:
     """Give freed heap pages back to the OS (glibc ``malloc_trim``), so that the next call's
     peak RSS counts the memory it really touches rather than pages kept from earlier calls."""
@@ -168,7 +194,7 @@ def check_output_gradient_intact(grad_y: torch.Tensor) -> None:
 
 
 def measure_speed(cell: torch.nn.Module, batch_size: int, seq_len: int, input_size: int, device, config: TimingConfig,
-                  dtype=torch.float32, seed: int = 0, graphed: bool = False) -> SpeedResult:
+                  dtype=torch.float32, seed: int = 0, graphed: bool = False, measure_memory: bool = True) -> SpeedResult:
     """Time one cell (a sequence-form module already on ``device``) at one size.
 
     Forward: ``cell(x, None)`` under ``torch.no_grad``. Forward+backward: the same call
@@ -182,6 +208,7 @@ def measure_speed(cell: torch.nn.Module, batch_size: int, seq_len: int, input_si
     CUDA graphs (:mod:`harness.graphs`) and replayed.
     """
     device = torch.device(device)
+    steady_allocator()
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(seq_len, batch_size, input_size, generator=gen, dtype=dtype).to(device)
     sync = synchronizer(device)
@@ -204,8 +231,10 @@ def measure_speed(cell: torch.nn.Module, batch_size: int, seq_len: int, input_si
         return torch.autograd.grad(y, params, grad_outputs=grad_y, allow_unused=True)
 
     forward_rounds, fb_rounds = time_rounds(forward, forward_backward, config, sync)
-    release_buffers(cell)
-    peak, method = peak_memory(forward_backward, device)
+    peak, method = None, "not measured in this pass (the first pass measures it)"
+    if measure_memory:
+        release_buffers(cell)
+        peak, method = peak_memory(forward_backward, device)
     check_output_gradient_intact(grad_y)
     return _result(forward_rounds, fb_rounds, peak, method, batch_size * seq_len)
 

@@ -46,10 +46,13 @@ rank interval moves by one rank. So the verdict works on ranks:
 
 Limits, worth knowing when reading a verdict
 --------------------------------------------
-- The rounds of one ``rnnbench run`` are taken back to back, about a second per timing: a spell
-  that covers them all moves the whole run. Between two single runs the 5% floor is then what
-  holds drift off, and a spell of +30% over one item's second is called a change. For a verdict
-  that holds on a noisy machine, time each side in several processes spread over time and
+- The default, literature and paper profiles spread an item's rounds over the run
+  (:class:`harness.config.TimingConfig` ``spread``): they lie tens of seconds apart, so a slow
+  spell lands on one of them and moves the estimate by one rank. With rounds taken back to back
+  (about a second per timing), a spell can cover them all and move the whole run; between two
+  such runs the 5% floor is then what holds drift off. Either way, 5 rounds a side call a
+  change only when every round of B is slower (or faster) than every round of A, which a 10%
+  change on a noisy machine seldom gives: time each side in several runs spread over time and
   compare those (``rnnbench compare 1,3,5 2,4,6``: runs of one side pooled, one value per run;
   ``benchmarks/aa_ab.py``), alternating A and B so that the machine's drift falls on both alike.
 - Simulated (``tests/test_speed_verdict.py``): 24-row tables, lognormal round noise with a

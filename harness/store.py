@@ -26,7 +26,7 @@ from harness.config import RunConfig
 from harness.errors import RunInUseError, RunTakenOverError, StoreError, UsageError
 from harness.migrations import SCHEMA_VERSION
 from harness.ownership import Heartbeat, Owner, new_token, now_iso, this_host
-from harness.results import ROW_COLUMNS, ResultRow, StoredRun
+from harness.results import ROW_COLUMNS, ResultRow, StoredRun, merge_speed_passes
 
 DEFAULT_DB = Path("rnnbench-results") / "results.sqlite"
 # The items table: one record per finished item, written by the driver with the item's rows.
@@ -319,6 +319,8 @@ class ResultStore:
         self._write(delete)
 
     def rows(self, run_id: int) -> list[dict]:
+        """The run's rows in plan order, each spread speed condition's passes merged into one item's rows
+        (:func:`harness.results.merge_speed_passes`)."""
         out = []
         # In plan order (items.position), whatever order parallel workers finished in; then as stored.
         for r in self._read("SELECT results.* FROM results LEFT JOIN items ON items.run_id = results.run_id "
@@ -331,4 +333,4 @@ class ResultStore:
                 raise StoreError(f"results database {str(self.path)!r} is damaged: row {d['id']} of run {run_id} "
                                  f"cannot be read ({exc}); restore a copy of the file") from None
             out.append(d)
-        return out
+        return merge_speed_passes(out)

@@ -163,7 +163,7 @@ def test_compare_lists_the_layers_and_withholds_every_verdict(runs):
     out = runs.compared.out
     assert "  layers: 1 (A) vs 2 (B)  [speed, accuracy]" in out.splitlines()
     assert "(accuracy, speed) are withheld" in out
-    speed = columns_of(out.split("Speed: seconds per batch, median of the repeats\n")[1].split("\n\n")[0])
+    speed = columns_of(out.split("come from the rounds (see the verdict line)\n")[1].split("\n\n")[0])
     assert speed and {row["verdict"] for row in speed} == {"withheld: the model differs (layers)"}
     assert "differences withheld: the model differs (layers)" in out.split("Accuracy:")[1]
     forced = run_captured(["compare", "2", "1", "--force", "--db", runs.db])

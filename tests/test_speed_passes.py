@@ -1,0 +1,92 @@
+"""Speed rounds spread over passes (TimingConfig.spread): the plan, the merged rows, and a real run."""
+
+from dataclasses import replace
+
+import pytest
+
+from harness.config import TimingConfig
+from harness.results import merge_speed_passes, pass_suffix
+from harness.stats import Summary
+
+BASE = "speed|gru|fused|cpu|B2|T5|I3|H4"
+
+
+def _pass_rows(index: int, samples_fwd, samples_fb, *, memory: float | None = None, status: str = "ok") -> list[dict]:
+    common = dict(item=BASE + pass_suffix(index, 3), measurement="speed", cell="gru", impl="fused", device="cpu",
+                  batch_size=2, seq_len=5, input_size=3, hidden_size=4, status=status, id=10 * index)
+    if status != "ok":
+        return [{**common, "metric": None, "value": None, "error": "RuntimeError: boom", "stats": None}]
+    rows = [{**common, "metric": metric, "value": float(sorted(s)[len(s) // 2]), "unit": "s",
+             "stats": {**Summary(tuple(s)).as_dict(), "round_medians": [float(sorted(s)[len(s) // 2])],
+                       "round_minima": [float(min(s))]}}
+            for metric, s in (("forward_s", samples_fwd), ("forward_backward_s", samples_fb))]
+    rows.append({**common, "metric": "steps_per_s", "value": 10 / rows[1]["value"], "unit": "(B*T)/s",
+                 "stats": {"basis": "forward_backward median"}})
+    if memory is not None:
+        rows.append({**common, "metric": "peak_memory_bytes", "value": memory, "unit": "bytes", "stats": {"method": "x"}})
+    return rows
+
+
+def test_passes_merge_into_one_item_in_round_order():
+    """Three passes stored pass-major around an unrelated row. Forward repeats pooled: 1, 2, 3 | 4, 5, 6 | 7, 8, 9
+    (stored 3rd, 1st, 2nd), median 5; forward+backward 10, 20, 30, 40, 50, 60 ... median of 9 values = 50;
+    throughput B*T / 50 = 0.2; peak memory from the first pass only."""
+    other = {"item": "train|x", "measurement": "accuracy", "metric": "loss", "value": 1.0}
+    rows = (_pass_rows(1, (4, 5, 6), (40, 50, 60)) + [other] + _pass_rows(2, (7, 8, 9), (70, 80, 90))
+            + _pass_rows(0, (1, 2, 3), (10, 20, 30), memory=1e6))
+    merged = merge_speed_passes(rows)
+    assert [r["item"] for r in merged][:1] == [BASE] and merged[-1] is other or merged[4] is other
+    by_metric = {r["metric"]: r for r in merged if r["item"] == BASE}
+    assert set(by_metric) == {"forward_s", "forward_backward_s", "steps_per_s", "peak_memory_bytes"}
+    forward = by_metric["forward_s"]
+    assert forward["value"] == 5.0 and forward["stats"]["n"] == 9
+    assert forward["stats"]["round_minima"] == [1.0, 4.0, 7.0] and forward["stats"]["round_medians"] == [2.0, 5.0, 8.0]
+    assert by_metric["forward_backward_s"]["value"] == 50.0
+    assert by_metric["steps_per_s"]["value"] == pytest.approx(2 * 5 / 50.0)
+    assert by_metric["peak_memory_bytes"]["value"] == 1e6
+
+
+def test_a_failed_pass_fails_the_condition():
+    rows = _pass_rows(0, (1, 2, 3), (10, 20, 30), memory=1.0) + _pass_rows(1, (), (), status="failed")
+    merged = merge_speed_passes(rows)
+    assert [(r["item"], r["status"], r["error"]) for r in merged] == [(BASE, "failed", "RuntimeError: boom")]
+
+
+def test_rows_without_passes_are_untouched():
+    rows = [{"item": BASE, "measurement": "speed", "metric": "forward_s", "value": 1.0},
+            {"item": "train|speed|round1of2", "measurement": "accuracy", "metric": "loss", "value": 2.0}]
+    assert merge_speed_passes(rows) == rows
+
+
+def test_the_plan_times_round_r_of_every_condition_before_round_r_plus_1(registry, run_config):
+    from harness.runner import SpeedItem, plan
+
+    config = run_config(cells=("gru", "lstm"), timing=TimingConfig(rounds=3, spread=True))
+    items = [i for i in plan(config, registry) if isinstance(i, SpeedItem)]
+    conditions = len({(i.cell.name, i.impl) for i in items})
+    assert len(items) == 3 * conditions
+    assert [i.round_index for i in items] == [r for r in range(3) for _ in range(conditions)]
+    assert items[0].key.endswith("|round1of3") and items[-1].label().endswith("round 3/3")
+    unspread = [i for i in plan(replace(config, timing=TimingConfig(rounds=3)), registry) if isinstance(i, SpeedItem)]
+    assert len(unspread) == conditions and "|round" not in unspread[0].key
+
+
+def test_a_spread_run_stores_passes_and_reads_back_one_item(rnnbench, tmp_path):
+    """The default profile spreads its 5 timing rounds over passes: 5 stored items for indrnn's one condition,
+    read back as one item with 5 rounds."""
+    from harness.store import ResultStore
+
+    db = tmp_path / "r.sqlite"
+    result = rnnbench("run", "--cells", "indrnn", "--measure", "speed", "--workers", "1", "--db", db,
+                      "--out", tmp_path / "out")
+    assert result.code == 0, result.err
+    assert "round 5/5" in result.err and "5 ok" in result.err
+    with ResultStore(db) as store:
+        stored = store.stored_items(1)
+        rows = store.rows(1)
+    assert len(stored) == 5 and all("|round" in key for key in stored)
+    forward = [r for r in rows if r["metric"] == "forward_s"]
+    assert len(forward) == 1 and "|round" not in forward[0]["item"]
+    assert len(forward[0]["stats"]["round_minima"]) == 5
+    assert [r["metric"] for r in rows].count("peak_memory_bytes") == 1
+    assert "indrnn" in result.out  # the speed table is printed from the merged rows
