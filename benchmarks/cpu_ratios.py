@@ -46,7 +46,7 @@ import torch  # noqa: E402
 from harness import env  # noqa: E402
 from harness.cells import build_cell  # noqa: E402
 from harness.plugins import load_plugins  # noqa: E402
-from harness.speed import TimingConfig, measure_speed  # noqa: E402
+from harness.speed import TimingConfig, measure_speed, steady_allocator  # noqa: E402
 import scan_forms  # noqa: E402  (benchmarks/scan_forms.py, beside this script)
 from targets import report  # noqa: E402  (benchmarks/targets.py, beside this script)
 
@@ -164,7 +164,9 @@ def main(argv=None) -> int:
     if unknown:
         parser.error(f"no scan target for {', '.join(unknown)}; known: {', '.join(scan_forms.CPU_TARGETS)}")
     threads = env.set_threads(1)
-    print(f"# {env.cpu_model()}, torch {torch.__version__}, NumPy {np.__version__} ({env.blas_info()}), threads {threads}")
+    steady = steady_allocator()  # the harness times with fixed malloc thresholds; so do these targets
+    print(f"# {env.cpu_model()}, torch {torch.__version__}, NumPy {np.__version__} ({env.blas_info()}), threads {threads}"
+          f"{', malloc thresholds fixed' if steady else ''}")
     registry = load_plugins()
     if args.only != "scan":
         numpy_targets(registry)

@@ -14,8 +14,11 @@ The verdict from rounds (runs timed in rounds, speed method 3 on)
 -----------------------------------------------------------------
 Each timing stores one minimum (speed method 4 on; older runs: one median) per round;
 :func:`harness.speed_verdict.rounds_verdict` compares them: the Hodges-Lehmann estimate of B/A,
-its distribution-free 99% rank interval, and a change called only when that interval excludes 1
-and the ratio is at least ``min_change`` (5%) from 1. Rounds spread over the item's measurement
+its distribution-free 99% rank interval, and a change called only when that interval excludes 1,
+the ratio is at least ``min_change`` (5%) from 1 and, in a table of 8 or more such timings, it
+stands out from the table's empirical null (:func:`empirical_null`: at least 3 robust standard
+deviations of the timings' ln B/A from their median), which sees what no round inside one run
+can: the machine slower for the whole of a run, and timing-to-timing drift between runs. Rounds spread over the item's measurement
 vary more than repeats inside one stretch of time, so unchanged code is rarely called changed
 (``benchmarks/aa_ab.py``). A side given as several runs (``compare_runs(store, [1, 3, 5], [2, 4, 6])``)
 contributes one value per run: the median of that run's round values, so that the rounds of one
@@ -377,9 +380,66 @@ def compare_rows(rows_a, rows_b, *, run_a: int | None = None, run_b: int | None 
             else:
                 metrics += compare_train(measurement, key, group_a, groups_b[key], withheld(key[0], ACCURACY_EFFECT))
         unmatched += [Unmatched("B", measurement, _describe(measurement, key, names)) for key in groups_b if key not in groups_a]
+    speed, notes = _against_empirical_null(speed, min_change)
     repeats = [min(s.n_a, s.n_b) for s in speed if s.ratio is not None and s.method == "repeats"]
     return Comparison(run_a, run_b, tuple(speed), tuple(metrics), tuple(unmatched), alpha, min_change,
-                      min(repeats) if repeats else 0, differences=differences, force=force)
+                      min(repeats) if repeats else 0, notes=notes, differences=differences, force=force)
+
+
+# The empirical null of a speed table (Efron 2004, "Large-scale simultaneous hypothesis testing: the choice of a
+# null hypothesis", JASA 99:96): with at least this many timings judged by rounds, their log ratios B/A, most of
+# them of unchanged cells, show how far two runs drift apart as a whole (centre) and timing by timing (spread).
+EMPIRICAL_NULL_MIN_TIMINGS = 8
+EMPIRICAL_NULL_Z = 3.0  # a timing must stand this many robust standard deviations from the centre
+MAD_TO_SD = 1.4826  # a normal distribution's standard deviation over its median absolute deviation
+
+
+@dataclass(frozen=True)
+class EmpiricalNull:
+    """Centre (B/A) and robust spread (of ln B/A) of a table's timings; ``threshold``: how far (in ln) from the
+    centre a timing must lie to be called."""
+
+    centre: float
+    spread: float
+    threshold: float
+    timings: int
+
+
+def empirical_null(speed: list[SpeedComparison], min_change: float) -> EmpiricalNull | None:
+    """The table's empirical null, None for fewer than :data:`EMPIRICAL_NULL_MIN_TIMINGS` timings judged by rounds."""
+    logs = np.log([s.ratio for s in speed if s.method == "rounds" and s.ratio and s.ratio > 0])
+    if logs.size < EMPIRICAL_NULL_MIN_TIMINGS:
+        return None
+    centre = float(np.median(logs))
+    spread = MAD_TO_SD * float(np.median(np.abs(logs - centre)))
+    return EmpiricalNull(math.exp(centre), spread, max(math.log1p(min_change), EMPIRICAL_NULL_Z * spread), logs.size)
+
+
+def _against_empirical_null(speed: list[SpeedComparison], min_change: float) -> tuple[list[SpeedComparison], tuple]:
+    """Call a timing only where it also stands out from the rest of its table: at least the null's threshold from
+    its centre. Rounds inside one run cannot show the machine being slower for the whole of that run, or
+    timing-to-timing drift between runs; the other timings of the table can (measured here: in one of five A/A pairs
+    of ``rnnbench run --cells all --measure speed`` every timing of one run was 1.32x slower, and 11 of 44 were
+    called by their rounds alone)."""
+    null = empirical_null(speed, min_change)
+    if null is None:
+        return speed, ()
+    out, moved = [], 0
+    for s in speed:
+        if s.significant and s.method == "rounds" and abs(math.log(s.ratio / null.centre)) < null.threshold:
+            s = dataclasses.replace(s, significant=False, verdict="not significant (within the table's drift)")
+            moved += 1
+        out.append(s)
+    shifted = abs(math.log(null.centre)) >= math.log1p(min_change)
+    if not moved and not shifted:
+        return out, ()
+    note = (f"the table's {null.timings} timings moved by {null.centre:.2f}x at their median, spread ±{null.spread:.1%} "
+            f"(robust sd of ln B/A); a timing is called changed only where it lies at least "
+            f"{math.expm1(null.threshold):.0%} from that centre (Efron's empirical null, {EMPIRICAL_NULL_Z:g} sd)"
+            + (f"; {moved} called by their rounds alone are not" if moved else "")
+            + ("; a shift of the whole table is a difference of the machine or of the software between the runs "
+               "(see the configuration differences), not of one cell" if shifted else ""))
+    return out, (note,)
 
 
 def min_change_for_gate(fail_above: float | None) -> float:

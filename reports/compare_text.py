@@ -113,7 +113,8 @@ def verdict_lines(comparison: Comparison) -> list[str]:
     if "rounds" in methods:
         lines.append(f"verdict (timed in rounds): B/A is the Hodges-Lehmann estimate from the rounds' fastest calls "
                      f"(one value per run where a side pools runs); a change only when its 99% rank interval excludes "
-                     f"1 and it is at least {comparison.min_change:.0%} from 1; otherwise 'not significant'")
+                     f"1, it is at least {comparison.min_change:.0%} from 1 and, in a table of 8 or more timings, at "
+                     f"least 3 robust sd of the table's ln B/A from their median; otherwise 'not significant'")
     if "repeats" in methods:
         lines.append(f"verdict (runs without rounds): a change only when the repeats differ (Mann-Whitney U, p < "
                      f"{comparison.alpha:g}), by at least {comparison.min_change:.0%}, with non-overlapping IQRs")

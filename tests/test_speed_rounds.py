@@ -168,3 +168,53 @@ def test_a_run_on_both_sides_or_pooled_with_other_code_is_refused(tmp_path, run_
     result = rnnbench("compare", "1,3", "2", "--db", db)
     assert result.code == 2 and "Traceback" not in result.err
     assert "runs 1 and 3 of side A ran different code of cell gru" in result.err
+
+
+# ---- the table's empirical null ----------------------------------------------------------
+A_ROUNDS = [1.00e-3, 1.01e-3, 0.99e-3, 1.02e-3, 0.98e-3]  # ln spread ±0.02
+
+
+def _table(log_ratios: list[float]) -> tuple[list[ResultRow], list[ResultRow]]:
+    """One condition per log ratio (H = 1, 2, ...), A's rounds tight, B's the same times e^L."""
+    rows_a, rows_b = [], []
+    for hidden, log_ratio in enumerate(log_ratios, start=1):
+        for rows, factor in ((rows_a, 1.0), (rows_b, math.exp(log_ratio))):
+            for row in speed_rows([hidden * factor * v for v in A_ROUNDS]):
+                rows.append(ResultRow(**{**row.__dict__, "hidden_size": hidden,
+                                         "item": f"speed|gru|fused|cpu|B2|T5|I3|H{hidden}"}))
+    return rows_a, rows_b
+
+
+def test_a_whole_table_shift_is_not_a_change_of_each_cell():
+    """Every timing of B 30% slower (a machine slower for the whole run), and one 1.30 x 1.20 = 1.56x: the null's
+    centre is 1.30 and its spread 0, so only the 1.56x timing, 20% beyond the centre, is called."""
+    rows_a, rows_b = _table([math.log(1.3)] * 10 + [math.log(1.56)])
+    comparison = compare_rows(rows_a, rows_b)
+    called = {s.hidden_size: s.verdict for s in comparison.speed if s.significant}
+    assert called == {11: "1.56x slower"}
+    assert {s.verdict for s in comparison.speed if s.hidden_size != 11} == {"not significant (within the table's drift)"}
+    assert any("moved by 1.30x at their median" in note for note in comparison.notes)
+
+
+def test_a_timing_is_called_only_beyond_three_robust_sd_of_the_table():
+    """ln B/A of ten conditions (two timings each): -0.10 -0.06 -0.02 0 0 0 0.02 0.06 0.10 0.40. Centre: median 0;
+    absolute deviations sorted 0 0 0 .02 .02 .06 .06 .10 .10 .40, median 0.04, so the robust sd is 1.4826 x 0.04 =
+    0.0593 and the threshold 3 x 0.0593 = 0.178. The rounds alone call |L| >= ln 1.05 (0.06, 0.10, 0.40); with the
+    null only 0.40 (e^0.40 = 1.49) is called."""
+    from harness.compare import empirical_null
+
+    logs = [-0.10, -0.06, -0.02, 0.0, 0.0, 0.0, 0.02, 0.06, 0.10, 0.40]
+    comparison = compare_rows(*_table(logs))
+    null = empirical_null(list(comparison.speed), 0.05)
+    assert null.centre == pytest.approx(1.0) and null.spread == pytest.approx(1.4826 * 0.04)
+    assert null.threshold == pytest.approx(3 * 1.4826 * 0.04)
+    called = sorted({s.hidden_size for s in comparison.speed if s.significant})
+    assert called == [10] and comparison.speed[-1].verdict == "1.49x slower"
+    drift = sorted({s.hidden_size for s in comparison.speed if "table's drift" in s.verdict})
+    assert drift == [1, 2, 8, 9]
+
+
+def test_small_tables_keep_their_round_verdicts():
+    """Fewer than 8 timings (three conditions, six timings) give no null: a whole-table shift is called row by row."""
+    comparison = compare_rows(*_table([math.log(1.3)] * 3))
+    assert all(s.verdict == "1.30x slower" for s in comparison.speed)
