@@ -15,10 +15,12 @@ The verdict from rounds (runs timed in rounds, speed method 3 on)
 Each timing stores one minimum (speed method 4 on; older runs: one median) per round;
 :func:`harness.speed_verdict.rounds_verdict` compares them: the Hodges-Lehmann estimate of B/A,
 its distribution-free 99% rank interval, and a change called only when that interval excludes 1,
-the ratio is at least ``min_change`` (5%) from 1 and, in a table of 8 or more such timings, it
-stands out from the table's empirical null (:func:`empirical_null`: at least 3 robust standard
-deviations of the timings' ln B/A from their median), which sees what no round inside one run
-can: the machine slower for the whole of a run, and timing-to-timing drift between runs. Rounds spread over the item's measurement
+the ratio is at least ``min_change`` (5%) from 1 and, one run a side with 8 or more timings of
+other cells on the same device, it stands out from their empirical null (:func:`empirical_null`:
+at least the floor and 3 robust standard deviations of their ln B/A from their median), which
+sees what no round inside one run can: the machine slower for the whole of a run, and
+timing-to-timing drift between runs. It assumes most cells did not change; a shift of a whole
+device's table is reported in a note and fails ``--fail-above``. Rounds spread over the item's measurement
 vary more than repeats inside one stretch of time, so unchanged code is rarely called changed
 (``benchmarks/aa_ab.py``). A side given as several runs (``compare_runs(store, [1, 3, 5], [2, 4, 6])``)
 contributes one value per run: the median of that run's round values, so that the rounds of one
@@ -189,6 +191,7 @@ class Comparison:
     notes: tuple[str, ...] = ()  # caveats about the comparison as a whole
     differences: tuple[Difference, ...] = ()  # configuration differences, cells whose code differs included
     force: bool = False  # verdicts given even where recipe, timing method or cell code differ
+    table_shifts: tuple = ()  # (device, median B/A of the table's timings, timings) where an empirical null applied
 
     def compared(self, timing: str | None = None) -> list[SpeedComparison]:
         """Speed comparisons with a ratio (both sides measured), optionally of one timing."""
@@ -343,11 +346,13 @@ def compare_train(measurement: str, key: tuple, group_a: pd.DataFrame, group_b: 
 
 def compare_rows(rows_a, rows_b, *, run_a: int | None = None, run_b: int | None = None, alpha: float = ALPHA,
                  min_change: float = MIN_CHANGE, differences: tuple[Difference, ...] = (),
-                 force: bool = False) -> Comparison:
+                 force: bool = False, single_runs: bool = True) -> Comparison:
     """Compare two runs' tidy rows (lists of dicts as ``ResultStore.rows`` gives, or DataFrames).
 
     ``differences``: the runs' configuration differences (:func:`harness.run_diff.config_differences`);
     unless ``force``, they withhold the verdicts they affect. Cells whose code differs are found here.
+    ``single_runs``: each side is one run, so the table's empirical null applies (pooled runs see the drift
+    between runs in their own values).
     """
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be between 0 and 1, got {alpha}")
@@ -380,10 +385,13 @@ def compare_rows(rows_a, rows_b, *, run_a: int | None = None, run_b: int | None 
             else:
                 metrics += compare_train(measurement, key, group_a, groups_b[key], withheld(key[0], ACCURACY_EFFECT))
         unmatched += [Unmatched("B", measurement, _describe(measurement, key, names)) for key in groups_b if key not in groups_a]
-    speed, notes = _against_empirical_null(speed, min_change)
+    notes, shifts = (), ()
+    if single_runs:
+        speed, notes, shifts = _against_empirical_null(speed, min_change)
     repeats = [min(s.n_a, s.n_b) for s in speed if s.ratio is not None and s.method == "repeats"]
     return Comparison(run_a, run_b, tuple(speed), tuple(metrics), tuple(unmatched), alpha, min_change,
-                      min(repeats) if repeats else 0, notes=notes, differences=differences, force=force)
+                      min(repeats) if repeats else 0, notes=notes, differences=differences, force=force,
+                      table_shifts=shifts)
 
 
 # The empirical null of a speed table (Efron 2004, "Large-scale simultaneous hypothesis testing: the choice of a
@@ -415,31 +423,41 @@ def empirical_null(speed: list[SpeedComparison], min_change: float) -> Empirical
     return EmpiricalNull(math.exp(centre), spread, max(math.log1p(min_change), EMPIRICAL_NULL_Z * spread), logs.size)
 
 
-def _against_empirical_null(speed: list[SpeedComparison], min_change: float) -> tuple[list[SpeedComparison], tuple]:
-    """Call a timing only where it also stands out from the rest of its table: at least the null's threshold from
-    its centre. Rounds inside one run cannot show the machine being slower for the whole of that run, or
-    timing-to-timing drift between runs; the other timings of the table can (measured here: in one of five A/A pairs
-    of ``rnnbench run --cells all --measure speed`` every timing of one run was 1.32x slower, and 11 of 44 were
-    called by their rounds alone)."""
-    null = empirical_null(speed, min_change)
-    if null is None:
-        return speed, ()
-    out, moved = [], 0
+def _against_empirical_null(speed: list[SpeedComparison], min_change: float) -> tuple[list, tuple, tuple]:
+    """Call a timing only where it also stands out from the other cells' timings on its device: at least the
+    threshold of *their* empirical null from its centre (left out, so that a changed cell does not hide in its own
+    change; fewer than :data:`EMPIRICAL_NULL_MIN_TIMINGS` timings of other cells: no null). Rounds inside one run
+    cannot show the machine being slower for the whole of that run, or timing-to-timing drift between runs; the
+    other timings can (measured here: in one of five A/A pairs of ``rnnbench run --cells all --measure speed``
+    every timing of one run was 1.32x slower, and 11 of 44 were called by their rounds alone). It assumes that
+    most cells did not change. Returns the comparisons, notes, and (device, table centre, timings) per device."""
+    out, withheld = [], {}
     for s in speed:
-        if s.significant and s.method == "rounds" and abs(math.log(s.ratio / null.centre)) < null.threshold:
-            s = dataclasses.replace(s, significant=False, verdict="not significant (within the table's drift)")
-            moved += 1
+        if s.significant and s.method == "rounds":
+            null = empirical_null([o for o in speed if o.device == s.device and o.cell != s.cell], min_change)
+            if null is not None and abs(math.log(s.ratio / null.centre)) < null.threshold:
+                s = dataclasses.replace(s, significant=False, verdict=f"not significant (within the other cells' "
+                                                                      f"drift, {null.centre:.2f}x)")
+                withheld[s.device] = withheld.get(s.device, 0) + 1
         out.append(s)
-    shifted = abs(math.log(null.centre)) >= math.log1p(min_change)
-    if not moved and not shifted:
-        return out, ()
-    note = (f"the table's {null.timings} timings moved by {null.centre:.2f}x at their median, spread ±{null.spread:.1%} "
-            f"(robust sd of ln B/A); a timing is called changed only where it lies at least "
-            f"{math.expm1(null.threshold):.0%} from that centre (Efron's empirical null, {EMPIRICAL_NULL_Z:g} sd)"
-            + (f"; {moved} called by their rounds alone are not" if moved else "")
-            + ("; a shift of the whole table is a difference of the machine or of the software between the runs "
-               "(see the configuration differences), not of one cell" if shifted else ""))
-    return out, (note,)
+    notes, shifts = [], []
+    for device in dict.fromkeys(s.device for s in speed):
+        null = empirical_null([s for s in speed if s.device == device], min_change)
+        if null is None:
+            continue
+        shifts.append((device, null.centre, null.timings))
+        shifted = abs(math.log(null.centre)) >= math.log1p(min_change)
+        if not shifted and not withheld.get(device):
+            continue
+        notes.append(
+            f"{device}: the table's {null.timings} timings moved by {null.centre:.2f}x at their median, spread "
+            f"±{null.spread:.1%} (robust sd of ln B/A); a timing is called changed only where it also lies at least "
+            f"{min_change:.0%} and {EMPIRICAL_NULL_Z:g} such sd from the median of the other cells' timings (Efron's "
+            f"empirical null, which assumes most cells did not change)"
+            + (f"; {withheld[device]} called by their rounds alone are not" if withheld.get(device) else "")
+            + ("; the whole table moving means the machine ran faster or slower during one of the runs, or the "
+               "software differs" if shifted else ""))
+    return out, tuple(notes), tuple(shifts)
 
 
 def min_change_for_gate(fail_above: float | None) -> float:
@@ -462,7 +480,7 @@ def compare_runs(store, run_a, run_b, *, alpha: float = ALPHA, min_change: float
     comparison = compare_rows(rows_a, rows_b, run_a=_label(ids_a), run_b=_label(ids_b), alpha=alpha,
                               min_change=min_change, differences=tuple(config_differences(store.run(ids_a[0]),
                                                                                           store.run(ids_b[0]))),
-                              force=force)
+                              force=force, single_runs=len(ids_a) == 1 and len(ids_b) == 1)
     if len(ids_a) > 1 or len(ids_b) > 1:
         note = (f"speed verdicts from one value per run (the median of its rounds' fastest calls, or of their medians "
                 f"for runs that kept only those): {len(ids_a)} run(s) in A, {len(ids_b)} in B; accuracy and gradients "
@@ -478,7 +496,8 @@ def compare_runs(store, run_a, run_b, *, alpha: float = ALPHA, min_change: float
 # Measured with benchmarks/aa_ab.py on this project's 2-core VM: with rounds back to back, 21 of 120 single-run
 # A/A timings called, and a planted 10% slowdown needed about 20 runs a side (README, Performance).
 SINGLE_SPREAD_RUN_NOTE = ("one run a side: a timing is called changed only when every one of B's rounds (spread over "
-                          "the run) is slower, or every one faster, than all of A's and by at least the floor; on a "
+                          "the run) is slower, or every one faster, than all of A's, by at least the floor and, with "
+                          "8 or more timings of other cells, beyond their drift; on a "
                           "noisy machine a change of about 10% needs several runs a side, alternating, pooled "
                           "(rnnbench compare 1,3,5 2,4,6)")
 SINGLE_RUN_NOTE = ("one run a side: each timing's rounds were taken back to back, about a second in all, so a slow "

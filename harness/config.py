@@ -49,7 +49,7 @@ class TimingConfig:
     ``spread``: the rounds are passes over the run's speed items — round 1 of every item, then
     round 2 of every item, ... — each pass an item of its own (a fresh build, ``warmup`` calls on
     the first pass and one on the others; peak memory measured on the first). An item's rounds
-    are then minutes apart instead of back to back, so that a slow spell of a shared machine
+    are then tens of seconds apart in a run of every cell (seconds, for a few cells) instead of back to back, so that a slow spell of a shared machine
     falls on one of them, where the verdict's rank interval sees it, rather than on all of them.
     Rows are stored per pass and read back merged (:func:`harness.results.merge_speed_passes`).
     """

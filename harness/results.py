@@ -173,9 +173,17 @@ def merge_speed_passes(rows: list[dict]) -> list[dict]:
 
 def _merged_condition(base: str, passes: list[tuple[int, dict]], summary) -> list[dict]:
     passes = sorted(passes, key=lambda p: (p[0], p[1].get("id") or 0))
-    problems = [row for _, row in passes if row.get("status") != "ok"]
+    problems = [(index, row) for index, row in passes if row.get("status") != "ok"]
     if problems:
-        return [{**problems[0], "item": base}]
+        index, row = problems[0]
+        return [{**row, "item": base, "error": f"round {index}: {row.get('error')}"}]
+    for field_name in ("plugin_version", "threads"):
+        seen = {str(row.get(field_name)) for _, row in passes}
+        if len(seen) > 1:  # e.g. a plugin file edited between an interrupted run and its --resume
+            return [{**passes[0][1], "item": base, "status": "failed", "metric": None, "value": None, "stats": None,
+                     "error": f"its timing rounds ran with different {field_name} ({', '.join(sorted(seen))}); "
+                              "measure it again in a new run"}]
+    planned = int(PASS_KEY.match(passes[0][1]["item"])["total"])
     by_metric: dict[str, list[dict]] = {}
     for _, row in passes:
         by_metric.setdefault(row.get("metric"), []).append(row)
@@ -183,10 +191,15 @@ def _merged_condition(base: str, passes: list[tuple[int, dict]], summary) -> lis
     for metric, found in by_metric.items():
         first = {**found[0], "item": base, "created_at": found[-1].get("created_at", found[0].get("created_at"))}
         if metric in TIMED_METRICS:
-            pooled = summary(tuple(x for row in found for x in (row.get("stats") or {}).get("samples") or ()))
-            stats = {**pooled.as_dict(),
-                     "round_medians": [m for row in found for m in (row.get("stats") or {}).get("round_medians") or ()],
-                     "round_minima": [m for row in found for m in (row.get("stats") or {}).get("round_minima") or ()]}
+            own = [row.get("stats") or {} for row in found]
+            pooled = summary(tuple(x for stats in own for x in stats.get("samples") or ()))
+            ratios = [stats["iqr"] / stats["median"] for stats in own if stats.get("median")]
+            stats = {**own[0], **pooled.as_dict(),
+                     "round_medians": [m for stats in own for m in stats.get("round_medians") or ()],
+                     "round_minima": [m for stats in own for m in stats.get("round_minima") or ()],
+                     # stability within a round (the pooled IQR also holds the drift between rounds)
+                     "round_iqr_ratio": float(sorted(ratios)[len(ratios) // 2]) if ratios else None,
+                     "rounds_planned": planned}
             first.update(value=pooled.median, stats=stats)
         out.append(first)
     fb = next((row for row in out if row.get("metric") == "forward_backward_s"), None)

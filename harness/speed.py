@@ -29,8 +29,10 @@ from harness.stats import Summary
 # 3: timed in rounds (TimingConfig.rounds), each round's median stored beside the pooled samples.
 # 4: each round's minimum stored too; verdicts between runs compare round minima by ranks
 #    (harness.speed_verdict), and the profiles time in 5 rounds, the fewest a 99% rank interval needs,
-#    spread over passes (TimingConfig.spread); glibc malloc's thresholds fixed (steady_allocator).
-SPEED_METHOD = 4
+#    spread over passes (TimingConfig.spread).
+# 5: glibc malloc's thresholds fixed while timing (steady_allocator) and held at glibc's initial policy
+#    while peak memory is measured (peak_memory).
+SPEED_METHOD = 5
 
 
 @dataclass(frozen=True)
@@ -113,17 +115,27 @@ MMAP_THRESHOLD_BYTES = 32 * 2**20  # glibc's ceiling for it on 64-bit (DEFAULT_M
 TRIM_THRESHOLD_BYTES = 2**30  # keep freed heap for reuse; peak_memory() trims explicitly before it measures
 
 
-def steady_allocator() -> bool:
-    """Fix glibc malloc's mmap and trim thresholds for this process (idempotent); False where there is
-    no glibc (then allocations behave as the platform's allocator does)."""
+# While peak memory is measured, glibc's initial policy, held fixed: every block of 128 KiB or more
+# is its own mmap and goes back to the OS when freed, so the peak RSS is the peak of what the call
+# holds, not of heap the timing policy keeps for reuse (mamba's fast form at B=8, H=256, T=4096:
+# 1,669 MiB with the timing policy, 1,409 MiB with glibc's self-raising default).
+FRESH_THRESHOLD_BYTES = 128 * 1024
+
+
+def _malloc_thresholds(mmap_bytes: int, trim_bytes: int) -> bool:
     try:
         import ctypes
 
         libc = ctypes.CDLL("libc.so.6")
-        return bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)) and bool(
-            libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES))
+        return bool(libc.mallopt(M_MMAP_THRESHOLD, mmap_bytes)) and bool(libc.mallopt(M_TRIM_THRESHOLD, trim_bytes))
     except (OSError, AttributeError):
         return False
+
+
+def steady_allocator() -> bool:
+    """Fix glibc malloc's mmap and trim thresholds for this process (idempotent); False where there is
+    no glibc (then allocations behave as the platform's allocator does)."""
+    return _malloc_thresholds(MMAP_THRESHOLD_BYTES, TRIM_THRESHOLD_BYTES)
 
 
 def _release_free_heap() -> bool:
@@ -145,7 +157,8 @@ def peak_memory(fn: Callable[[], object], device: torch.device) -> tuple[float |
     before (the caching allocator's view: every tensor, no fragmentation).
     CPU: the rise of the process's peak resident set size (VmHWM, reset through
     /proc/self/clear_refs) over its resident size before the call, after free heap pages
-    were returned to the OS (malloc_trim): it sees NumPy and torch allocations alike, at
+    were returned to the OS (malloc_trim), with glibc's initial allocation policy held for
+    the call (:data:`FRESH_THRESHOLD_BYTES`): it sees NumPy and torch allocations alike, at
     page granularity. :func:`measure_speed` first lets cells drop the buffers they keep
     between calls (:func:`release_buffers`), so that those are counted too.
     """
@@ -157,15 +170,21 @@ def peak_memory(fn: Callable[[], object], device: torch.device) -> tuple[float |
         fn()
         torch.cuda.synchronize(device)
         return float(torch.cuda.max_memory_allocated(device) - before), "cuda max_memory_allocated"
-    trimmed = _release_free_heap()
-    if not _reset_peak_rss():
-        return None, "unavailable (no /proc/self/clear_refs)"
-    before = _read_status_kib("VmRSS")
-    fn()
-    peak = _read_status_kib("VmHWM")
+    fresh = _malloc_thresholds(FRESH_THRESHOLD_BYTES, FRESH_THRESHOLD_BYTES)
+    try:
+        trimmed = _release_free_heap()
+        if not _reset_peak_rss():
+            return None, "unavailable (no /proc/self/clear_refs)"
+        before = _read_status_kib("VmRSS")
+        fn()
+        peak = _read_status_kib("VmHWM")
+    finally:
+        if fresh:
+            steady_allocator()
     if before is None or peak is None:
         return None, "unavailable (no /proc/self/status)"
-    return float(max(peak - before, 0) * 1024), "cpu peak RSS rise (VmHWM" + (", after malloc_trim)" if trimmed else ")")
+    return float(max(peak - before, 0) * 1024), ("cpu peak RSS rise (VmHWM" + (", after malloc_trim" if trimmed else "")
+                                                 + (", blocks of 128 KiB and up mapped one by one)" if fresh else ")"))
 
 
 def release_buffers(cell: torch.nn.Module) -> None:

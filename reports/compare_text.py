@@ -113,8 +113,9 @@ def verdict_lines(comparison: Comparison) -> list[str]:
     if "rounds" in methods:
         lines.append(f"verdict (timed in rounds): B/A is the Hodges-Lehmann estimate from the rounds' fastest calls "
                      f"(one value per run where a side pools runs); a change only when its 99% rank interval excludes "
-                     f"1, it is at least {comparison.min_change:.0%} from 1 and, in a table of 8 or more timings, at "
-                     f"least 3 robust sd of the table's ln B/A from their median; otherwise 'not significant'")
+                     f"1, it is at least {comparison.min_change:.0%} from 1 and, one run a side with 8 or more timings "
+                     f"of other cells, at least {comparison.min_change:.0%} and 3 robust sd of their ln B/A from their "
+                     f"median; otherwise 'not significant'")
     if "repeats" in methods:
         lines.append(f"verdict (runs without rounds): a change only when the repeats differ (Mann-Whitney U, p < "
                      f"{comparison.alpha:g}), by at least {comparison.min_change:.0%}, with non-overlapping IQRs")
@@ -122,10 +123,17 @@ def verdict_lines(comparison: Comparison) -> list[str]:
 
 
 def regression_lines(comparison: Comparison, threshold: float) -> list[str]:
-    """One line per timing of B significantly slower than A's by more than ``threshold``, then a count."""
+    """One line per timing of B significantly slower than A's by more than ``threshold``, one per device whose whole
+    table is slower by more than that at its median (the empirical null does not call such a shift timing by
+    timing, and a gate must not pass it silently), then a count."""
     regressions = comparison.regressions(threshold)
     lines = [f"regression: {s.cell} {s.impl} {s.device} B={s.batch_size} T={s.seq_len} I={s.input_size} "
              f"H={s.hidden_size} {s.timing}: {ratio_words(s.ratio)} ({_evidence(s)})" for s in regressions]
+    shifted = [(device, centre, n) for device, centre, n in comparison.table_shifts if centre > 1 + threshold]
+    lines += [f"regression: every timing on {device} together: {ratio_words(centre)} at the median of {n} timings "
+              f"(a slower machine during run B, or slower software)" for device, centre, n in shifted]
     if regressions:
         lines.append(f"{len(regressions)} timing(s) significantly slower by more than {threshold:.1%}")
+    if shifted:
+        lines.append(f"{len(shifted)} device table(s) slower as a whole by more than {threshold:.1%}")
     return lines

@@ -50,6 +50,14 @@ SPEED_COLUMNS = ["cell", "impl", "device", "B", "T", "I", "H", "params", "fwd s"
                  "steps/s", "peak mem MiB", "threads", "note"]
 
 
+def _unstable(stats: dict) -> bool:
+    """IQR above UNSTABLE_IQR_RATIO of the median: within a round where rounds were spread over the run (their
+    pooled repeats also hold the machine's drift between rounds, which the verdicts deal with), else overall."""
+    if stats.get("round_iqr_ratio") is not None:
+        return stats["round_iqr_ratio"] > UNSTABLE_IQR_RATIO
+    return Summary(tuple(stats["samples"])).unstable
+
+
 def speed_table(results: Results) -> pd.DataFrame:
     rows = results.of(SPEED)
     out = []
@@ -57,9 +65,11 @@ def speed_table(results: Results) -> pd.DataFrame:
         first = group.iloc[0]
         note = _status_note(group)
         fwd, fb = stats(group, "forward_s"), stats(group, "forward_backward_s")
-        unstable = [name for name, s in (("fwd", fwd), ("fwd+bwd", fb)) if s and Summary(tuple(s["samples"])).unstable]
+        unstable = [name for name, s in (("fwd", fwd), ("fwd+bwd", fb)) if s and _unstable(s)]
         if unstable and note is None:
             note = f"unstable: IQR > {UNSTABLE_IQR_RATIO:.0%} of median ({', '.join(unstable)})"
+        if fb and fb.get("rounds_planned") and len(fb.get("round_minima") or ()) < fb["rounds_planned"] and note is None:
+            note = f"{len(fb['round_minima'])} of {fb['rounds_planned']} timing rounds (an interrupted run: --resume)"
         peak = value(group, "peak_memory_bytes")
         out.append({
             "cell": first["cell"], "impl": first["impl"] or "—", "device": first["device"],

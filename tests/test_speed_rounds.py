@@ -175,13 +175,13 @@ A_ROUNDS = [1.00e-3, 1.01e-3, 0.99e-3, 1.02e-3, 0.98e-3]  # ln spread ±0.02
 
 
 def _table(log_ratios: list[float]) -> tuple[list[ResultRow], list[ResultRow]]:
-    """One condition per log ratio (H = 1, 2, ...), A's rounds tight, B's the same times e^L."""
+    """One cell per log ratio (c1, c2, ... at H = 1, 2, ...), A's rounds tight, B's the same times e^L."""
     rows_a, rows_b = [], []
     for hidden, log_ratio in enumerate(log_ratios, start=1):
         for rows, factor in ((rows_a, 1.0), (rows_b, math.exp(log_ratio))):
             for row in speed_rows([hidden * factor * v for v in A_ROUNDS]):
-                rows.append(ResultRow(**{**row.__dict__, "hidden_size": hidden,
-                                         "item": f"speed|gru|fused|cpu|B2|T5|I3|H{hidden}"}))
+                rows.append(ResultRow(**{**row.__dict__, "hidden_size": hidden, "cell": f"c{hidden}",
+                                         "item": f"speed|c{hidden}|fused|cpu|B2|T5|I3|H{hidden}"}))
     return rows_a, rows_b
 
 
@@ -192,15 +192,19 @@ def test_a_whole_table_shift_is_not_a_change_of_each_cell():
     comparison = compare_rows(rows_a, rows_b)
     called = {s.hidden_size: s.verdict for s in comparison.speed if s.significant}
     assert called == {11: "1.56x slower"}
-    assert {s.verdict for s in comparison.speed if s.hidden_size != 11} == {"not significant (within the table's drift)"}
+    assert {s.verdict for s in comparison.speed if s.hidden_size != 11} == {
+        "not significant (within the other cells' drift, 1.30x)"}
     assert any("moved by 1.30x at their median" in note for note in comparison.notes)
+    assert comparison.table_shifts == (("cpu", pytest.approx(1.3), 22),)
 
 
 def test_a_timing_is_called_only_beyond_three_robust_sd_of_the_table():
-    """ln B/A of ten conditions (two timings each): -0.10 -0.06 -0.02 0 0 0 0.02 0.06 0.10 0.40. Centre: median 0;
-    absolute deviations sorted 0 0 0 .02 .02 .06 .06 .10 .10 .40, median 0.04, so the robust sd is 1.4826 x 0.04 =
-    0.0593 and the threshold 3 x 0.0593 = 0.178. The rounds alone call |L| >= ln 1.05 (0.06, 0.10, 0.40); with the
-    null only 0.40 (e^0.40 = 1.49) is called."""
+    """ln B/A of ten cells (two timings each): -0.10 -0.06 -0.02 0 0 0 0.02 0.06 0.10 0.40. Over the whole table:
+    median 0; absolute deviations sorted 0 0 0 .02 .02 .06 .06 .10 .10 .40, median 0.04, robust sd 1.4826 x 0.04.
+    Each cell is judged against the other nine: for the cell at 0.10 they are -0.10 -0.06 -0.02 0 0 0 0.02 0.06 0.40,
+    median 0, absolute deviations 0 0 0 .02 .02 .06 .06 .10 .40, median 0.02, threshold 3 x 1.4826 x 0.02 = 0.089
+    < 0.10: called; likewise -0.10. For 0.06 (others' median 0, deviations 0 0 0 .02 .02 .06 .10 .10 .40, median .02,
+    threshold 0.089): not called; likewise -0.06. 0.40 stands out from any eight of the rest: called."""
     from harness.compare import empirical_null
 
     logs = [-0.10, -0.06, -0.02, 0.0, 0.0, 0.0, 0.02, 0.06, 0.10, 0.40]
@@ -209,12 +213,31 @@ def test_a_timing_is_called_only_beyond_three_robust_sd_of_the_table():
     assert null.centre == pytest.approx(1.0) and null.spread == pytest.approx(1.4826 * 0.04)
     assert null.threshold == pytest.approx(3 * 1.4826 * 0.04)
     called = sorted({s.hidden_size for s in comparison.speed if s.significant})
-    assert called == [10] and comparison.speed[-1].verdict == "1.49x slower"
-    drift = sorted({s.hidden_size for s in comparison.speed if "table's drift" in s.verdict})
-    assert drift == [1, 2, 8, 9]
+    assert called == [1, 9, 10] and comparison.speed[-1].verdict == "1.49x slower"
+    drift = sorted({s.hidden_size for s in comparison.speed if "other cells' drift" in s.verdict})
+    assert drift == [2, 8]
 
 
 def test_small_tables_keep_their_round_verdicts():
-    """Fewer than 8 timings (three conditions, six timings) give no null: a whole-table shift is called row by row."""
-    comparison = compare_rows(*_table([math.log(1.3)] * 3))
+    """Fewer than 8 timings of other cells (four cells of two timings: 6 others) give no null: a shift is called
+    row by row, and so is one cell of a sweep (one cell, many sizes: no other cells at all)."""
+    comparison = compare_rows(*_table([math.log(1.3)] * 4))
     assert all(s.verdict == "1.30x slower" for s in comparison.speed)
+    from dataclasses import replace
+
+    rows_a, rows_b = ([replace(row, cell="gru") for row in rows] for rows in _table([math.log(1.3)] * 10))
+    assert all(s.verdict == "1.30x slower" for s in compare_rows(rows_a, rows_b).speed)
+
+
+def test_pooled_runs_get_no_null():
+    comparison = compare_rows(*_table([math.log(1.3)] * 10), single_runs=False)
+    assert all(s.verdict == "1.30x slower" for s in comparison.speed) and comparison.table_shifts == ()
+
+
+def test_a_gate_fails_on_a_whole_table_shift():
+    from reports.compare_text import regression_lines
+
+    comparison = compare_rows(*_table([math.log(1.3)] * 10))
+    lines = regression_lines(comparison, 0.10)
+    assert lines == ["regression: every timing on cpu together: 1.30x slower at the median of 20 timings (a slower "
+                     "machine during run B, or slower software)", "1 device table(s) slower as a whole by more than 10.0%"]
