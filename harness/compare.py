@@ -431,10 +431,13 @@ def _against_empirical_null(speed: list[SpeedComparison], min_change: float) -> 
     other timings can (measured here: in one of five A/A pairs of ``rnnbench run --cells all --measure speed``
     every timing of one run was 1.32x slower, and 11 of 44 were called by their rounds alone). It assumes that
     most cells did not change. Returns the comparisons, notes, and (device, table centre, timings) per device."""
-    out, withheld = [], {}
+    out, withheld, nulls = [], {}, {}
     for s in speed:
         if s.significant and s.method == "rounds":
-            null = empirical_null([o for o in speed if o.device == s.device and o.cell != s.cell], min_change)
+            if (s.device, s.cell) not in nulls:  # the other cells' null: one per cell, however many of its timings
+                nulls[s.device, s.cell] = empirical_null(
+                    [o for o in speed if o.device == s.device and o.cell != s.cell], min_change)
+            null = nulls[s.device, s.cell]
             if null is not None and abs(math.log(s.ratio / null.centre)) < null.threshold:
                 s = dataclasses.replace(s, significant=False, verdict=f"not significant (within the other cells' "
                                                                       f"drift, {null.centre:.2f}x)")

@@ -164,15 +164,18 @@ def merge_speed_passes(rows: list[dict]) -> list[dict]:
         if base not in passes:
             passes[base] = []
             out.append(base)  # a placeholder, in plan order
-        passes[base].append((int(found["index"]), row))
+        passes[base].append((int(found["index"]), int(found["total"]), row))
     merged: list[dict] = []
     for entry in out:
         merged += _merged_condition(entry, passes[entry], Summary) if isinstance(entry, str) else [entry]
     return merged
 
 
-def _merged_condition(base: str, passes: list[tuple[int, dict]], summary) -> list[dict]:
-    passes = sorted(passes, key=lambda p: (p[0], p[1].get("id") or 0))
+def _merged_condition(base: str, stored: list[tuple[int, int, dict]], summary) -> list[dict]:
+    """One condition's rows from its stored passes, (round, rounds planned, row) each."""
+    stored = sorted(stored, key=lambda p: (p[0], p[2].get("id") or 0))
+    planned = stored[0][1]
+    passes = [(index, row) for index, _, row in stored]
     problems = [(index, row) for index, row in passes if row.get("status") != "ok"]
     if problems:
         index, row = problems[0]
@@ -183,7 +186,6 @@ def _merged_condition(base: str, passes: list[tuple[int, dict]], summary) -> lis
             return [{**passes[0][1], "item": base, "status": "failed", "metric": None, "value": None, "stats": None,
                      "error": f"its timing rounds ran with different {field_name} ({', '.join(sorted(seen))}); "
                               "measure it again in a new run"}]
-    planned = int(PASS_KEY.match(passes[0][1]["item"])["total"])
     by_metric: dict[str, list[dict]] = {}
     for _, row in passes:
         by_metric.setdefault(row.get("metric"), []).append(row)

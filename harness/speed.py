@@ -11,6 +11,7 @@ device. On Linux, glibc malloc's mmap and trim thresholds are fixed first
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -124,14 +125,22 @@ TRIM_THRESHOLD_BYTES = 2**30  # keep freed heap for reuse; peak_memory() trims e
 FRESH_THRESHOLD_BYTES = 128 * 1024
 
 
-def _malloc_thresholds(mmap_bytes: int, trim_bytes: int) -> bool:
+@functools.lru_cache(maxsize=1)
+def _glibc():
+    """glibc, loaded once per process, or None where there is none (then the allocator is left as it is)."""
     try:
         import ctypes
 
         libc = ctypes.CDLL("libc.so.6")
-        return bool(libc.mallopt(M_MMAP_THRESHOLD, mmap_bytes)) and bool(libc.mallopt(M_TRIM_THRESHOLD, trim_bytes))
-    except (OSError, AttributeError):
-        return False
+        return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
+    except OSError:
+        return None
+
+
+def _malloc_thresholds(mmap_bytes: int, trim_bytes: int) -> bool:
+    libc = _glibc()
+    return libc is not None and bool(libc.mallopt(M_MMAP_THRESHOLD, mmap_bytes)) and bool(
+        libc.mallopt(M_TRIM_THRESHOLD, trim_bytes))
 
 
 def steady_allocator() -> bool:
@@ -143,13 +152,11 @@ def steady_allocator() -> bool:
 def _release_free_heap() -> bool:
     """Give freed heap pages back to the OS (glibc ``malloc_trim``), so that the next call's
     peak RSS counts the memory it really touches rather than pages kept from earlier calls."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-        return True
-    except (OSError, AttributeError):
+    libc = _glibc()
+    if libc is None:
         return False
+    libc.malloc_trim(0)
+    return True
 
 
 def peak_memory(fn: Callable[[], object], device: torch.device) -> tuple[float | None, str]:
