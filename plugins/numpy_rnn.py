@@ -90,7 +90,9 @@ class NumpyTanhRNN:
         # Blocks of BLOCK steps keep the pre-activations in cache between the projection and the loop.
         for start in range(0, seq_len, BLOCK):
             stop = min(start + BLOCK, seq_len)
-            np.matmul(x_aug[start:stop], WbT, out=hs[start + 1 : stop + 1])
+            # One (n B, I + 1)·(I + 1, H) product: a 3-D matmul would loop over n small ones.
+            np.matmul(x_aug[start:stop].reshape(-1, input_size + 1), WbT,
+                      out=hs[start + 1 : stop + 1].reshape(-1, hidden_size))
             for h_prev, h_t in zip(steps[start:stop], steps[start + 1 : stop + 1]):
                 dot(h_prev, UT, recurrent)
                 add(h_t, recurrent, h_t)  # a_t = W x_t + b + U h_{t-1}
@@ -110,10 +112,13 @@ class NumpyTanhRNN:
         need_dx = getattr(self, "needs_input_grad", True)  # the adapter says when nobody needs dx
         dx = np.empty((seq_len, batch, input_size), dtype=dtype) if need_dx else None
         dU = np.zeros((hidden_size, hidden_size), dtype=dtype)
-        dWb = np.zeros((hidden_size, input_size + 1), dtype=dtype)  # dW and, in the column of ones, db
+        dWbT = np.zeros((input_size + 1, hidden_size), dtype=dtype)  # dW^T and, in the row of ones, db
+        # dL/dh_t coming into the block from the steps after it (and dL/dh_T from the caller).
         dh = np.zeros((batch, hidden_size), dtype=dtype) if dstate is None else np.array(dstate, dtype=dtype)
         dot, add, multiply = np.dot, np.add, np.multiply
         # Backwards through blocks of steps, last block first, so each block's data stays in cache.
+        # Within a block, da_{t-1} = (da_t U + dy_{t-1}) * (1 - h_{t-1}^2) is computed in place in
+        # da's row for t - 1: three arrays in cache per step (da_t, da_{t-1}, its tanh slope).
         for stop in range(seq_len, 0, -BLOCK):
             start = max(stop - BLOCK, 0)
             n = stop - start
@@ -121,22 +126,27 @@ class NumpyTanhRNN:
             np.multiply(hs[start + 1 : stop + 1], hs[start + 1 : stop + 1], out=tg)
             np.subtract(1.0, tg, out=tg)  # d tanh(a)/da = 1 - h^2
             dy_block = dy[start:stop]
-            if dy_block.any():
-                for dy_t, tg_t, da_t in zip(dy_block[::-1], tg[::-1], da[n - 1 :: -1]):
-                    add(dh, dy_t, dh)  # gradient on h_t: from the output at t and from step t + 1
-                    multiply(dh, tg_t, da_t)  # backprop through tanh
-                    dot(da_t, U, dh)  # gradient flowing into h_{t-1}
+            rows = list(da[:n])
+            add(dh, dy_block[n - 1], dh)
+            multiply(dh, tg[n - 1], rows[n - 1])
+            if dy_block[: n - 1].any():
+                for da_t, da_prev, dy_prev, tg_prev in zip(rows[:0:-1], rows[-2::-1], dy_block[n - 2 :: -1], tg[n - 2 :: -1]):
+                    dot(da_t, U, da_prev)  # gradient flowing into h_{t-1} ...
+                    add(da_prev, dy_prev, da_prev)  # ... plus its own output's
+                    multiply(da_prev, tg_prev, da_prev)  # backprop through tanh
             else:
-                # No output gradient in this block (a loss on the last steps only): one
-                # streaming pass over the block replaces a cold 16 KB read and an add per step.
-                for tg_t, da_t in zip(tg[::-1], da[n - 1 :: -1]):
-                    multiply(dh, tg_t, da_t)
-                    dot(da_t, U, dh)
+                # No output gradient in these steps (a loss on the last steps only): no add.
+                for da_t, da_prev, tg_prev in zip(rows[:0:-1], rows[-2::-1], tg[n - 2 :: -1]):
+                    dot(da_t, U, da_prev)
+                    multiply(da_prev, tg_prev, da_prev)
+            dot(rows[0], U, dh)  # into the block before
             da_block = da[:n].reshape(n * batch, hidden_size)
             dU += da_block.T @ hs[start:stop].reshape(n * batch, hidden_size)
-            dWb += da_block.T @ x_aug[start:stop].reshape(n * batch, input_size + 1)
+            # (I + 1, n B)·(n B, H): the skinny operand on the left runs faster than da^T x_aug.
+            dWbT += x_aug[start:stop].reshape(n * batch, input_size + 1).T @ da_block
             if need_dx:
                 np.matmul(da[:n], W, out=dx[start:stop])
+        dWb = dWbT.T
         grads = {"W": dWb[:, :input_size], "U": dU, "b": dWb[:, input_size]}
         return dx, dh, grads
 
