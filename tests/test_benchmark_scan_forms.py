@@ -39,8 +39,18 @@ def test_paired_rounds_alternate_the_first_call():
     order = []
     calls = {"fast": lambda: order.append("fast"), "step": lambda: order.append("step")}
     rounds = scan_forms.paired_rounds(calls, 3, lambda fn: fn() or 1.0)
-    assert order == ["fast", "step", "fast", "step", "step", "fast", "fast", "step"]  # warm-ups, then rounds
+    assert order == ["fast", "fast", "step", "step", "fast", "step", "step", "fast", "fast", "step"]  # timed warm-ups, rounds
     assert rounds == [{"fast": 1.0, "step": 1.0}] * 3
+
+
+def test_rounds_balance_the_faster_form_and_average_its_calls():
+    # a fast form 4x quicker than the step loop (its first warm-up slow) is called 4 times a round;
+    # its sample is their mean
+    seconds = {"fast": iter([0.4, 0.25, 0.2, 0.3, 0.25, 0.25, 0.1, 0.1, 0.1, 0.1]), "step": iter([1.0, 1.1, 0.9])}
+    calls = {name: (lambda name=name: name) for name in seconds}
+    rounds = scan_forms.paired_rounds(calls, 2, lambda fn: next(seconds[fn()]))
+    assert rounds == [{"fast": pytest.approx(0.25), "step": 1.1}, {"fast": pytest.approx(0.1), "step": 0.9}]
+    assert scan_forms.balanced_repeats({"a": lambda: 0.001, "b": lambda: 1.0}, lambda fn: fn()) == {"a": 50, "b": 1}
 
 
 def test_crossover_is_the_start_of_the_last_winning_run():
@@ -49,10 +59,14 @@ def test_crossover_is_the_start_of_the_last_winning_run():
     assert scan_forms.crossover([(64, 1, 2), (256, 2, 1)]) is None
 
 
-def test_result_ratio_is_the_median_of_per_round_ratios():
-    result = scan_forms.FormsResult((1.0, 2.0, 9.0), (10.0, 10.0, 10.0), None, 5 * 2**20)
-    assert result.ratios == [0.1, 0.2, 0.9] and result.ratio == 0.2
-    assert "peak memory fast n/a, step loop 5 MiB" in scan_forms.describe("x", result)[0]
+def test_result_ratio_is_the_ratio_of_the_fastest_rounds():
+    # rounds 2 and 3 of the fast form caught in slow spells: they do not move the value
+    result = scan_forms.FormsResult((1.0, 2.0, 9.0), (10.0, 8.0, 12.0), None, 5 * 2**20, (4, 1))
+    assert result.ratios == [0.1, 0.25, 0.75] and result.ratio == 1.0 / 8.0
+    first, second = scan_forms.describe("x", result)
+    assert "fast 1000 ms, step loop 8000 ms (fastest of 3 rounds of 4 and 1 calls)" in first
+    assert "peak memory fast n/a, step loop 5 MiB" in first
+    assert second == "# x_fast_vs_step per round: 0.100 0.250 0.750 (median 0.250)"
 
 
 def test_cpu_script_prints_a_verdict_per_cell(monkeypatch, capsys):
