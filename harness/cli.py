@@ -111,7 +111,7 @@ def run(ctx, cells, tasks, devices, measures, profile_name, seq_len, hidden_size
     from harness.preflight import check_out_dir, thread_warnings
     from harness.results import Results
     from harness.runner import resolve_devices
-    from harness.settings import build_config, grow_config
+    from harness.settings import build_config, cells_without_impls, grow_config, train_impl_left_out
     from harness.task_options import parse_task_options, with_text_file
     from reports.terminal import Progress, rows_json, run_tables
 
@@ -150,6 +150,11 @@ def run(ctx, cells, tasks, devices, measures, profile_name, seq_len, hidden_size
             eval_lengths=eval_lengths,
         )
         argv = ["rnnbench", *sys.argv[1:]] if ctx.obj is None else ctx.obj
+        left_out = cells_without_impls(registry, config)
+        if left_out:
+            _warn(f"--impl {','.join(config.impls)}: not in the speed table: {'; '.join(left_out)}")
+        for default in train_impl_left_out(registry, config, train_impls or ()):
+            _warn(f"--train-impl {default}")
     # Worker processes start up (import torch) while this process plans, once every name and size is
     # known good: started before, they took the driver's cores from a usage error's one line.
     early = early_pool(request, threads=threads, devices=devices, resuming=resume_run is not None)

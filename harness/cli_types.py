@@ -17,6 +17,7 @@ class PositiveIntList(click.ParamType):
     (by default the largest integer SQLite stores; ``max_why`` says why in the error)."""
 
     name = "N[,N...]"
+    example = "64 or 100,1000"
 
     def __init__(self, max_value: int = SQLITE_INT_MAX, max_why: str = "the largest integer SQLite stores"):
         self.max_value = max_value
@@ -30,14 +31,14 @@ class PositiveIntList(click.ParamType):
             try:
                 number = int(part)
             except ValueError:
-                self.fail(f"{part!r} is not a positive integer (sizes are whole numbers > 0, e.g. 64 or 100,1000)", param, ctx)
+                self.fail(f"{part!r} is not a positive integer (whole numbers > 0, e.g. {self.example})", param, ctx)
             if number <= 0:
                 self.fail(f"{part!r} is not a positive integer (sizes must be > 0)", param, ctx)
             if number > self.max_value:
                 self.fail(f"{part} is too large: at most {self.max_value} ({self.max_why})", param, ctx)
             out.append(number)
         if not out:
-            self.fail("expected at least one positive integer, e.g. 64 or 100,1000", param, ctx)
+            self.fail(f"expected at least one positive integer, e.g. {self.example}", param, ctx)
         return tuple(dict.fromkeys(out))
 
 
@@ -45,6 +46,7 @@ class PositiveInt(PositiveIntList):
     """One positive integer (options that a sweep makes no sense for)."""
 
     name = "N"
+    example = "2"
 
     def convert(self, value, param, ctx):
         if isinstance(value, int):

@@ -79,6 +79,11 @@ def config_differences(run_a: StoredRun, run_b: StoredRun) -> list[Difference]:
     out += _compare("gradient probes (max)", config_a.max_probes, config_b.max_probes, ACCURACY_EFFECT)
     # Rows are matched on cell and sizes, not on depth: a 2-layer stack would be paired with the cell alone.
     out += _compare("layers", config_a.layers, config_b.layers, MODEL_EFFECT)
+    # Another implementation of a cell computes the same function (rnnbench check): stated, like another machine.
+    if (config_a.train_impls or {}) != (config_b.train_impls or {}):
+        out.append(Difference("training implementations (--train-impl)", _text(config_a.train_impls) if config_a.train_impls
+                              else "each cell's default", _text(config_b.train_impls) if config_b.train_impls
+                              else "each cell's default", STATED))
     out += _compare("training hidden sizes", config_a.hidden_sizes, config_b.hidden_sizes, STATED)
     out += _compare("task lengths T", config_a.task_seq_lens, config_b.task_seq_lens, STATED)
     for name in ("speed_batch_sizes", "speed_seq_lens", "speed_hidden_sizes", "speed_input_size", "impls"):

@@ -24,21 +24,57 @@ def _profile_seq_lens(profile, task) -> tuple[int, ...]:
 
 
 def resolve_train_impls(registry, cell_names, entries) -> dict[str, str]:
-    """``--train-impl`` entries -> {cell: implementation}: ``NAME`` applies to every selected cell,
-    ``CELL=NAME`` to one (and wins over a plain ``NAME``). A cell without that implementation, or a
-    CELL that is not selected, is a :class:`UsageError` listing what is allowed."""
+    """``--train-impl`` entries -> {cell: implementation}: ``NAME`` applies to every selected cell
+    that has it (the others train with their default, :func:`train_impl_left_out` says which),
+    ``CELL=NAME`` to one (and wins over a plain ``NAME``). A ``NAME`` no selected cell has, a
+    ``CELL=NAME`` the cell lacks, or a CELL that is not selected is a :class:`UsageError` listing
+    what is allowed."""
     chosen: dict[str, str] = {}
     for entry in sorted(entries, key=lambda e: "=" in e):  # plain names first, per-cell ones override
         cell, _, impl = entry.rpartition("=")
-        targets = [cell] if cell else list(cell_names)
         if cell and cell not in cell_names:
             raise UsageError(f"--train-impl {entry}: cell {cell!r} is not selected; selected: {', '.join(cell_names)}")
+        targets = [cell] if cell else [name for name in cell_names if impl in registry.cell(name).impls.names]
+        if not targets:
+            if len(cell_names) == 1:
+                raise UsageError(f"--train-impl {entry}: {unknown_impl_message(registry.cell(cell_names[0]), impl, training=True)}")
+            offered = sorted({i for name in cell_names for i in registry.cell(name).impls.names})
+            raise UsageError(f"--train-impl {entry}: no selected cell has an implementation {impl!r} to train with; "
+                             f"they have: {', '.join(offered)}")
         for name in targets:
             spec = registry.cell(name)
             if impl not in spec.impls.names:
                 raise UsageError(f"--train-impl {entry}: {unknown_impl_message(spec, impl, training=True)}")
             chosen[name] = impl
     return chosen
+
+
+def train_impl_left_out(registry, config, entries) -> list[str]:
+    """For each plain ``--train-impl NAME``, one phrase per selected cell without it (it trains with its
+    default), e.g. ``"step: lstm (it has fused, unrolled) trains with its default"``."""
+    found = []
+    for entry in entries:
+        if "=" in entry:
+            continue
+        for name in config.cells:
+            names = registry.cell(name).impls.names
+            if entry not in names:
+                found.append(f"{entry}: {name} (it has {', '.join(names)}) trains with its default")
+    return found
+
+
+def cells_without_impls(registry, config) -> list[str]:
+    """One phrase per selected cell and device that ``--impl`` leaves out of the speed table
+    entirely (it has none of the implementations asked for), e.g. ``"lstm on cpu (it has fused, unrolled)"``."""
+    if not config.impls or SPEED not in config.measures:
+        return []
+    found = []
+    for device in config.devices:
+        for name in config.cells:
+            offered = available_impls(registry.cell(name), device)
+            if not set(offered) & set(config.impls):
+                found.append(f"{name} on {device} (it has {', '.join(offered)})")
+    return found
 
 
 def build_config(registry, *, cells, tasks, devices, measures, profile_name="default", seq_len=None, hidden_size=None,

@@ -25,7 +25,7 @@ A plugin's own test suite needs one line per cell::
                         differences in float64
 ``implementations``     every alternative implementation (``scan``, ``fused``, ...) equals the
                         reference (the plain recurrence) with the same parameters: outputs,
-                        final state and every gradient, in float64 at T = 64 (tolerance 1e-10)
+                        final state and every gradient, in float64 at T = 200 (tolerance 1e-10)
                         and in float32 at T = 4096 (1e-4 outputs and state, 1e-3 gradients);
                         see :func:`assert_equivalent` and :mod:`harness.equivalence`
 ``cuda``                torch backend on a machine with a GPU: outputs, state and gradients
@@ -124,7 +124,8 @@ def assert_equivalent(cell: str | CellSpec, impls=None, *, settings=(FLOAT64, FL
     and tolerances are :data:`harness.equivalence.FLOAT64` and ``FLOAT32``).
 
     Raises ``AssertionError`` naming each implementation, setting and quantity that is off, and by
-    how much; returns the measured :class:`Gaps`. To compare two modules of your own that share
+    how much, or saying that the cell has a single implementation (nothing to compare, so a test
+    calling this would otherwise pass on nothing); returns the measured :class:`Gaps`. To compare two modules of your own that share
     their parameters, see :func:`implementation_gaps`.
 
     :param lookup: ``registry``, ``plugin_files`` or ``autoload``, used to find a cell by name.
@@ -134,6 +135,9 @@ def assert_equivalent(cell: str | CellSpec, impls=None, *, settings=(FLOAT64, FL
     if unknown:
         raise AssertionError(f"cell {spec.name!r} has no implementation {', '.join(map(repr, unknown))}; "
                              f"it has: {', '.join(spec.impls.names)}")
+    if len(spec.impls.names) < 2:  # a test of nothing would pass: say so (alternatives= left out or misspelt?)
+        raise AssertionError(f"cell {spec.name!r} has one implementation ({spec.impls.primary}); nothing to compare. "
+                             "Alternatives are registered with register(..., alternatives={name: factory})")
     found = compare_impls(spec, impls, settings)
     failed = [f"  {g.impl} vs {g.reference} in {g.setting.describe()}: {'; '.join(g.failures)}" for g in found if g.failures]
     if failed:

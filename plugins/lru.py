@@ -24,8 +24,8 @@ State: the complex ``h`` of shape (B, N), handed out as its real view (B, N, 2) 
 imaginary parts, ``torch.view_as_real`` — because the harness measures state norms and
 feeds states back as real tensors (the norm of the view is the complex norm).
 
-``LRU``      sequence form (``module`` in the speed table).
-``LRUStep``  step form (``unrolled``): ``precompute(x)`` gives γ ⊙ (B x_t) and D x_t for every
+``LRU``      sequence form (``scan`` in the speed table).
+``LRUStep``  step form (``step``, the reference): ``precompute(x)`` gives γ ⊙ (B x_t) and D x_t for every
              step at once, ``recur`` one step of the recurrence and the readout.
 """
 

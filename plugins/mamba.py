@@ -24,7 +24,7 @@ gives the outputs of the whole.
 
 Two implementations of the same function over the same parameters:
 
-* ``MambaStep`` (registered as ``unroll``): the recurrence above one step at a time — the
+* ``MambaStep`` (registered as ``step``): the recurrence above one step at a time — the
   reference.
 * ``Mamba`` (the registered factory): every projection, the conv, Δ, B and C over all T at
   once, and the recurrence h_t as a chunked scan (:func:`plugins.selective_scan.selective_scan`):

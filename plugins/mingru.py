@@ -14,9 +14,9 @@ form is a log-space scan, which needs a positive candidate; the chunked scan doe
 Two forms over the same parameters, one ``nn.Linear(I, 2H)`` (gate rows first):
 
 ``MinGRUScan``  sequence form, ``(x: (T, B, I), h0: (B, H) | None) -> (h: (T, B, H), h_T)``;
-                registered as the cell (``module`` in the speed table).
+                registered as the cell (``scan`` in the speed table).
 ``MinGRU``      step form, ``(x_t: (B, I), h) -> (h_t, h_t)``; ``step_form(scan)`` builds it
-                on the scan's parameters (``unrolled`` in the speed table).
+                on the scan's parameters (``step`` in the speed table, the reference).
 
 ``MinGRU`` is the worked example of ``docs/writing-cells.md`` (``docs/examples/mycell.py``,
 which registers it as ``mycell``); ``tests/test_docs.py`` keeps the two identical.

@@ -20,9 +20,9 @@ positive, ``g(h̃)``; here the candidate stays linear as in the equations above 
 State: ``h`` of shape (B, H); the output is ``h`` itself (y_t = h_t), as for ``mingru``.
 Two forms over the same parameters, one ``nn.Linear(I, 3H)`` (rows: forget, input, candidate):
 
-``MinLSTM``      sequence form (``module`` in the speed table): one fused scan over time
+``MinLSTM``      sequence form (``scan`` in the speed table): one fused scan over time
                  (:func:`plugins.gated_scan.gated_scan`).
-``MinLSTMStep``  step form (``unrolled``): ``precompute(x)`` does the input projection for
+``MinLSTMStep``  step form (``step``, the reference): ``precompute(x)`` does the input projection for
                  every step at once, ``recur`` one step of the recurrence.
 """
 

@@ -28,7 +28,7 @@ Parallel form over a chunk of L steps from the carried (C'_0, n'_0, m_0), with F
 
 ``MLSTM`` (the registered factory) runs the sequence in chunks of ``chunk_size`` steps, each
 in that parallel form, carrying (C', n', m) between chunks: memory O(L²) per chunk instead
-of the O(T²) decay matrix of the fully parallel form. ``MLSTMStep`` (``unroll``) is the
+of the O(T²) decay matrix of the fully parallel form. ``MLSTMStep`` (``step``) is the
 stabilised recurrence one step at a time, the reference.
 
 The cell is the paper's mLSTM memory cell alone, without the up-projection, convolution,

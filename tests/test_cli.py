@@ -306,3 +306,14 @@ def test_installed_console_script_runs():
     assert "Traceback" not in done.stderr
     for cell in CELL_NAMES:
         assert cell in done.stdout
+
+
+def test_impl_says_which_cells_it_leaves_out_of_the_speed_table(rnnbench, tmp_path):
+    """--impl step times mingru's step form; lstm has none (its step form is 'unrolled'), and the run says so."""
+    result = rnnbench("run", "--profile", "smoke", "--device", "cpu", "--cells", "mingru,lstm", "--measure", "speed",
+                      "--impl", "step", "--db", tmp_path / "r.sqlite", "--out", tmp_path / "out")
+    assert result.code == 0, result.err
+    assert ("rnnbench: warning: --impl step: not in the speed table: lstm on cpu (it has fused, unrolled)"
+            in result.err.splitlines())
+    speed_rows = [line.split()[:2] for line in result.out.splitlines() if line.startswith(("mingru ", "lstm "))]
+    assert speed_rows == [["mingru", "step"]]

@@ -80,6 +80,22 @@ def test_identical_configurations_say_so(tmp_path, run_config, capsys):
     assert "+0" in next(line for line in out.splitlines() if line.startswith("gru "))
 
 
+def test_another_training_implementation_is_stated_not_withheld(tmp_path, run_config, capsys):
+    """Run A trained lru with its step form (--train-impl lru=step), B with each cell's default: the
+    forms compute one function (rnnbench check), so the difference is said and verdicts stay."""
+    db = tmp_path / "r.sqlite"
+    with ResultStore(db) as store:
+        store_run(store, dataclasses.replace(run_config(), train_impls={"lru": "step"}), accuracy_rows("gru", 1e-3, 0.5))
+        store_run(store, run_config(), accuracy_rows("gru", 1e-3, 0.4))
+        differences = config_differences(store.run(1), store.run(2))
+    assert [(d.line(), d.affects) for d in differences] == [
+        ("training implementations (--train-impl): lru step (A) vs each cell's default (B)", "stated")]
+    code, out, _ = cli("compare", "1", "2", "--db", db, capsys=capsys)
+    assert code == 0 and "configurations agree" not in out
+    assert "training implementations (--train-impl): lru step (A) vs each cell's default (B)" in out
+    assert "withheld" not in next(line for line in out.splitlines() if line.startswith("gru "))
+
+
 def test_an_edited_plugin_file_is_not_paired_with_its_earlier_self(tmp_path, run_config, capsys):
     db = tmp_path / "r.sqlite"
     with ResultStore(db) as store:

@@ -83,11 +83,11 @@ def test_a_step_only_cell_is_its_own_reference_and_is_graphed_on_cuda():
 
 
 def test_assert_equivalent_compares_at_both_settings():
-    """float64 T=64 within 1e-10 and float32 T=4096 within 1e-4 (values) and 1e-3 (gradients); every
+    """float64 T=200 within 1e-10 and float32 T=4096 within 1e-4 (values) and 1e-3 (gradients); every
     built-in cell goes through the same comparison as the `implementations` line of tests/test_check.py."""
     name = "mingru"
     gaps = assert_equivalent(name, registry=REGISTRY)
-    assert {(g.setting.dtype, g.setting.seq_len) for g in gaps} == {(torch.float64, 64), (torch.float32, 4096)}
+    assert {(g.setting.dtype, g.setting.seq_len) for g in gaps} == {(torch.float64, 200), (torch.float32, 4096)}
     for g in gaps:
         assert g.impl != g.reference == REGISTRY.cell(name).reference_impl
         assert g.worst < (1e-10 if g.setting is FLOAT64 else 1e-3), g
@@ -111,14 +111,14 @@ def test_a_scan_with_two_gates_swapped_fails_rnnbench_check(rnnbench, write_plug
     line = next(line.strip() for line in result.out.splitlines() if "implementations" in line)
     assert line.startswith("FAIL  implementations") and "scan differs from step (the reference)" in line.replace(
         "(reference)", "(the reference)"), line
-    assert "float64 T=64" in line and "off by" in line
+    assert "float64 T=200" in line and "off by" in line
     others = [line.split()[:2] for line in result.out.splitlines() if line.startswith("  FAIL")]
     assert others == [["FAIL", "implementations"]]  # the step form alone is a fine cell
 
 
 def test_assert_equivalent_names_the_implementation_and_the_quantity(write_plugin):
     plugin = write_plugin("swapped_plugin", SWAPPED_PLUGIN)
-    with pytest.raises(AssertionError, match=r"scan vs step in float64 T=64 .*outputs off by") as failure:
+    with pytest.raises(AssertionError, match=r"scan vs step in float64 T=200 .*outputs off by") as failure:
         assert_equivalent("swapped", plugin_files=[plugin], autoload=False)
     assert "float32 T=4096" in str(failure.value)
     with pytest.raises(AssertionError, match="has no implementation 'fused'; it has: step, scan"):
@@ -217,8 +217,19 @@ def test_train_impl_picks_another_per_cell_or_for_all(rnnbench, tmp_path):
     assert {r["impl"] for r in rows} == {"step"}
 
 
+def test_a_plain_train_impl_applies_to_the_cells_that_have_it(rnnbench, tmp_path):
+    """--train-impl step with lstm selected too: mingru trains with its step form, lstm (whose step form
+    is 'unrolled') with its default, and the run says so, as --impl does for the speed table."""
+    result, rows = _train(rnnbench, tmp_path, "--cells", "lstm,mingru", "--train-impl", "step")
+    assert result.code == 0, result.err
+    assert {(r["cell"], r["impl"]) for r in rows} == {("lstm", "fused"), ("mingru", "step")}
+    assert "rnnbench: warning: --train-impl step: lstm (it has fused, unrolled) trains with its default" in result.err.splitlines()
+
+
 @pytest.mark.parametrize("options, shown", [
-    (["--cells", "lstm,mingru", "--train-impl", "scan"], "--train-impl scan: cell 'lstm' has no implementation 'scan'; it has: fused, unrolled"),
+    (["--cells", "lstm,gru", "--train-impl", "scan"], "--train-impl scan: no selected cell has an implementation 'scan' to train with; they have: fused, unrolled"),
+    (["--cells", "lstm", "--train-impl", "scan"], "--train-impl scan: cell 'lstm' has no implementation 'scan'; it has: fused, unrolled"),
+    (["--cells", "lstm,mingru", "--train-impl", "lstm=scan"], "--train-impl lstm=scan: cell 'lstm' has no implementation 'scan'; it has: fused, unrolled"),
     (["--cells", "mingru", "--train-impl", "lstm=fused"], "--train-impl lstm=fused: cell 'lstm' is not selected; selected: mingru"),
     (["--cells", "lstm", "--train-impl", "graphed"], "'graphed' is timed, not trained"),
 ])
@@ -227,3 +238,28 @@ def test_a_bad_train_impl_is_one_line_and_exit_2(rnnbench, tmp_path, options, sh
     assert result.code == 2 and result.out == ""
     lines = result.err.strip().splitlines()
     assert len(lines) == 1 and shown in lines[0], result.err
+
+
+def test_assert_equivalent_refuses_a_cell_with_nothing_to_compare():
+    # a test of a cell whose alternatives were left out would otherwise pass on nothing
+    with pytest.raises(AssertionError, match=r"cell 'slstm' has one implementation \(step\); nothing to compare"):
+        assert_equivalent("slstm", registry=REGISTRY)
+
+
+@pytest.mark.parametrize("name", ["mingru", "minlstm", "lru", "mamba", "mlstm"])
+def test_the_equivalence_settings_cross_block_and_chunk_boundaries(name):
+    """A carry between blocks is where a fast form goes wrong: at one of the two settings at least,
+    the built-in fast form runs over several of its blocks (or chunks) and a shorter tail."""
+    from plugins.gated_scan import default_block_len
+    from plugins.mlstm import MLSTM
+    from plugins.selective_scan import auto_chunk_size
+
+    def steps_per_block(setting):
+        if name in ("mingru", "minlstm", "lru"):  # fused CPU scans: blocks of 2^17 / (B·H) steps
+            return default_block_len(torch.zeros(1, device="cpu"), setting.batch_size * setting.hidden_size)
+        if name == "mamba":
+            return auto_chunk_size(setting.batch_size, 2 * setting.hidden_size, 16)
+        return MLSTM(setting.input_size, setting.hidden_size).chunk_size
+
+    crossed = [s for s in (FLOAT64, FLOAT32) if s.seq_len > steps_per_block(s)]
+    assert crossed, f"{name}: no setting runs over more than one block"

@@ -13,7 +13,7 @@ def test_mycell_conforms():
 
 
 def test_mycell_scan_equals_its_step_form():
-    # outputs, final state and every gradient, float64 at T = 64 and float32 at T = 4096
+    # outputs, final state and every gradient, float64 at T = 200 and float32 at T = 4096
     assert_equivalent("mycell-scan", plugin_files=[SCAN_PLUGIN])
 
 
