@@ -2,15 +2,15 @@
 
 Prints one line per target, ``NAME value=X target=Y PASS|FAIL``, then exits 0.
 
-1. numpy_vs_torch_rnn: numpy-rnn forward+backward median / torch-rnn fused, at
+1. numpy_vs_torch_rnn: numpy-rnn forward+backward / torch-rnn fused (fastest calls), at
    B=32, I=8, H=128, T=1000, float32, one thread. Target <= 0.6.
 2. numpy_vs_matmul_floor: numpy-rnn's NumPy forward+backward (the cell's own code, called
    directly with the output gradient of a last-step loss) / the time of 3*T products of
    (B x H)(H x H) in NumPy (the work a tanh RNN cannot avoid). Target <= 1.2.
    numpy_harness_vs_matmul_floor: the same through the harness, i.e. the speed table's
    number, with torch autograd and the adapter between torch and NumPy. Target <= 1.2.
-3. harness_overhead_lstm: the harness's median for lstm fused forward+backward at B=32,
-   I=8, H=128, T=100 / a bare perf_counter loop over the same module. Target within 5%
+3. harness_overhead_lstm: the harness's timing of lstm fused forward+backward at B=32,
+   I=8, H=128, T=100 / a bare perf_counter loop over the same module (fastest calls). Target within 5%
    (ratio <= 1.05).
 4. <cell>_fast_vs_step (issue 12): the cell's registered fast form (chunked or fused scan,
    chunkwise-parallel mLSTM) / its step loop, forward+backward at B=8, I=8, H=256, T=4096,
@@ -19,10 +19,12 @@ Prints one line per target, ``NAME value=X target=Y PASS|FAIL``, then exits 0.
    mamba and mlstm. ``#`` lines give the peak memory of both forms and the crossover T from a
    coarse sweep (T = 64 … 4096; ``--full``: 64 … 16384 in powers of two).
 
-Targets 1-3 are measured in 5 interleaved rounds, each quantity once per round (several calls,
-about equally long for all of them), and each value is the ratio of the two quantities'
-fastest calls over all rounds; the per-round ratios of fastest calls are printed too. Target 4
-uses 5 rounds too (``--rounds``) and the same rule (``benchmarks/scan_forms.py``). Why minima:
+Targets 1-3 are measured in 5 interleaved rounds, each quantity once per round (5 calls, or 20
+for target 3's), and each value is the ratio of the two quantities' fastest calls over all
+rounds; the per-round ratios of fastest calls are printed too. Target 4 uses 5 rounds too
+(``--rounds``) and the ratio of the fastest rounds, where a round's sample of the fast form is
+the mean of as many calls as fit in one call of the step loop (``benchmarks/scan_forms.py``;
+a mean of several calls is, if anything, slower than the fastest of them). Why minima:
 on this project's shared 2-core VMs the speed of a core comes and goes in spells of seconds
 in which every call takes 30-50% longer; the noise only ever adds time, so the fastest call is
 the stable estimate of what the code costs (Chen & Revels 2016; the harness's verdicts
@@ -223,11 +225,10 @@ def numpy_targets(registry) -> None:
         torch.manual_seed(0)
         cells[name] = build_cell(registry.cell(name), inputs, hidden)
     direct_s = numpy_bptt(batch, inputs, hidden, seq_len)
-    # Every quantity once per round, rounds interleaved: drift on a shared machine then moves
-    # numerator and denominator together, and the value is the median of the paired ratios.
+    # Every quantity once per round, rounds interleaved, the first one rotating; each value is the
+    # ratio of the two quantities' fastest calls over all rounds. A round's sample of a quantity is
+    # the fastest of 5 calls (30-120 ms each: the floor's 3T products, numpy-rnn, torch-rnn).
     rounds = []
-    # Each quantity's fastest call in a round: 5 calls of about 40 ms (the floor: 5 runs of its
-    # 3T products, about 30 ms each), so that a round's samples of all of them span similar times.
     timing = TimingConfig(warmup=2, min_repeats=5, max_repeats=5, min_time_s=0.0)
     measurements = {
         **{name: (lambda cell=cell, t=timing: min(measure_speed(cell, batch, seq_len, inputs, "cpu", t, measure_memory=False).forward_backward.samples))

@@ -72,7 +72,7 @@ from harness.names import ACCURACY, GRADIENTS, MEASUREMENTS, SPEED, TIMINGS
 from harness.results import (SPEED_CONDITION, TRAIN_CONDITION, as_int, conditions, problem, rows_frame, samples, seed_values,
                              stats)
 from harness.run_diff import (ACCURACY_EFFECT, SPEED_EFFECT, Difference, cell_code_differences, config_differences,
-                              withheld_reason)
+                              trained_impl_differences, withheld_reason)
 from harness.speed_verdict import ratio_words, rounds_verdict
 from harness.stats import Summary, mann_whitney_u
 
@@ -360,7 +360,7 @@ def compare_rows(rows_a, rows_b, *, run_a: int | None = None, run_b: int | None 
         raise ValueError(f"min_change must be >= 0, got {min_change}")
     frame_a, frame_b = (at_chosen_lr(with_recipe_columns(rows_frame(rows))) for rows in (rows_a, rows_b))
     cells_changed = cell_code_differences(frame_a, frame_b)
-    differences = tuple(differences) + tuple(cells_changed.values())
+    differences = tuple(differences) + tuple(cells_changed.values()) + tuple(trained_impl_differences(frame_a, frame_b))
     withheld_for = {effect: None if force else withheld_reason(list(differences), effect)
                     for effect in (ACCURACY_EFFECT, SPEED_EFFECT)}
 

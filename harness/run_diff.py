@@ -79,11 +79,6 @@ def config_differences(run_a: StoredRun, run_b: StoredRun) -> list[Difference]:
     out += _compare("gradient probes (max)", config_a.max_probes, config_b.max_probes, ACCURACY_EFFECT)
     # Rows are matched on cell and sizes, not on depth: a 2-layer stack would be paired with the cell alone.
     out += _compare("layers", config_a.layers, config_b.layers, MODEL_EFFECT)
-    # Another implementation of a cell computes the same function (rnnbench check): stated, like another machine.
-    if (config_a.train_impls or {}) != (config_b.train_impls or {}):
-        out.append(Difference("training implementations (--train-impl)", _text(config_a.train_impls) if config_a.train_impls
-                              else "each cell's default", _text(config_b.train_impls) if config_b.train_impls
-                              else "each cell's default", STATED))
     out += _compare("training hidden sizes", config_a.hidden_sizes, config_b.hidden_sizes, STATED)
     out += _compare("task lengths T", config_a.task_seq_lens, config_b.task_seq_lens, STATED)
     for name in ("speed_batch_sizes", "speed_seq_lens", "speed_hidden_sizes", "speed_input_size", "impls"):
@@ -113,6 +108,21 @@ def cell_code_differences(rows_a: pd.DataFrame, rows_b: pd.DataFrame) -> dict[st
     found_a, found_b = versions(rows_a), versions(rows_b)
     return {cell: Difference(f"cell {cell} code", found_a[cell], found_b[cell], "cell")
             for cell in found_a if cell in found_b and found_a[cell] != found_b[cell]}
+
+
+def trained_impl_differences(rows_a: pd.DataFrame, rows_b: pd.DataFrame) -> list[Difference]:
+    """Cells trained in both runs with different implementations (``--train-impl``), read from the
+    rows, so that naming a cell's default explicitly is no difference. Stated, not withheld: a
+    cell's implementations compute one function (``rnnbench check``), as another machine would."""
+    def used(rows: pd.DataFrame) -> dict[str, str]:
+        if rows.empty or "impl" not in rows or "measurement" not in rows:
+            return {}
+        trained = rows[rows["measurement"] != "speed"].dropna(subset=["impl"])
+        return {cell: ", ".join(sorted(set(group["impl"]))) for cell, group in trained.groupby("cell")}
+
+    found_a, found_b = used(rows_a), used(rows_b)
+    return [Difference(f"cell {cell} trained with", found_a[cell], found_b[cell], STATED)
+            for cell in sorted(found_a) if cell in found_b and found_a[cell] != found_b[cell]]
 
 
 def withheld_reason(differences: list[Difference], effect: str) -> str | None:

@@ -7,7 +7,7 @@ from dataclasses import replace
 from harness.cells import available_impls, unknown_impl_message
 from harness.config import RunConfig
 from harness.errors import UsageError
-from harness.names import SPEED
+from harness.names import GRAPHED, SPEED, TRAIN_MEASUREMENTS
 from harness.lengths import parse_eval_lengths
 from harness.preflight import check_item_count, check_memory
 from harness.profiles import get_profile
@@ -26,17 +26,18 @@ def _profile_seq_lens(profile, task) -> tuple[int, ...]:
 def resolve_train_impls(registry, cell_names, entries) -> dict[str, str]:
     """``--train-impl`` entries -> {cell: implementation}: ``NAME`` applies to every selected cell
     that has it (the others train with their default, :func:`train_impl_left_out` says which),
-    ``CELL=NAME`` to one (and wins over a plain ``NAME``). A ``NAME`` no selected cell has, a
-    ``CELL=NAME`` the cell lacks, or a CELL that is not selected is a :class:`UsageError` listing
-    what is allowed."""
+    ``CELL=NAME`` to one (and wins over a plain ``NAME``). A ``NAME`` no selected cell has, two
+    plain names for one cell, a ``CELL=NAME`` the cell lacks, or a CELL that is not selected is a
+    :class:`UsageError` listing what is allowed."""
     chosen: dict[str, str] = {}
+    plain: dict[str, str] = {}  # cell -> the plain entry that chose for it
     for entry in sorted(entries, key=lambda e: "=" in e):  # plain names first, per-cell ones override
         cell, _, impl = entry.rpartition("=")
         if cell and cell not in cell_names:
             raise UsageError(f"--train-impl {entry}: cell {cell!r} is not selected; selected: {', '.join(cell_names)}")
         targets = [cell] if cell else [name for name in cell_names if impl in registry.cell(name).impls.names]
         if not targets:
-            if len(cell_names) == 1:
+            if len(cell_names) == 1 or impl == GRAPHED:
                 raise UsageError(f"--train-impl {entry}: {unknown_impl_message(registry.cell(cell_names[0]), impl, training=True)}")
             offered = sorted({i for name in cell_names for i in registry.cell(name).impls.names})
             raise UsageError(f"--train-impl {entry}: no selected cell has an implementation {impl!r} to train with; "
@@ -45,22 +46,25 @@ def resolve_train_impls(registry, cell_names, entries) -> dict[str, str]:
             spec = registry.cell(name)
             if impl not in spec.impls.names:
                 raise UsageError(f"--train-impl {entry}: {unknown_impl_message(spec, impl, training=True)}")
+            if not cell and name in plain:
+                raise UsageError(f"--train-impl {plain[name]},{entry}: cell {name!r} has both; "
+                                 f"choose one for it with {name}={impl} or {name}={plain[name]}")
+            if not cell:
+                plain[name] = entry
             chosen[name] = impl
     return chosen
 
 
 def train_impl_left_out(registry, config, entries) -> list[str]:
-    """For each plain ``--train-impl NAME``, one phrase per selected cell without it (it trains with its
-    default), e.g. ``"step: lstm (it has fused, unrolled) trains with its default"``."""
-    found = []
-    for entry in entries:
-        if "=" in entry:
-            continue
-        for name in config.cells:
-            names = registry.cell(name).impls.names
-            if entry not in names:
-                found.append(f"{entry}: {name} (it has {', '.join(names)}) trains with its default")
-    return found
+    """Selected cells that a plain ``--train-impl NAME`` did not reach (they have no such
+    implementation, and no ``CELL=NAME`` chose one for them), one phrase each, e.g.
+    ``"step: lstm (it has fused, unrolled) trains with its default"``; none when nothing trains."""
+    plain = [entry for entry in entries if "=" not in entry]
+    if not plain or not any(m in config.measures for m in TRAIN_MEASUREMENTS):
+        return []
+    asked = ",".join(plain)
+    return [f"{asked}: {name} (it has {', '.join(registry.cell(name).impls.names)}) trains with its default"
+            for name in config.cells if name not in config.train_impls]
 
 
 def cells_without_impls(registry, config) -> list[str]:

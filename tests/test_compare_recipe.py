@@ -81,19 +81,24 @@ def test_identical_configurations_say_so(tmp_path, run_config, capsys):
 
 
 def test_another_training_implementation_is_stated_not_withheld(tmp_path, run_config, capsys):
-    """Run A trained lru with its step form (--train-impl lru=step), B with each cell's default: the
-    forms compute one function (rnnbench check), so the difference is said and verdicts stay."""
+    """Run A trained lru with its step form (--train-impl lru=step), B with its default scan: the forms
+    compute one function (rnnbench check), so the difference is said and verdicts stay. A run that
+    names the default (--train-impl lru=scan) trained the same way as one that does not: no difference."""
     db = tmp_path / "r.sqlite"
+
+    def lru_rows(impl, loss_ratio):
+        return [dataclasses.replace(r, impl=impl) for r in accuracy_rows("lru", 1e-3, loss_ratio)]
+
     with ResultStore(db) as store:
-        store_run(store, dataclasses.replace(run_config(), train_impls={"lru": "step"}), accuracy_rows("gru", 1e-3, 0.5))
-        store_run(store, run_config(), accuracy_rows("gru", 1e-3, 0.4))
-        differences = config_differences(store.run(1), store.run(2))
-    assert [(d.line(), d.affects) for d in differences] == [
-        ("training implementations (--train-impl): lru step (A) vs each cell's default (B)", "stated")]
+        store_run(store, dataclasses.replace(run_config(), train_impls={"lru": "step"}), lru_rows("step", 0.5))
+        store_run(store, run_config(), lru_rows("scan", 0.4))
+        store_run(store, dataclasses.replace(run_config(), train_impls={"lru": "scan"}), lru_rows("scan", 0.4))
     code, out, _ = cli("compare", "1", "2", "--db", db, capsys=capsys)
     assert code == 0 and "configurations agree" not in out
-    assert "training implementations (--train-impl): lru step (A) vs each cell's default (B)" in out
-    assert "withheld" not in next(line for line in out.splitlines() if line.startswith("gru "))
+    assert "cell lru trained with: step (A) vs scan (B)" in out
+    assert "withheld" not in next(line for line in out.splitlines() if line.startswith("lru "))
+    code, out, _ = cli("compare", "2", "3", "--db", db, capsys=capsys)
+    assert code == 0 and "configurations agree" in out
 
 
 def test_an_edited_plugin_file_is_not_paired_with_its_earlier_self(tmp_path, run_config, capsys):

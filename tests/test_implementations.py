@@ -224,6 +224,11 @@ def test_a_plain_train_impl_applies_to_the_cells_that_have_it(rnnbench, tmp_path
     assert result.code == 0, result.err
     assert {(r["cell"], r["impl"]) for r in rows} == {("lstm", "fused"), ("mingru", "step")}
     assert "rnnbench: warning: --train-impl step: lstm (it has fused, unrolled) trains with its default" in result.err.splitlines()
+    # a cell that a CELL=NAME entry chose for is not left at its default: no warning about it
+    result, rows = _train(rnnbench, tmp_path, "--cells", "lstm,mingru", "--train-impl", "step,lstm=unrolled")
+    assert result.code == 0, result.err
+    assert {(r["cell"], r["impl"]) for r in rows} == {("lstm", "unrolled"), ("mingru", "step")}
+    assert "warning" not in result.err
 
 
 @pytest.mark.parametrize("options, shown", [
@@ -232,6 +237,8 @@ def test_a_plain_train_impl_applies_to_the_cells_that_have_it(rnnbench, tmp_path
     (["--cells", "lstm,mingru", "--train-impl", "lstm=scan"], "--train-impl lstm=scan: cell 'lstm' has no implementation 'scan'; it has: fused, unrolled"),
     (["--cells", "mingru", "--train-impl", "lstm=fused"], "--train-impl lstm=fused: cell 'lstm' is not selected; selected: mingru"),
     (["--cells", "lstm", "--train-impl", "graphed"], "'graphed' is timed, not trained"),
+    (["--cells", "lstm,gru", "--train-impl", "graphed"], "'graphed' is timed, not trained"),
+    (["--cells", "mingru", "--train-impl", "step,scan"], "--train-impl step,scan: cell 'mingru' has both; choose one for it with mingru=scan or mingru=step"),
 ])
 def test_a_bad_train_impl_is_one_line_and_exit_2(rnnbench, tmp_path, options, shown):
     result, _ = _train(rnnbench, tmp_path, *options)
@@ -249,7 +256,8 @@ def test_assert_equivalent_refuses_a_cell_with_nothing_to_compare():
 @pytest.mark.parametrize("name", ["mingru", "minlstm", "lru", "mamba", "mlstm"])
 def test_the_equivalence_settings_cross_block_and_chunk_boundaries(name):
     """A carry between blocks is where a fast form goes wrong: at one of the two settings at least,
-    the built-in fast form runs over several of its blocks (or chunks) and a shorter tail."""
+    the built-in fast form runs over several of its blocks (or chunks). Ragged last blocks are
+    tested in tests/test_fused_scans.py."""
     from plugins.gated_scan import default_block_len
     from plugins.mlstm import MLSTM
     from plugins.selective_scan import auto_chunk_size
