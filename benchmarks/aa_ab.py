@@ -190,14 +190,6 @@ def print_single_runs(store, runs: dict[str, list[int]]) -> None:
           f"planted slowdown called in {ab_called} of {ab_total}")
 
 
-def _newest_run_id(db: Path) -> int:
-    """The newest run id in ``db``: this session's runs are the last 3 x runs of it."""
-    from harness.store import ResultStore
-
-    with ResultStore(db) as store:
-        return store.latest_run_id()
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=10, help="runs (processes) per side (at least 5; 20 on a noisy machine)")
@@ -228,14 +220,13 @@ def main() -> int:
     from harness.compare import compare_runs
     from harness.store import ResultStore
 
-    first = _newest_run_id(db) - len(SIDES) * args.runs + 1
-    runs = {side: [first + index * len(SIDES) + k for index in range(args.runs)] for k, (side, _) in enumerate(SIDES)}
     with ResultStore(db) as store:
+        first = store.latest_run_id() - len(SIDES) * args.runs + 1  # this session's runs are the newest 3 x runs
+        runs = {side: [first + index * len(SIDES) + k for index in range(args.runs)] for k, (side, _) in enumerate(SIDES)}
         aa, ab = compare_runs(store, runs["A1"], runs["A2"]), compare_runs(store, runs["A1"], runs["B"])
-    for name, other in (("A/A", "A2"), ("A/B", "B")):
-        print(f"{name}: rnnbench compare --db {db} {','.join(map(str, runs['A1']))} {','.join(map(str, runs[other]))}")
-    ok = report(aa, ab, args.slowdown)
-    with ResultStore(db) as store:
+        for name, other in (("A/A", "A2"), ("A/B", "B")):
+            print(f"{name}: rnnbench compare --db {db} {','.join(map(str, runs['A1']))} {','.join(map(str, runs[other]))}")
+        ok = report(aa, ab, args.slowdown)
         print_single_runs(store, runs)
     print(f"({time.perf_counter() - started:.0f} s in all)")
     return 0 if ok else 1

@@ -54,7 +54,7 @@ from harness.cells import build_cell  # noqa: E402
 from harness.plugins import load_plugins  # noqa: E402
 from harness.speed import TimingConfig, measure_speed, steady_allocator  # noqa: E402
 import scan_forms  # noqa: E402  (benchmarks/scan_forms.py, beside this script)
-from targets import report  # noqa: E402  (benchmarks/targets.py, beside this script)
+from targets import fastest_s, report  # noqa: E402  (benchmarks/targets.py, beside this script)
 
 ROUNDS = 5  # each target's inputs are measured once per round, interleaved
 
@@ -65,13 +65,11 @@ def matmul_floor_s(batch: int, hidden: int, products: int, repeats: int = 5) -> 
     a = rng.standard_normal((batch, hidden), dtype=np.float32)
     u = rng.standard_normal((hidden, hidden), dtype=np.float32)
     out = np.empty((batch, hidden), dtype=np.float32)
-    samples = []
-    for _ in range(repeats):
-        started = time.perf_counter()
+
+    def floor():
         for _ in range(products):
             np.matmul(a, u, out=out)
-        samples.append(time.perf_counter() - started)
-    return min(samples)
+    return fastest_s(floor, repeats)
 
 
 def layout_report(batch: int, hidden: int, repeats: int = 2000) -> str:
@@ -120,12 +118,7 @@ def elementwise_report(batch: int, hidden: int, seq_len: int, floor_s: float, re
             for slope_t in slopes:
                 np.multiply(grad, slope_t, grad)
 
-    samples = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        passes()
-        samples.append(time.perf_counter() - started)
-    extra = min(samples) * seq_len / (seq_len // block * block)
+    extra = fastest_s(passes, repeats) * seq_len / (seq_len // block * block)
     return (f"# beside the products: tanh forward, 1 - h^2 and its product with the gradient backward take {extra * 1e3:.1f} ms "
             f"(in cache): floor plus these = {1 + extra / floor_s:.2f} of the floor")
 
@@ -146,17 +139,7 @@ def numpy_bptt(batch: int, inputs: int, hidden: int, seq_len: int):
         _, _, cache = cell.forward(x, None)
         cell.backward(cache, dy, None)
 
-    def fastest_s(repeats: int = 5) -> float:
-        for _ in range(2):
-            forward_backward()
-        samples = []
-        for _ in range(repeats):
-            started = time.perf_counter()
-            forward_backward()
-            samples.append(time.perf_counter() - started)
-        return min(samples)
-
-    return fastest_s
+    return lambda repeats=5: fastest_s(forward_backward, repeats, warmup=2)
 
 
 def bare_loop_s(module, x, repeats: int) -> float:
@@ -165,16 +148,10 @@ def bare_loop_s(module, x, repeats: int) -> float:
     params = list(module.parameters())
     grad_y = torch.zeros(x.shape[0], x.shape[1], module.hidden_size)
     grad_y[-1] = 1.0
-    for _ in range(3):
+    def forward_backward():
         y, _ = module(x)
         torch.autograd.grad(y, params, grad_outputs=grad_y)
-    samples = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        y, _ = module(x)
-        torch.autograd.grad(y, params, grad_outputs=grad_y)
-        samples.append(time.perf_counter() - started)
-    return min(samples)
+    return fastest_s(forward_backward, repeats, warmup=3)
 
 
 def scan_targets(registry, cells: list[str], rounds: int, full: bool) -> None:

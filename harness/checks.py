@@ -21,7 +21,7 @@ from harness.config import Recipe
 from harness.contract import NEW_TENSORS_HINT, call, check_outputs
 from harness.contract import check_zero_state as check_contract_zero_state
 from harness.echo import EchoTask
-from harness.equivalence import compare_impls
+from harness.equivalence import compare_impls, nothing_to_compare
 from harness.errors import CellContractError, DivergedError, RnnbenchError
 from harness.names import NUMPY_BACKEND
 from harness.plugins import CellSpec
@@ -303,8 +303,9 @@ def check_implementations(spec: CellSpec):
     """Every alternative implementation equals the reference (:mod:`harness.equivalence`)."""
     reference = spec.impls.reference
     alternatives = [name for name in spec.impls.names if name != reference]
-    if not alternatives:
-        return SKIP, f"one implementation ({spec.impls.primary}); nothing to compare"
+    single = nothing_to_compare(spec)
+    if single:
+        return SKIP, single
     found = compare_impls(spec)
     for gaps in found:
         if gaps.failures:

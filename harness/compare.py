@@ -306,9 +306,9 @@ def _timing_comparison(base: dict, timing: str, a: list[float], b: list[float], 
     common = dict(**base, timing=timing, median_a=spread_a.median, median_b=spread_b.median, n_a=len(a), n_b=len(b),
                   separated=spread_a.q3 < spread_b.q1 or spread_b.q3 < spread_a.q1)
     if unit == "runs" or min(len(rounds_a), len(rounds_b)) >= ROUNDS_VERDICT_FROM:
-        verdict = rounds_verdict(rounds_a, rounds_b, min_change=min_change)
+        verdict = rounds_verdict(rounds_a, rounds_b, min_change=min_change, unit=unit)
         return SpeedComparison(**common, ratio=verdict.ratio, significant=verdict.significant,
-                               verdict=verdict.verdict.replace("rounds", unit), method="rounds", low=verdict.low,
+                               verdict=verdict.verdict, method="rounds", low=verdict.low,
                                high=verdict.high, rounds_a=len(rounds_a), rounds_b=len(rounds_b), round_unit=unit)
     ratio = spread_b.median / spread_a.median if spread_a.median > 0 else None
     test = mann_whitney_u(a, b)
@@ -500,7 +500,7 @@ def compare_runs(store, run_a, run_b, *, alpha: float = ALPHA, min_change: float
 # A/A timings called, and a planted 10% slowdown needed about 20 runs a side (README, Performance).
 SINGLE_SPREAD_RUN_NOTE = ("one run a side: a timing is called changed only when every one of B's rounds (spread over "
                           "the run) is slower, or every one faster, than all of A's, by at least the floor and, with "
-                          "8 or more timings of other cells, beyond their drift; on a "
+                          f"{EMPIRICAL_NULL_MIN_TIMINGS} or more timings of other cells, beyond their drift; on a "
                           "noisy machine a change of about 10% needs several runs a side, alternating, pooled "
                           "(rnnbench compare 1,3,5 2,4,6)")
 SINGLE_RUN_NOTE = ("one run a side: each timing's rounds were taken back to back, about a second in all, so a slow "

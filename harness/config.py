@@ -61,6 +61,11 @@ class TimingConfig:
     rounds: int = 1
     spread: bool = False
 
+    @property
+    def passes(self) -> int:
+        """Speed items per condition: one per round when the rounds are spread, else one."""
+        return self.rounds if self.spread and self.rounds > 1 else 1
+
     def per_round(self) -> "TimingConfig":
         """The budget of one round (itself when there is one round); warm-up is done once, before round 1."""
         if self.rounds <= 1:

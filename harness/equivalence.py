@@ -32,7 +32,8 @@ from torch.random import fork_rng
 
 from harness.cells import build_cell, derive_impl, flatten_state
 
-__all__ = ["FLOAT32", "FLOAT64", "Gaps", "Setting", "compare_impls", "implementation_gaps", "warm_state"]
+__all__ = ["FLOAT32", "FLOAT64", "Gaps", "Setting", "compare_impls", "implementation_gaps", "nothing_to_compare",
+           "warm_state"]
 
 
 @dataclass(frozen=True)
@@ -170,6 +171,11 @@ def _inputs(spec, setting: Setting, primary) -> tuple[torch.Tensor, object]:
     gen = torch.Generator().manual_seed(1)
     x = torch.randn((setting.seq_len, setting.batch_size, setting.input_size), generator=gen, dtype=setting.dtype)
     return x, warm_state(primary, setting.batch_size, setting.input_size, setting.dtype)
+
+
+def nothing_to_compare(spec) -> str | None:
+    """Why ``spec`` has no implementations to compare (it registers one), or None."""
+    return None if len(spec.impls.names) > 1 else f"one implementation ({spec.impls.primary}); nothing to compare"
 
 
 def compare_impls(spec, impls=None, settings=SETTINGS, seed: int = 0) -> list[Gaps]:

@@ -152,9 +152,8 @@ def count_items(config) -> int:
     total = 0
     if SPEED in config.measures:
         impls = len(config.impls) if config.impls else 4
-        passes = config.timing.rounds if config.timing.spread and config.timing.rounds > 1 else 1
         total += (devices * cells * impls * len(config.speed_batch_sizes) * len(config.speed_seq_lens)
-                  * len(config.speed_hidden_sizes) * passes)
+                  * len(config.speed_hidden_sizes) * config.timing.passes)
     if any(m in TRAIN_MEASUREMENTS for m in config.measures):
         lengths = sum(len(v) for v in config.task_seq_lens.values())
         total += (devices * cells * lengths * len(config.hidden_sizes) * len(config.seeds)

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field, fields
 import pandas as pd
 
 from harness.config import RunConfig
+from harness.stats import Summary
 
 SPEED_CONDITION = ("cell", "impl", "device", "batch_size", "seq_len", "input_size", "hidden_size")
 TASK_CONDITION = ("task", "seq_len", "hidden_size", "device")
@@ -151,10 +152,8 @@ def merge_speed_passes(rows: list[dict]) -> list[dict]:
     or skipped pass is that pass's row (the first such), under the merged key. Other rows pass
     through; each merged condition takes the place of its first stored pass.
     """
-    from harness.stats import Summary
-
-    out: list = []
-    passes: dict[str, list[tuple[int, dict]]] = {}
+    out: list = []  # rows, and each merged condition's base key where its first pass stood
+    passes: dict[str, list[tuple[int, int, dict]]] = {}  # base key -> (round, rounds planned, row) per stored row
     for row in rows:
         found = PASS_KEY.match(row.get("item") or "") if row.get("measurement") == "speed" else None
         if found is None:
@@ -167,11 +166,11 @@ def merge_speed_passes(rows: list[dict]) -> list[dict]:
         passes[base].append((int(found["index"]), int(found["total"]), row))
     merged: list[dict] = []
     for entry in out:
-        merged += _merged_condition(entry, passes[entry], Summary) if isinstance(entry, str) else [entry]
+        merged += _merged_condition(entry, passes[entry]) if isinstance(entry, str) else [entry]
     return merged
 
 
-def _merged_condition(base: str, stored: list[tuple[int, int, dict]], summary) -> list[dict]:
+def _merged_condition(base: str, stored: list[tuple[int, int, dict]]) -> list[dict]:
     """One condition's rows from its stored passes, (round, rounds planned, row) each."""
     stored = sorted(stored, key=lambda p: (p[0], p[2].get("id") or 0))
     planned = stored[0][1]
@@ -194,7 +193,7 @@ def _merged_condition(base: str, stored: list[tuple[int, int, dict]], summary) -
         first = {**found[0], "item": base, "created_at": found[-1].get("created_at", found[0].get("created_at"))}
         if metric in TIMED_METRICS:
             own = [row.get("stats") or {} for row in found]
-            pooled = summary(tuple(x for stats in own for x in stats.get("samples") or ()))
+            pooled = Summary(tuple(x for stats in own for x in stats.get("samples") or ()))
             ratios = [stats["iqr"] / stats["median"] for stats in own if stats.get("median")]
             stats = {**own[0], **pooled.as_dict(),
                      "round_medians": [m for stats in own for m in stats.get("round_medians") or ()],

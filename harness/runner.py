@@ -134,7 +134,7 @@ def plan(config: RunConfig, registry: Registry) -> list[SpeedItem | TrainItem]:
                         for seq_len in config.speed_seq_lens:
                             for hidden in _speed_hidden_sizes(config, cell):
                                 items.append(SpeedItem(cell, impl, device, batch, seq_len, config.speed_input_size, hidden))
-        passes = config.timing.rounds if config.timing.spread and config.timing.rounds > 1 else 1
+        passes = config.timing.passes
         if passes > 1:  # round r of every condition, then round r + 1: an item's rounds a pass apart
             items = [replace(item, round_index=r, rounds=passes) for r in range(passes) for item in items]
     train_measures = tuple(m for m in config.measures if m in TRAIN_MEASUREMENTS)

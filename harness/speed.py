@@ -259,7 +259,7 @@ def measure_speed(cell: torch.nn.Module, batch_size: int, seq_len: int, input_si
         return torch.autograd.grad(y, params, grad_outputs=grad_y, allow_unused=True)
 
     forward_rounds, fb_rounds = time_rounds(forward, forward_backward, config, sync)
-    peak, method = None, "not measured in this pass (the first pass measures it)"
+    peak, method = None, "not measured (measure_memory=False)"
     if measure_memory:
         release_buffers(cell)
         peak, method = peak_memory(forward_backward, device)

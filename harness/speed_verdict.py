@@ -157,9 +157,11 @@ def rank_interval_depth(n: int, m: int, level: float = LEVEL) -> int:
     return int(np.count_nonzero(cdf <= (1 - level) / 2 * (1 + 1e-12)))
 
 
-def rounds_verdict(rounds_a_s, rounds_b_s, *, level: float = LEVEL, min_change: float = MIN_CHANGE) -> RoundsVerdict:
+def rounds_verdict(rounds_a_s, rounds_b_s, *, level: float = LEVEL, min_change: float = MIN_CHANGE,
+                   unit: str = "rounds") -> RoundsVerdict:
     """Is B slower or faster than A? Hodges-Lehmann shift of log round times with its rank interval,
-    plus a 5% floor (see the module docstring)."""
+    plus a 5% floor (see the module docstring). ``unit`` names the values in the verdict's words:
+    "rounds", or "runs" when each value stands for one run of a pooled side."""
     log_a, log_b = _log_times(rounds_a_s, "A"), _log_times(rounds_b_s, "B")
     n_a, n_b = log_a.size, log_b.size
     differences = np.sort((log_b[None, :] - log_a[:, None]).ravel())
@@ -169,7 +171,7 @@ def rounds_verdict(rounds_a_s, rounds_b_s, *, level: float = LEVEL, min_change: 
     if depth == 0:
         need = next(r for r in range(2, 50) if rank_interval_depth(r, r, level) > 0)
         return RoundsVerdict(ratio, math.nan, math.nan, level, n_a, n_b, False,
-                             f"too few rounds for a {level:.0%} interval: {n_a} and {n_b} ({need} a side suffice)")
+                             f"too few {unit} for a {level:.0%} interval: {n_a} and {n_b} ({need} a side suffice)")
     low, high = math.exp(differences[depth - 1]), math.exp(differences[differences.size - depth])
     excludes_one = low > 1 or high < 1
     large_enough = abs(estimate) >= math.log1p(min_change)

@@ -225,7 +225,8 @@ class ResultStore:
         rows = self._read("SELECT * FROM runs WHERE run_id = ?", (run_id,))
         if not rows:
             known = [r["run_id"] for r in self._read("SELECT run_id FROM runs ORDER BY run_id")]
-            raise UsageError(f"no run {run_id} in {str(self.path)!r}; runs stored: {known[-10:] or 'none'}")
+            shown = "none" if not known else str(known) if len(known) <= 10 else f"{len(known)}, the newest {known[-10:]}"
+            raise UsageError(f"no run {run_id} in {str(self.path)!r}; runs stored: {shown}")
         return self._stored_run(rows[0])
 
     def _stored_run(self, row: sqlite3.Row) -> StoredRun:

@@ -47,7 +47,8 @@ import torch
 from torch.random import fork_rng
 
 from harness.checks import CHECK_NAMES, CHECKS, FAIL, PASS, SKIP, numeric_gradient, raise_failures
-from harness.equivalence import FLOAT32, FLOAT64, Gaps, Setting, compare_impls, implementation_gaps, warm_state
+from harness.equivalence import (FLOAT32, FLOAT64, Gaps, Setting, compare_impls, implementation_gaps, nothing_to_compare,
+                                 warm_state)
 from harness.errors import CellContractError, UnknownCellError
 from harness.impls import impl_table
 from harness.names import SEQUENCE, TORCH
@@ -124,9 +125,9 @@ def assert_equivalent(cell: str | CellSpec, impls=None, *, settings=(FLOAT64, FL
     and tolerances are :data:`harness.equivalence.FLOAT64` and ``FLOAT32``).
 
     Raises ``AssertionError`` naming each implementation, setting and quantity that is off, and by
-    how much, or saying that the cell has a single implementation (nothing to compare, so a test
-    calling this would otherwise pass on nothing); returns the measured :class:`Gaps`. To compare two modules of your own that share
-    their parameters, see :func:`implementation_gaps`.
+    how much, or saying that the cell has a single implementation (a test calling this would
+    otherwise pass on nothing); returns the measured :class:`Gaps`. To compare two modules of
+    your own that share their parameters, see :func:`implementation_gaps`.
 
     :param lookup: ``registry``, ``plugin_files`` or ``autoload``, used to find a cell by name.
     """
@@ -135,8 +136,9 @@ def assert_equivalent(cell: str | CellSpec, impls=None, *, settings=(FLOAT64, FL
     if unknown:
         raise AssertionError(f"cell {spec.name!r} has no implementation {', '.join(map(repr, unknown))}; "
                              f"it has: {', '.join(spec.impls.names)}")
-    if len(spec.impls.names) < 2:  # a test of nothing would pass: say so (alternatives= left out or misspelt?)
-        raise AssertionError(f"cell {spec.name!r} has one implementation ({spec.impls.primary}); nothing to compare. "
+    single = nothing_to_compare(spec)
+    if single:  # a test of nothing would pass: say so (alternatives= left out or misspelt?)
+        raise AssertionError(f"cell {spec.name!r} has {single}. "
                              "Alternatives are registered with register(..., alternatives={name: factory})")
     found = compare_impls(spec, impls, settings)
     failed = [f"  {g.impl} vs {g.reference} in {g.setting.describe()}: {'; '.join(g.failures)}" for g in found if g.failures]

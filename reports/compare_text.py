@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness.compare import Comparison
+from harness.compare import EMPIRICAL_NULL_MIN_TIMINGS, EMPIRICAL_NULL_Z, Comparison
 from harness.speed_verdict import ratio_words
 from harness.names import ACCURACY, GRADIENTS
 from harness.stats import smallest_p_value
@@ -94,7 +94,8 @@ def format_comparison(comparison: Comparison) -> str:
 def difference_lines(comparison: Comparison) -> list[str]:
     """The configuration differences, above every table, and what they withhold."""
     if not comparison.differences:
-        return ["The two runs' configurations agree (recipe, sweep, seeds, sizes, timing, software, cell code)."]
+        sides = "sides'" if isinstance(comparison.run_a, tuple) or isinstance(comparison.run_b, tuple) else "runs'"
+        return [f"The two {sides} configurations agree (recipe, sweep, seeds, sizes, timing, software, cell code)."]
     lines = ["", "Configuration differences (A vs B):"]
     lines += [f"  {d.line()}" + (f"  [{', '.join(d.withholds)}]" if d.withholds else "") for d in comparison.differences]
     withheld = sorted({effect for d in comparison.differences for effect in d.withholds})
@@ -113,9 +114,9 @@ def verdict_lines(comparison: Comparison) -> list[str]:
     if "rounds" in methods:
         lines.append(f"verdict (timed in rounds): B/A is the Hodges-Lehmann estimate from the rounds' fastest calls "
                      f"(one value per run where a side pools runs); a change only when its 99% rank interval excludes "
-                     f"1, it is at least {comparison.min_change:.0%} from 1 and, one run a side with 8 or more timings "
-                     f"of other cells, at least {comparison.min_change:.0%} and 3 robust sd of their ln B/A from their "
-                     f"median; otherwise 'not significant'")
+                     f"1, it is at least {comparison.min_change:.0%} from 1 and, one run a side with "
+                     f"{EMPIRICAL_NULL_MIN_TIMINGS} or more timings of other cells, at least {comparison.min_change:.0%} "
+                     f"and {EMPIRICAL_NULL_Z:g} robust sd of their ln B/A from their median; otherwise 'not significant'")
     if "repeats" in methods:
         lines.append(f"verdict (runs without rounds): a change only when the repeats differ (Mann-Whitney U, p < "
                      f"{comparison.alpha:g}), by at least {comparison.min_change:.0%}, with non-overlapping IQRs")

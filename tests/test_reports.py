@@ -323,3 +323,13 @@ def test_speed_plot_against_sequence_length():
     plots = build_plots(synthetic(rows))
     assert [(p.name, p.section, p.title) for p in plots] == [("speed-cuda", "speed", "Speed on cuda against sequence length")]
     assert plots[0].png.startswith(b"\x89PNG")
+
+
+def test_an_unknown_run_names_how_many_are_stored_when_it_shows_only_the_newest(tmp_path, run_config):
+    from harness.store import ResultStore
+
+    with ResultStore(tmp_path / "r.sqlite") as store:
+        for _ in range(12):
+            store.finish_run(store.start_run(["rnnbench", "run"], run_config(), {}), "complete")
+        with pytest.raises(UsageError, match=r"no run 99 .*runs stored: 12, the newest \[3, 4, 5, 6, 7, 8, 9, 10, 11, 12\]"):
+            store.run(99)
