@@ -7,14 +7,21 @@
 they stay in autograd, this Function takes them as inputs.) Written with autograd over the whole
 sequence, the drive, the states, their conjugates and products are (T, B, N) complex
 temporaries, 64 MiB each at T = 4096, B = 8, N = 256, streaming from main memory forward and
-back. Here time is cut into cache-sized blocks whose buffers are allocated once; the forward
-pass keeps only the input and the state at each block's start, and the backward pass
-recomputes each block's drive and states from it (recompute rather than store, as
-Gu & Dao's Mamba kernel). Per block, backward: the readout's gradients (two products), the
-adjoint scan ``g_t = ∂L/∂h_t + conj(λ) ⊙ g_{t+1}`` backwards in place, ``∂L/∂λ = Σ g_t ⊙
-conj(h_{t-1})`` and the input weight's gradient (one product). PyTorch's convention for complex
-gradients (``∂L/∂Re + i ∂L/∂Im``) throughout, as :func:`harness.scan.linear_scan`.
-Once differentiable.
+back. Here time is cut into cache-sized blocks whose working buffers are allocated once. The
+forward pass keeps each block's states for the backward pass (one (T, B, N) complex tensor in
+all, as block-sized pieces that the allocator reuses from call to call) when they fit in
+``KEEP_BYTES``; above it, it keeps only the state at each block's start and the backward pass
+recomputes the block's drive and states from it (recompute rather than store, as Gu & Dao's
+Mamba kernel). Per block, backward: the readout's gradients (two products), the adjoint scan
+``g_t = ∂L/∂h_t + conj(λ) ⊙ g_{t+1}`` backwards in place from the next block's ``g``,
+``∂L/∂λ = Σ g_t ⊙ conj(h_{t-1})`` and the input weight's gradient (one product). PyTorch's
+convention for complex gradients (``∂L/∂Re + i ∂L/∂Im``) throughout, as
+:func:`harness.scan.linear_scan`. Inside a block the recurrence and its adjoint run step by step
+on the CPU and as a chunked scan elsewhere (:class:`_BlockStates` says why). At the benchmark's
+sizes (B = 8, I = 8, H = N = 256, T = 4096, one CPU thread) forward+backward takes ~350 ms, of
+which the three large products take ~90 ms each; keeping the states instead of recomputing
+them was 369 against 394 ms (fastest of 6 interleaved rounds, a slow hour of the host), for
+64 MiB more memory. Once differentiable.
 """
 
 from __future__ import annotations
@@ -24,6 +31,11 @@ from torch.autograd.function import once_differentiable
 
 from harness.scan import ChunkedScan
 from plugins.gated_scan import _blocks, default_block_len
+
+# Up to this many bytes of states, (T, B, N) complex, the forward pass keeps them for the backward
+# pass; above it the backward recomputes them block by block (as plugins.selective_scan's Mamba).
+KEEP_BYTES = 256 * 2**20
+SEQUENTIAL_DEVICES = ("cpu",)  # where a block's recurrence runs as a plain loop (see _BlockStates)
 
 
 def lru_scan(x: torch.Tensor, decay: torch.Tensor, input_weight: torch.Tensor, readout_weight: torch.Tensor,
@@ -41,20 +53,42 @@ def lru_scan(x: torch.Tensor, decay: torch.Tensor, input_weight: torch.Tensor, r
     return _LRUScan.apply(x, decay, input_weight, readout_weight, skip_weight, h0, max(1, min(block_len, seq_len)))
 
 
+def _recur(decay, drive_steps, h, out_steps):
+    """``h_t = λ ⊙ h_{t-1} + drive_t`` one step after another, into per-step views made by the
+    caller; returns the last state."""
+    for drive_t, out_t in zip(drive_steps, out_steps):
+        h = torch.addcmul(drive_t, decay, h, out=out_t)
+    return h
+
+
 class _BlockStates:
     """One block's drive ``W_in x`` (as real rows, into ``drive_real``) and its states ``h`` (into
-    ``states``) from a start state, on buffers reused block after block; the scan over them is
-    planned once (:class:`harness.scan.ChunkedScan`)."""
+    ``states``, or into ``out``) from a start state, on buffers reused block after block.
+
+    The recurrence inside a block: on the devices in ``SEQUENTIAL_DEVICES`` (the CPU) one step
+    after another — a block's step is a (B, N) slice of thousands of elements, and the chunked
+    scan, which does the arithmetic twice to shorten the chain of dependent steps, loses to the
+    plain loop there (64-step complex blocks at B·N = 2048, one thread: 217 against 156 µs);
+    elsewhere (a GPU, where the whole sequence is one block) :class:`harness.scan.ChunkedScan`.
+    Either way the operands' per-step views are made once."""
 
     def __init__(self, decay, input_weight, drive_real, states, batch):
-        self.input_weight, self.drive_real, self.batch = input_weight, drive_real, batch
+        self.input_weight, self.drive_real, self.batch, self.decay = input_weight, drive_real, batch, decay
         drive = torch.view_as_complex(drive_real.view(states.shape[0], batch, -1, 2))
-        self.scan = ChunkedScan(states.shape[0], a=decay[None], b=drive, out=states)
+        self.sequential = states.device.type in SEQUENTIAL_DEVICES
+        if self.sequential:
+            self.drive_steps, self.state_steps = drive.unbind(0), states.unbind(0)
+        else:
+            self.scan = ChunkedScan(states.shape[0], a=decay[None], b=drive, out=states)
 
-    def __call__(self, x_rows, start, steps):
-        """Returns h at the block's end (a view of ``states``)."""
+    def __call__(self, x_rows, start, steps, out=None):
+        """Returns h at the block's end (a view of ``states``, or of ``out``: (steps, B, N) complex,
+        given only where the recurrence is sequential)."""
         torch.mm(x_rows, self.input_weight.t(), out=self.drive_real[:steps * self.batch])
-        return self.scan(start, steps=steps)
+        if not self.sequential:
+            return self.scan(start, steps=steps)
+        out_steps = self.state_steps[:steps] if out is None else out.unbind(0)
+        return _recur(self.decay, self.drive_steps[:steps], start, out_steps)
 
 
 class _LRUScan(torch.autograd.Function):
@@ -65,17 +99,25 @@ class _LRUScan(torch.autograd.Function):
         y = x.new_empty(seq_len, batch, hidden)
         drive_real = x.new_empty(block_len * batch, 2 * state_size)
         states = torch.empty(block_len, batch, state_size, dtype=decay.dtype, device=x.device)
-        starts, state = [], h0
+        starts, kept, state = [], [], h0
+        blocks = _blocks(seq_len, block_len)
+        keep = seq_len * batch * state_size * states.element_size() <= KEEP_BYTES
         block_states = _BlockStates(decay, input_weight, drive_real, states, batch)
-        for block in _blocks(seq_len, block_len):
+        for block in blocks:
             steps, rows = block.stop - block.start, (block.stop - block.start) * batch
             starts.append(state)
             x_rows = x[block].reshape(rows, inputs)
-            state = block_states(x_rows, state, steps).clone()  # a view of the reused buffer otherwise
-            y_rows = torch.mm(torch.view_as_real(states[:steps]).view(rows, 2 * state_size), readout_weight.t(),
+            # kept states: this block's own tensor where the recurrence is a loop (it writes there), else
+            # the buffer, which then holds the whole sequence (a GPU) or is copied
+            own = torch.empty_like(states[:steps]) if keep and block_states.sequential else None
+            state = block_states(x_rows, state, steps, own).clone()  # a view of a buffer otherwise
+            block_h = states[:steps] if own is None else own
+            if keep:
+                kept.append(block_h if own is not None or len(blocks) == 1 else block_h.clone())
+            y_rows = torch.mm(torch.view_as_real(block_h).view(rows, 2 * state_size), readout_weight.t(),
                               out=y[block].view(rows, hidden))
             y_rows.addmm_(x_rows, skip_weight.t())
-        ctx.block_len = block_len
+        ctx.block_len, ctx.kept = block_len, kept
         ctx.save_for_backward(x, decay, input_weight, readout_weight, skip_weight, torch.stack(starts))
         return y, state
 
@@ -86,36 +128,48 @@ class _LRUScan(torch.autograd.Function):
         block_len = ctx.block_len
         seq_len, batch, inputs = x.shape
         state_size, hidden = decay.shape[0], readout_weight.shape[0]
-        drive_real = x.new_empty(block_len * batch, 2 * state_size)
         grad_real = x.new_empty(block_len * batch, 2 * state_size)
-        states = torch.empty(block_len, batch, state_size, dtype=decay.dtype, device=x.device)
+        if not ctx.kept:  # buffers to recompute each block's drive and states in
+            states = torch.empty(block_len, batch, state_size, dtype=decay.dtype, device=x.device)
+            block_states = _BlockStates(decay, input_weight, x.new_empty(block_len * batch, 2 * state_size), states, batch)
         grad_input_t = x.new_zeros(inputs, 2 * state_size)  # accumulated transposed: x^T ∂L/∂drive
-        grad_readout_t = x.new_zeros(2 * state_size, hidden)
+        grad_readout = x.new_zeros(hidden, 2 * state_size)
         grad_skip_t = x.new_zeros(inputs, hidden)
         grad_decay = torch.zeros_like(decay)
         grad_x = torch.empty_like(x) if ctx.needs_input_grad[0] else None
         back_decay = decay.conj().resolve_conj()  # conj(λ) in memory: a lazy conj view is copied by every op using it
-        carry = grad_state  # ∂L/∂h at the end of the current block from everything after it
-        block_states = _BlockStates(decay, input_weight, drive_real, states, batch)
         g_full = torch.view_as_complex(grad_real.view(block_len, batch, state_size, 2))
-        # in place over the gradient buffer, g_t += conj(λ) g_{t+1}: its views made once
-        adjoint = ChunkedScan(block_len - 1, reverse=True, a=back_decay[None], b=g_full[:-1], out=g_full[:-1])
+        # in place over the gradient buffer, g_t = ∂L/∂h_t + conj(λ) g_{t+1}: its views made once
+        if x.device.type in SEQUENTIAL_DEVICES:
+            g_steps = g_full.unbind(0)
+            def adjoint(following, steps):
+                backwards = g_steps[steps - 1::-1]
+                _recur(back_decay, backwards, following, backwards)
+        else:
+            adjoint = ChunkedScan(block_len, reverse=True, a=back_decay[None], b=g_full, out=g_full)
+        following = torch.zeros_like(starts[0])  # g at the first step of the block after this one
         for index, block in reversed(list(enumerate(_blocks(seq_len, block_len)))):
             steps, rows = block.stop - block.start, (block.stop - block.start) * batch
             x_rows, gy_rows = x[block].reshape(rows, inputs), grad_y[block].reshape(rows, hidden)
             start = starts[index]
-            block_states(x_rows, start, steps)
-            states_real = torch.view_as_real(states[:steps]).view(rows, 2 * state_size)
+            if ctx.kept:
+                block_h = ctx.kept[index][:steps]
+            else:
+                block_states(x_rows, start, steps)
+                block_h = states[:steps]
+            states_real = torch.view_as_real(block_h).view(rows, 2 * state_size)
             grad_skip_t.addmm_(x_rows.t(), gy_rows)
-            grad_readout_t.addmm_(states_real.t(), gy_rows)
+            grad_readout.addmm_(gy_rows.t(), states_real)  # (gy^T h: ~7% faster here than its transpose h^T gy)
             g_real = torch.mm(gy_rows, readout_weight, out=grad_real[:rows])  # ∂L/∂[Re h, Im h] through y
             g = torch.view_as_complex(g_real.view(steps, batch, state_size, 2))
-            g[-1] += carry
-            adjoint(g[-1], steps=steps - 1)  # in place: g_t += conj(λ) g_{t+1}
-            carry = back_decay * g[0]
-            grad_decay += (g[1:] * states[:steps - 1].conj()).sum((0, 1)) + (g[0] * start.conj()).sum(0)  # Σ g_t conj(h_{t-1})
+            if index == len(starts) - 1:
+                g[-1] += grad_state  # ∂L/∂h_T from the caller
+            adjoint(following, steps=steps)  # in place: g_t += conj(λ) g_{t+1}, g_{t+1} = following at the end
+            following = g[0].clone()  # the buffer is overwritten by the block before
+            grad_decay += (g[1:] * block_h[:steps - 1].conj()).sum((0, 1)) + (g[0] * start.conj()).sum(0)  # Σ g_t conj(h_{t-1})
             grad_input_t.addmm_(x_rows.t(), g_real)
             if grad_x is not None:
                 gx = torch.mm(gy_rows, skip_weight, out=grad_x[block].view(rows, inputs))
                 gx.addmm_(g_real, input_weight)
-        return grad_x, grad_decay, grad_input_t.t(), grad_readout_t.t(), grad_skip_t.t(), carry, None
+        grad_h0 = back_decay * following  # ∂L/∂h_0 = conj(λ) g_1
+        return grad_x, grad_decay, grad_input_t.t(), grad_readout, grad_skip_t.t(), grad_h0, None

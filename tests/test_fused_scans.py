@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import plugins.gated_scan as gated_scan
+import plugins.lru_scan as lru_scan
 from plugins.minlstm import MinLSTM, MinLSTMStep
 from harness.cells import Unrolled
 from test_modern_cells import SCAN_CELLS, _forms, _state_like, assert_forms_agree
@@ -26,6 +27,30 @@ def test_scan_equals_step_across_blocks_float64(name, elements, monkeypatch):
     scan, step = scan.double(), step.double()
     x = torch.randn(53, 2, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
     assert_forms_agree(scan, step, x, _state_like(scan, x, 7), rtol=1e-11)
+
+
+@pytest.mark.parametrize("sequential", [("cpu",), ()], ids=["loop", "chunked"])
+@pytest.mark.parametrize("keep_bytes", [2**30, 0], ids=["kept", "recomputed"])
+@pytest.mark.parametrize("elements", [2 * 5 * 7, 10**6])  # 16-step blocks (ragged last), one block
+def test_lru_backward_with_states_kept_or_recomputed(keep_bytes, elements, sequential, monkeypatch):
+    """The LRU's backward reads the states the forward kept, or (above KEEP_BYTES) recomputes them
+    block by block from each block's start state: both agree with the step form, and each takes the
+    path it says (the drive and states are computed once per block, or twice). Each block's
+    recurrence and adjoint as the CPU runs them (a loop) and as other devices do (the chunked scan)."""
+    monkeypatch.setattr(lru_scan, "KEEP_BYTES", keep_bytes)
+    monkeypatch.setattr(lru_scan, "SEQUENTIAL_DEVICES", sequential)
+    monkeypatch.setattr(gated_scan, "CPU_BLOCK_ELEMENTS", elements)
+    calls = []
+    original = lru_scan._BlockStates.__call__
+    monkeypatch.setattr(lru_scan._BlockStates, "__call__", lambda self, *a: calls.append(1) or original(self, *a))
+    scan, step = _forms("lru", 3, 5)
+    scan, step = scan.double(), step.double()
+    x = torch.randn(53, 2, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
+    state = _state_like(scan, x, 7)
+    calls.clear()
+    assert_forms_agree(scan, step, x, state, rtol=1e-11)
+    blocks = -(-53 // gated_scan.default_block_len(x, 2 * 5))
+    assert len(calls) == blocks * (1 if keep_bytes else 2)
 
 
 def test_block_length_floor():
