@@ -8,8 +8,11 @@
 Orvieto, Smith, Gu, Fernando, Gulcehre, Pascanu & De, "Resurrecting Recurrent Neural Networks
 for Long Sequences", ICML 2023, sec. 3 and appendix A. The recurrence is linear with a
 time-invariant diagonal λ, so the whole sequence runs as one linear scan (complex), fused with
-the input projection and readout in cache-sized blocks (:func:`plugins.lru_scan.lru_scan`); the
-step form loops over it.
+the input projection and readout (:func:`plugins.lru_scan.lru_scan`): on a GPU a chunked
+parallel scan over the whole sequence; on the CPU, in cache-sized blocks whose projections and
+readouts are single matrix products, the recurrence inside each block step by step (one core
+gains nothing from the scan's parallelism and pays for its second pass). The step form loops
+over single steps with autograd.
 
 Initialisation as in the paper: ``|λ|`` uniform on the ring area between ``r_min`` and
 ``r_max`` (ν = log(-½ log(u₁(r_max² - r_min²) + r_min²))), phase ``exp(θ)`` uniform in
