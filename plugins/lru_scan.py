@@ -9,10 +9,12 @@ sequence, the drive, the states, their conjugates and products are (T, B, N) com
 temporaries, 64 MiB each at T = 4096, B = 8, N = 256, streaming from main memory forward and
 back. Here time is cut into cache-sized blocks whose working buffers are allocated once. The
 forward pass keeps each block's states for the backward pass (one (T, B, N) complex tensor in
-all, as block-sized pieces that the allocator reuses from call to call) when they fit in
-``KEEP_BYTES``; above it, it keeps only the state at each block's start and the backward pass
-recomputes the block's drive and states from it (recompute rather than store, as Gu & Dao's
-Mamba kernel). Per block, backward: the readout's gradients (two products), the adjoint scan
+all, as block-sized pieces that the allocator reuses from call to call, saved so that autograd
+frees them after the backward) when they fit in ``KEEP_BYTES`` and a backward can follow (not
+under ``torch.no_grad``, which writes every block into one reused buffer); above it, it keeps
+only the state at each block's start and the backward pass recomputes the block's drive and
+states from it (recompute rather than store, as Gu & Dao's Mamba kernel). Per block, backward:
+the readout's gradients (two products), the adjoint scan
 ``g_t = ∂L/∂h_t + conj(λ) ⊙ g_{t+1}`` backwards in place from the next block's ``g``,
 ``∂L/∂λ = Σ g_t ⊙ conj(h_{t-1})`` and the input weight's gradient (one product). PyTorch's
 convention for complex gradients (``∂L/∂Re + i ∂L/∂Im``) throughout, as
@@ -50,7 +52,10 @@ def lru_scan(x: torch.Tensor, decay: torch.Tensor, input_weight: torch.Tensor, r
         block_len = default_block_len(x, batch * state_size)
     if h0 is None:
         h0 = torch.zeros(batch, state_size, dtype=decay.dtype, device=x.device)
-    return _LRUScan.apply(x, decay, input_weight, readout_weight, skip_weight, h0, max(1, min(block_len, seq_len)))
+    operands = (x, decay, input_weight, readout_weight, skip_weight, h0)
+    # the states are kept only for a backward pass that can come: inside forward() grad mode is always off
+    differentiable = torch.is_grad_enabled() and any(t.requires_grad for t in operands)
+    return _LRUScan.apply(*operands, max(1, min(block_len, seq_len)), differentiable)
 
 
 def _recur(decay, drive_steps, h, out_steps):
@@ -93,7 +98,7 @@ class _BlockStates:
 
 class _LRUScan(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, decay, input_weight, readout_weight, skip_weight, h0, block_len):
+    def forward(ctx, x, decay, input_weight, readout_weight, skip_weight, h0, block_len, differentiable):
         seq_len, batch, inputs = x.shape
         state_size, hidden = decay.shape[0], readout_weight.shape[0]
         y = x.new_empty(seq_len, batch, hidden)
@@ -101,7 +106,7 @@ class _LRUScan(torch.autograd.Function):
         states = torch.empty(block_len, batch, state_size, dtype=decay.dtype, device=x.device)
         starts, kept, state = [], [], h0
         blocks = _blocks(seq_len, block_len)
-        keep = seq_len * batch * state_size * states.element_size() <= KEEP_BYTES
+        keep = differentiable and seq_len * batch * state_size * states.element_size() <= KEEP_BYTES
         block_states = _BlockStates(decay, input_weight, drive_real, states, batch)
         for block in blocks:
             steps, rows = block.stop - block.start, (block.stop - block.start) * batch
@@ -117,19 +122,20 @@ class _LRUScan(torch.autograd.Function):
             y_rows = torch.mm(torch.view_as_real(block_h).view(rows, 2 * state_size), readout_weight.t(),
                               out=y[block].view(rows, hidden))
             y_rows.addmm_(x_rows, skip_weight.t())
-        ctx.block_len, ctx.kept = block_len, kept
-        ctx.save_for_backward(x, decay, input_weight, readout_weight, skip_weight, torch.stack(starts))
+        ctx.block_len = block_len
+        # saved, not held on ctx, so that autograd frees them once the (last) backward has run
+        ctx.save_for_backward(x, decay, input_weight, readout_weight, skip_weight, torch.stack(starts), *kept)
         return y, state
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_y, grad_state):
-        x, decay, input_weight, readout_weight, skip_weight, starts = ctx.saved_tensors
+        x, decay, input_weight, readout_weight, skip_weight, starts, *kept = ctx.saved_tensors
         block_len = ctx.block_len
         seq_len, batch, inputs = x.shape
         state_size, hidden = decay.shape[0], readout_weight.shape[0]
         grad_real = x.new_empty(block_len * batch, 2 * state_size)
-        if not ctx.kept:  # buffers to recompute each block's drive and states in
+        if not kept:  # buffers to recompute each block's drive and states in
             states = torch.empty(block_len, batch, state_size, dtype=decay.dtype, device=x.device)
             block_states = _BlockStates(decay, input_weight, x.new_empty(block_len * batch, 2 * state_size), states, batch)
         grad_input_t = x.new_zeros(inputs, 2 * state_size)  # accumulated transposed: x^T ∂L/∂drive
@@ -152,8 +158,8 @@ class _LRUScan(torch.autograd.Function):
             steps, rows = block.stop - block.start, (block.stop - block.start) * batch
             x_rows, gy_rows = x[block].reshape(rows, inputs), grad_y[block].reshape(rows, hidden)
             start = starts[index]
-            if ctx.kept:
-                block_h = ctx.kept[index][:steps]
+            if kept:
+                block_h = kept[index][:steps]
             else:
                 block_states(x_rows, start, steps)
                 block_h = states[:steps]
@@ -172,4 +178,4 @@ class _LRUScan(torch.autograd.Function):
                 gx = torch.mm(gy_rows, skip_weight, out=grad_x[block].view(rows, inputs))
                 gx.addmm_(g_real, input_weight)
         grad_h0 = back_decay * following  # ∂L/∂h_0 = conj(λ) g_1
-        return grad_x, grad_decay, grad_input_t.t(), grad_readout, grad_skip_t.t(), grad_h0, None
+        return grad_x, grad_decay, grad_input_t.t(), grad_readout, grad_skip_t.t(), grad_h0, None, None

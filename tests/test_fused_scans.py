@@ -9,6 +9,9 @@ and the initial state.
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import pytest
 import torch
 
@@ -51,6 +54,78 @@ def test_lru_backward_with_states_kept_or_recomputed(keep_bytes, elements, seque
     assert_forms_agree(scan, step, x, state, rtol=1e-11)
     blocks = -(-53 // gated_scan.default_block_len(x, 2 * 5))
     assert len(calls) == blocks * (1 if keep_bytes else 2)
+
+
+def _spy_on_state_buffers(monkeypatch):
+    """Weak references to every tensor the LRU's blocks write states into (the reused buffer, and
+    a kept block's own tensor), and the list of ``out`` arguments (None: the reused buffer)."""
+    buffers, outs = [], []
+    init, call = lru_scan._BlockStates.__init__, lru_scan._BlockStates.__call__
+
+    def spy_init(self, decay, input_weight, drive_real, states, batch):
+        buffers.append(weakref.ref(states))
+        init(self, decay, input_weight, drive_real, states, batch)
+
+    def spy_call(self, x_rows, start, steps, out=None):
+        outs.append(out is not None)
+        if out is not None:
+            buffers.append(weakref.ref(out))
+        return call(self, x_rows, start, steps, out)
+
+    monkeypatch.setattr(lru_scan._BlockStates, "__init__", spy_init)
+    monkeypatch.setattr(lru_scan._BlockStates, "__call__", spy_call)
+    return buffers, outs
+
+
+@pytest.mark.parametrize(("sequential", "elements"), [(("cpu",), 2 * 5 * 7), ((), 10**6)],
+                         ids=["loop-blocks", "chunked-one-block"])
+def test_lru_kept_states_are_freed_by_the_backward(sequential, elements, monkeypatch):
+    """The states the forward keeps are freed once the backward has run, as autograd frees what a
+    Function saves, though the outputs live on (a training loop holds the last step's loss and
+    logits into the next step's forward, which would otherwise hold two sequences' states)."""
+    monkeypatch.setattr(lru_scan, "SEQUENTIAL_DEVICES", sequential)
+    monkeypatch.setattr(gated_scan, "CPU_BLOCK_ELEMENTS", elements)
+    scan, _ = _forms("lru", 3, 5)
+    x = torch.randn(53, 2, 3)
+    buffers, _ = _spy_on_state_buffers(monkeypatch)
+    y, final = scan(x, None)
+    (y.sum() + final.sum()).backward()
+    gc.collect()
+    assert buffers and all(ref() is None for ref in buffers), "states still held after the backward"
+    assert y.grad_fn is not None and final.shape == (2, 5, 2)  # the outputs (and their graph) are alive
+
+
+def test_lru_forward_without_gradient_keeps_no_states(monkeypatch):
+    """Without a backward to come (``torch.no_grad``, or nothing requiring a gradient) the forward
+    writes every block's states into the one reused buffer instead of keeping a (T, B, N) copy."""
+    monkeypatch.setattr(gated_scan, "CPU_BLOCK_ELEMENTS", 2 * 5 * 7)
+    scan, _ = _forms("lru", 3, 5)
+    x = torch.randn(53, 2, 3)
+    _, outs = _spy_on_state_buffers(monkeypatch)
+    with torch.no_grad():
+        scan(x, None)
+    scan.requires_grad_(False)
+    scan(x, None)
+    assert len(outs) == 2 * 4 and not any(outs)
+    scan.requires_grad_(True)
+    scan(x, None)
+    assert all(outs[8:]), "with a gradient to come, each block's states are kept"
+
+
+@pytest.mark.parametrize("keep_bytes", [2**30, 0], ids=["kept", "recomputed"])
+@pytest.mark.parametrize("sequential", [("cpu",), ()], ids=["loop", "chunked"])
+def test_lru_backward_twice_with_retained_graph(keep_bytes, sequential, monkeypatch):
+    """A second backward through a retained graph reads the same kept (or recomputed) states."""
+    monkeypatch.setattr(lru_scan, "KEEP_BYTES", keep_bytes)
+    monkeypatch.setattr(lru_scan, "SEQUENTIAL_DEVICES", sequential)
+    monkeypatch.setattr(gated_scan, "CPU_BLOCK_ELEMENTS", 2 * 5 * 7)
+    scan, _ = _forms("lru", 3, 5)
+    scan = scan.double()
+    y, final = scan(torch.randn(53, 2, 3, dtype=torch.float64), None)
+    loss = y.square().sum() + final.square().sum()
+    first = torch.autograd.grad(loss, list(scan.parameters()), retain_graph=True)
+    second = torch.autograd.grad(loss, list(scan.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(first, second))
 
 
 def test_block_length_floor():
