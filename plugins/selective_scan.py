@@ -20,7 +20,8 @@ the carry itself runs step by step — one fused multiply-add per step forward, 
 step backward (g_t = C_t dy_t + exp(Δ_{t+1} A) ⊙ g_{t+1}). Memory: the h at each chunk
 boundary is saved; each chunk's states are recomputed in the backward pass, so memory is
 O(T/L · Bt·E·N + L · Bt·E·N) instead of O(T · Bt·E·N) — unless all of them together fit in
-``KEEP_BYTES``, when they are kept rather than recomputed.
+``KEEP_BYTES`` and a backward pass can follow (not under ``torch.no_grad``), when they are kept
+rather than recomputed, saved so that autograd frees them once the backward has run.
 
 Two choices that only change speed (measured on this project's 2-core CPU, one thread,
 Bt=8, E=512, N=16, T=4096, forward + backward):
@@ -78,10 +79,11 @@ class _SelectiveScan(torch.autograd.Function):
     """The scan on the inner layout: A as (N, E), h0 and the returned h as (Bt, N, E)."""
 
     @staticmethod
-    def forward(ctx, u, delta, A_t, B, C, h0, chunk_size):
+    def forward(ctx, u, delta, A_t, B, C, h0, chunk_size, differentiable):
         outputs, boundaries, kept, h = [], [], [], h0
         A2 = A_t * LOG2_E
-        keep = 3 * u.numel() * A_t.shape[0] * u.element_size() <= KEEP_BYTES  # decay, drive, states of all chunks
+        # decay, drive, states of all chunks; only for a backward pass that can come
+        keep = differentiable and 3 * u.numel() * A_t.shape[0] * u.element_size() <= KEEP_BYTES
         for start in range(0, u.shape[0], chunk_size):
             piece = slice(start, start + chunk_size)
             boundaries.append(h)
@@ -91,14 +93,17 @@ class _SelectiveScan(torch.autograd.Function):
             if keep:
                 kept.append((decay, drive, states))
             h = states[-1].clone()  # unless kept, the chunk's buffers are freed; keep only its last state
-        ctx.save_for_backward(u, delta, A_t, B, C, *boundaries)
-        ctx.chunk_size, ctx.kept = chunk_size, kept
+        # saved, not held on ctx, so that autograd frees them once the (last) backward has run
+        ctx.save_for_backward(u, delta, A_t, B, C, *boundaries, *(t for chunk in kept for t in chunk))
+        ctx.chunk_size, ctx.chunks = chunk_size, len(boundaries)
         return torch.cat(outputs), h
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_y, grad_h_last):
-        u, delta, A_t, B, C, *boundaries = ctx.saved_tensors
+        u, delta, A_t, B, C, *saved = ctx.saved_tensors
+        boundaries, kept_flat = saved[:ctx.chunks], saved[ctx.chunks:]
+        kept = [kept_flat[i:i + 3] for i in range(0, len(kept_flat), 3)]  # (decay, drive, states) per chunk
         size = ctx.chunk_size
         A2 = A_t * LOG2_E
         grad_u, grad_delta = torch.empty_like(u), torch.empty_like(delta)
@@ -110,8 +115,8 @@ class _SelectiveScan(torch.autograd.Function):
         for index in reversed(range(len(boundaries))):
             piece = slice(index * size, (index + 1) * size)
             u_c, delta_c, B_c, C_c, dy_c = u[piece], delta[piece], B[piece], C[piece], grad_y[piece]
-            if ctx.kept:
-                decay, drive, states = ctx.kept[index]  # indexed, not popped: backward may run twice
+            if kept:
+                decay, drive, states = kept[index]  # read, never written: backward may run twice
             else:
                 decay, drive = _discretise(u_c, delta_c, A2, B_c)
                 states = _carry(decay, drive, boundaries[index])
@@ -130,9 +135,9 @@ class _SelectiveScan(torch.autograd.Function):
             grad_delta[piece] += grad_drive_scale * u_c
             # sums over e, the inner axis: a product and a row sum (MKL's batched (N × E)·(E × 1) ran 7× slower)
             torch.sum(grads.mul_((delta_c * u_c).unsqueeze(-2)), -1, out=grad_B[piece])  # grads not needed after
-            torch.sum(states.mul_(dy_c.unsqueeze(-2)) if not ctx.kept else states * dy_c.unsqueeze(-2), -1,
+            torch.sum(states.mul_(dy_c.unsqueeze(-2)) if not kept else states * dy_c.unsqueeze(-2), -1,
                       out=grad_C[piece])
-        return grad_u, grad_delta, grad_A, grad_B, grad_C, carry, None
+        return grad_u, grad_delta, grad_A, grad_B, grad_C, carry, None, None
 
 
 def auto_chunk_size(batch: int, inner: int, state_size: int) -> int:
@@ -157,5 +162,7 @@ def selective_scan(u, delta, A, B, C, h0, chunk_size: int | None = DEFAULT_CHUNK
     if chunk_size <= 0:
         raise ValueError(f"chunk_size must be greater than zero, got {chunk_size}")
     inner_h0 = h0.transpose(-1, -2).contiguous()  # (Bt, N, E): see the module docstring
-    y, h = _SelectiveScan.apply(u, delta, A.t().contiguous(), B, C, inner_h0, chunk_size)
+    # the chunks are kept only for a backward pass that can come: inside forward() grad mode is always off
+    differentiable = torch.is_grad_enabled() and any(t.requires_grad for t in (u, delta, A, B, C, h0))
+    y, h = _SelectiveScan.apply(u, delta, A.t().contiguous(), B, C, inner_h0, chunk_size, differentiable)
     return y, h.transpose(-1, -2).contiguous()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import math
+import weakref
 
 import pytest
 import torch
@@ -158,3 +160,49 @@ def test_selective_scan_backward_passes_gradcheck(keep, monkeypatch):
 def test_bad_chunk_size_is_rejected_with_the_value():
     with pytest.raises(ValueError, match="chunk_size=0"):
         Mamba(3, 5, chunk_size=0)
+
+
+def _spy_on_chunk_states(monkeypatch):
+    """Weak references to every chunk's states as the scan makes them, and how many of the earlier
+    ones were still alive when each was made."""
+    refs, alive = [], []
+    carry = selective_scan_module._carry
+
+    def spy(*args):
+        alive.append(sum(ref() is not None for ref in refs))
+        states = carry(*args)
+        refs.append(weakref.ref(states))
+        return states
+    monkeypatch.setattr(selective_scan_module, "_carry", spy)
+    return refs, alive
+
+
+def test_kept_chunks_are_freed_by_the_backward(monkeypatch):
+    """The chunks the forward keeps are freed once the backward has run, as autograd frees what a
+    Function saves, though the outputs live on (a training loop holds the last step's loss and
+    logits into the next step's forward, which would otherwise hold two sequences' chunks)."""
+    monkeypatch.setattr(selective_scan_module, "KEEP_BYTES", 2**30)
+    torch.manual_seed(0)
+    block = Mamba(3, 5, chunk_size=4)
+    refs, alive = _spy_on_chunk_states(monkeypatch)
+    y, final = block(torch.randn(13, 2, 3), None)
+    assert alive == [0, 1, 2, 3]  # kept for the backward: 4 chunks of 13 steps
+    y.sum().backward()
+    gc.collect()
+    assert all(ref() is None for ref in refs), "chunks still held after the backward"
+    assert y.grad_fn is not None  # the outputs (and their graph) are alive
+
+
+def test_forward_without_gradient_keeps_no_chunks(monkeypatch):
+    """Without a backward to come (``torch.no_grad``, or nothing requiring a gradient) each chunk
+    is freed once the next one is made (until then the loop's variable holds it)."""
+    monkeypatch.setattr(selective_scan_module, "KEEP_BYTES", 2**30)
+    torch.manual_seed(0)
+    block = Mamba(3, 5, chunk_size=4)
+    x = torch.randn(13, 2, 3)
+    refs, alive = _spy_on_chunk_states(monkeypatch)
+    with torch.no_grad():
+        block(x, None)
+    block.requires_grad_(False)
+    block(x, None)
+    assert alive == [0, 1, 1, 1] * 2
