@@ -1,4 +1,4 @@
-"""Built-in cell ``lru``: the Linear Recurrent Unit, as a parallel scan over time and as a single step.
+"""Built-in cell ``lru``: the Linear Recurrent Unit, as a scan over the whole sequence and as a single step.
 
     λ = exp(-exp(ν) + i·exp(θ))                 diagonal complex recurrence, |λ| = exp(-exp(ν)) < 1
     γ = exp(γ_log), initialised to √(1 - |λ|²)  normalisation of the input per state dimension
@@ -139,4 +139,4 @@ class LRUStep(nn.Module):
 @hookimpl
 def register_cells(register):
     register("lru", LRU, impl=SCAN, alternatives={STEP_IMPL: LRUStep}, reference=STEP_IMPL,
-             summary="Linear Recurrent Unit, complex diagonal λ on a ring (Orvieto et al. 2023); chunked scan, step form as reference")
+             summary="Linear Recurrent Unit, complex diagonal λ on a ring (Orvieto et al. 2023); fused scan (chunked on a GPU), step form as reference")

@@ -89,6 +89,8 @@ class _BlockStates:
     def __call__(self, x_rows, start, steps, out=None):
         """Returns h at the block's end (a view of ``states``, or of ``out``: (steps, B, N) complex,
         given only where the recurrence is sequential)."""
+        if out is not None and not self.sequential:
+            raise ValueError("_BlockStates: out= is for the sequential recurrence; the chunked scan writes into its planned buffer")
         torch.mm(x_rows, self.input_weight.t(), out=self.drive_real[:steps * self.batch])
         if not self.sequential:
             return self.scan(start, steps=steps)

@@ -145,3 +145,56 @@ def test_minlstm_where_both_gates_underflow():
     want, _ = Unrolled(MinLSTMStep(cell))(x)
     assert torch.isfinite(y).all()
     torch.testing.assert_close(y, want)
+
+
+def _lru_by_hand(x, decay, input_weight, readout_weight, skip_weight, h0):
+    """The LRU's recurrence and readout as a plain autograd loop, for :func:`plugins.lru_scan.lru_scan`'s
+    own arguments: ``h_t = λ h_{t-1} + W_in x_t`` (real rows (Re, Im) interleaved), ``y_t = W_out [Re h_t, Im h_t] + D x_t``."""
+    batch = x.shape[1]
+    h = torch.zeros(batch, decay.shape[0], dtype=decay.dtype) if h0 is None else h0
+    outputs = []
+    for x_t in x:
+        h = decay * h + torch.view_as_complex((x_t @ input_weight.t()).view(batch, -1, 2))
+        outputs.append(torch.view_as_real(h).flatten(-2) @ readout_weight.t() + x_t @ skip_weight.t())
+    return torch.stack(outputs), h
+
+
+@pytest.mark.parametrize("keep_bytes", [2**30, 0], ids=["kept", "recomputed"])
+@pytest.mark.parametrize("sequential", [("cpu",), ()], ids=["loop", "chunked"])
+@pytest.mark.parametrize(("block_len", "seq_len"), [(4, 1), (4, 2), (4, 3), (4, 8), (16, 37)])
+@pytest.mark.parametrize("given_h0", [True, False], ids=["h0", "zeros"])
+@pytest.mark.parametrize("loss_on", ["outputs", "final state"])
+def test_lru_scan_against_a_loop_by_hand(keep_bytes, sequential, block_len, seq_len, given_h0, loss_on, monkeypatch):
+    """lru_scan's outputs, final state and the gradients of all its arguments against autograd
+    through a plain loop, in float64: one step, a block shorter or exactly full, several blocks with a
+    ragged last one; zeros or a given start; a loss on the outputs only (the final state's
+    gradient arrives as zeros) or on the final state only (the outputs' as zeros)."""
+    monkeypatch.setattr(lru_scan, "KEEP_BYTES", keep_bytes)
+    monkeypatch.setattr(lru_scan, "SEQUENTIAL_DEVICES", sequential)
+    gen = torch.Generator().manual_seed(seq_len)
+    batch, inputs, states, hidden = 2, 3, 4, 5
+
+    def draw(*shape):
+        return torch.randn(*shape, dtype=torch.float64, generator=gen)
+    radius = 0.6 + 0.35 * torch.rand(states, dtype=torch.float64, generator=gen)
+    args = {"x": draw(seq_len, batch, inputs),
+            "decay": torch.polar(radius, 6 * torch.rand(states, dtype=torch.float64, generator=gen)),
+            "input_weight": draw(2 * states, inputs), "readout_weight": draw(hidden, 2 * states),
+            "skip_weight": draw(hidden, inputs), "h0": torch.complex(draw(batch, states), draw(batch, states))}
+    output_weights, state_weights = draw(seq_len, batch, hidden), draw(batch, states, 2)
+    if not given_h0:
+        del args["h0"]
+
+    def run(function, **kwargs):
+        leaves = {name: value.clone().requires_grad_() for name, value in args.items()}
+        y, final = function(*leaves.values(), **({} if given_h0 else {"h0": None}), **kwargs)
+        loss = (y * output_weights).sum() if loss_on == "outputs" else (torch.view_as_real(final) * state_weights).sum()
+        grads = torch.autograd.grad(loss, list(leaves.values()), allow_unused=True)
+        return {"output": y, "final state": final,
+                **{f"grad {name}": torch.zeros_like(value) if grad is None else grad
+                   for (name, value), grad in zip(leaves.items(), grads)}}
+
+    got, want = run(lru_scan.lru_scan, block_len=block_len), run(_lru_by_hand)
+    for key, expected in want.items():
+        scale = max(expected.abs().max().item(), 1e-300)
+        assert (got[key] - expected).abs().max().item() <= 1e-11 * scale, key
