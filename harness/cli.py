@@ -153,8 +153,9 @@ def run(ctx, cells, tasks, devices, measures, profile_name, seq_len, hidden_size
         left_out = cells_without_impls(registry, config)
         if left_out:
             _warn(f"--impl {','.join(config.impls)}: not in the speed table: {'; '.join(left_out)}")
-        for default in train_impl_left_out(registry, config, train_impls or ()):
-            _warn(f"--train-impl {default}")
+        defaults = train_impl_left_out(registry, config, train_impls or ())
+        if defaults:
+            _warn(defaults)
     # Worker processes start up (import torch) while this process plans, once every name and size is
     # known good: started before, they took the driver's cores from a usage error's one line.
     early = early_pool(request, threads=threads, devices=devices, resuming=resume_run is not None)

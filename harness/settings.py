@@ -55,16 +55,23 @@ def resolve_train_impls(registry, cell_names, entries) -> dict[str, str]:
     return chosen
 
 
-def train_impl_left_out(registry, config, entries) -> list[str]:
-    """Selected cells that a plain ``--train-impl NAME`` did not reach (they have no such
-    implementation, and no ``CELL=NAME`` chose one for them), one phrase each, e.g.
-    ``"step: lstm (it has fused, unrolled) trains with its default"``; none when nothing trains."""
+def train_impl_left_out(registry, config, entries) -> str | None:
+    """The warning for selected cells that a plain ``--train-impl NAME`` did not reach (they have
+    no such implementation, and no ``CELL=NAME`` chose one for them), in one line, e.g.
+    ``"--train-impl step: lstm (it has fused, unrolled) trains with its default"``, or for several
+    ``"--train-impl step: 2 cells train with their default: lstm (it has …); gru (it has …)"``;
+    ``None`` when every cell was reached or nothing trains."""
     plain = [entry for entry in entries if "=" not in entry]
     if not plain or not any(m in config.measures for m in TRAIN_MEASUREMENTS):
-        return []
-    asked = ",".join(plain)
-    return [f"{asked}: {name} (it has {', '.join(registry.cell(name).impls.names)}) trains with its default"
+        return None
+    left = [f"{name} (it has {', '.join(registry.cell(name).impls.names)})"
             for name in config.cells if name not in config.train_impls]
+    if not left:
+        return None
+    asked = f"--train-impl {','.join(plain)}"
+    if len(left) == 1:
+        return f"{asked}: {left[0]} trains with its default"
+    return f"{asked}: {len(left)} cells train with their default: {'; '.join(left)}"
 
 
 def cells_without_impls(registry, config) -> list[str]:

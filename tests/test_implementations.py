@@ -229,6 +229,12 @@ def test_a_plain_train_impl_applies_to_the_cells_that_have_it(rnnbench, tmp_path
     assert result.code == 0, result.err
     assert {(r["cell"], r["impl"]) for r in rows} == {("lstm", "unrolled"), ("mingru", "step")}
     assert "warning" not in result.err
+    # several cells left at their default: one line naming them all
+    result, rows = _train(rnnbench, tmp_path, "--cells", "lstm,gru,mingru", "--train-impl", "step")
+    assert result.code == 0, result.err
+    warnings = [line for line in result.err.splitlines() if "warning" in line]
+    assert warnings == ["rnnbench: warning: --train-impl step: 2 cells train with their default: "
+                        "lstm (it has fused, unrolled); gru (it has fused, unrolled)"]
 
 
 @pytest.mark.parametrize("options, shown", [
