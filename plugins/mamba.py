@@ -30,9 +30,11 @@ Two implementations of the same function over the same parameters:
   once, and the recurrence h_t as a chunked scan (:func:`plugins.selective_scan.selective_scan`):
   per chunk of ``chunk_size`` steps the discretisation, readout and gradient reductions are
   single operations, the carry is one fused multiply-add per step, and the backward pass is
-  written by hand and recomputes each chunk. The (T, B, E, N) tensors of the discretised A and
-  B never exist for the whole sequence (at B=8, E=512, N=16, T=4096 one of them is 1 GiB in
-  float32). That module's docstring says why this beats a parallel (doubling) scan on a CPU.
+  written by hand and recomputes each chunk: the (T, B, E, N) tensors of the discretised A
+  and B never exist for the whole sequence (at B=8, E=512, N=16, T=4096 one of them is 1 GiB
+  in float32) — unless, with the states, they fit in that module's ``KEEP_BYTES`` (256 MiB),
+  when the forward pass keeps them for the backward pass. That module's docstring says why
+  this beats a parallel (doubling) scan on a CPU.
 """
 
 from __future__ import annotations

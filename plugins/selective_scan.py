@@ -20,8 +20,9 @@ the carry itself runs step by step — one fused multiply-add per step forward, 
 step backward (g_t = C_t dy_t + exp(Δ_{t+1} A) ⊙ g_{t+1}). Memory: the h at each chunk
 boundary is saved; each chunk's states are recomputed in the backward pass, so memory is
 O(T/L · Bt·E·N + L · Bt·E·N) instead of O(T · Bt·E·N) — unless all of them together fit in
-``KEEP_BYTES`` and a backward pass can follow (not under ``torch.no_grad``), when they are kept
-rather than recomputed, saved so that autograd frees them once the backward has run.
+``KEEP_BYTES`` and a backward pass can follow (grad mode on and some operand requiring a
+gradient), when they are kept rather than recomputed, saved so that autograd frees them once
+the backward has run.
 
 Two choices that only change speed (measured on this project's 2-core CPU, one thread,
 Bt=8, E=512, N=16, T=4096, forward + backward):

@@ -112,6 +112,23 @@ def test_lru_forward_without_gradient_keeps_no_states(monkeypatch):
     assert all(outs[8:]), "with a gradient to come, each block's states are kept"
 
 
+@pytest.mark.parametrize("operand", ["x", "state"])
+def test_lru_keeps_states_for_a_gradient_through_the_input_or_state_alone(operand, monkeypatch):
+    """A frozen LRU trained through its input, or a gradient through the carried state alone, is a
+    backward to come: each block's states are kept, and the gradient reaches that operand."""
+    monkeypatch.setattr(gated_scan, "CPU_BLOCK_ELEMENTS", 2 * 5 * 7)
+    scan, _ = _forms("lru", 3, 5)
+    scan.requires_grad_(False)
+    x = torch.randn(53, 2, 3)
+    inputs = {"x": x, "state": _state_like(scan, x, 7)}
+    inputs[operand].requires_grad_()
+    _, outs = _spy_on_state_buffers(monkeypatch)
+    y, final = scan(inputs["x"], inputs["state"])
+    assert len(outs) == 4 and all(outs), "with a gradient to come, each block's states are kept"
+    (y.sum() + final.sum()).backward()
+    assert inputs[operand].grad is not None and inputs[operand].grad.abs().sum() > 0
+
+
 @pytest.mark.parametrize("keep_bytes", [2**30, 0], ids=["kept", "recomputed"])
 @pytest.mark.parametrize("sequential", [("cpu",), ()], ids=["loop", "chunked"])
 def test_lru_backward_twice_with_retained_graph(keep_bytes, sequential, monkeypatch):

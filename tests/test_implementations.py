@@ -237,6 +237,19 @@ def test_a_plain_train_impl_applies_to_the_cells_that_have_it(rnnbench, tmp_path
                         "lstm (it has fused, unrolled); gru (it has fused, unrolled)"]
 
 
+def test_a_plain_train_impl_warns_only_when_something_trains():
+    """A speed-only run trains nothing, so no cell is left at a default to train with: no warning."""
+    from harness.settings import build_config, train_impl_left_out
+
+    def warning(measures):
+        config = build_config(REGISTRY, cells=("lstm", "gru", "mingru"), tasks=("adding",), devices=("cpu",),
+                              measures=measures, profile_name="smoke", train_impls=("step",))
+        return train_impl_left_out(REGISTRY, config, ("step",))
+    assert warning(("speed",)) is None
+    assert warning(("speed", "accuracy")) == ("--train-impl step: 2 cells train with their default: "
+                                              "lstm (it has fused, unrolled); gru (it has fused, unrolled)")
+
+
 @pytest.mark.parametrize("options, shown", [
     (["--cells", "lstm,gru", "--train-impl", "scan"], "--train-impl scan: no selected cell has an implementation 'scan' to train with; they have: fused, unrolled"),
     (["--cells", "lstm", "--train-impl", "scan"], "--train-impl scan: cell 'lstm' has no implementation 'scan'; it has: fused, unrolled"),

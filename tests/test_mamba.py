@@ -206,3 +206,47 @@ def test_forward_without_gradient_keeps_no_chunks(monkeypatch):
     block.requires_grad_(False)
     block(x, None)
     assert alive == [0, 1, 1, 1] * 2
+
+
+def _scan_operands(requiring):
+    """u, Δ, A, B, C, h0 of ``selective_scan`` at T = 13, Bt = 2, E = 3, N = 4 in float64, those named
+    in ``requiring`` requiring a gradient."""
+    gen = torch.Generator().manual_seed(0)
+    T, Bt, E, N = 13, 2, 3, 4
+    operands = {"u": torch.randn(T, Bt, E, generator=gen, dtype=F64), "delta": torch.rand(T, Bt, E, generator=gen, dtype=F64),
+                "A": -2 * torch.rand(E, N, generator=gen, dtype=F64), "B": torch.randn(T, Bt, N, generator=gen, dtype=F64),
+                "C": torch.randn(T, Bt, N, generator=gen, dtype=F64), "h0": torch.randn(Bt, E, N, generator=gen, dtype=F64)}
+    for name in requiring:
+        operands[name].requires_grad_()
+    return operands
+
+
+@pytest.mark.parametrize("name", ["u", "delta", "A", "B", "C", "h0"])
+def test_one_operand_requiring_a_gradient_keeps_the_chunks(name, monkeypatch):
+    """One operand requiring a gradient is a backward to come (a frozen block trained through its
+    input, or a gradient through the carried state alone): the chunks are kept, and that operand's
+    gradient equals the one with the chunks recomputed."""
+    operands = _scan_operands([name])
+    refs, alive = _spy_on_chunk_states(monkeypatch)
+    gradients = []
+    for keep_bytes in (2**30, 0):
+        monkeypatch.setattr(selective_scan_module, "KEEP_BYTES", keep_bytes)
+        y, h = selective_scan(*operands.values(), chunk_size=4)
+        loss = (y * torch.linspace(-1.0, 1.0, y.numel(), dtype=F64).view_as(y)).sum() + (h * h).sum()
+        gradients.append(torch.autograd.grad(loss, operands[name])[0])
+    assert alive[:4] == [0, 1, 2, 3]  # kept: 4 chunks of 13 steps
+    torch.testing.assert_close(gradients[0], gradients[1], rtol=1e-12, atol=1e-14)
+
+
+def test_grad_mode_decides_whether_chunks_are_kept(monkeypatch):
+    """Operands requiring a gradient under ``torch.no_grad`` make no graph: none kept; under
+    ``torch.enable_grad`` inside ``torch.no_grad`` they do: kept, and the outputs require a gradient."""
+    monkeypatch.setattr(selective_scan_module, "KEEP_BYTES", 2**30)
+    operands = _scan_operands(["u", "delta", "A", "B", "C", "h0"])
+    refs, alive = _spy_on_chunk_states(monkeypatch)
+    with torch.no_grad():
+        selective_scan(*operands.values(), chunk_size=4)
+        with torch.enable_grad():
+            y, _ = selective_scan(*operands.values(), chunk_size=4)
+    assert alive == [0, 1, 1, 1] + [0, 1, 2, 3]
+    assert y.requires_grad
