@@ -58,20 +58,24 @@ def resolve_train_impls(registry, cell_names, entries) -> dict[str, str]:
 def train_impl_left_out(registry, config, entries) -> str | None:
     """The warning for selected cells that a plain ``--train-impl NAME`` did not reach (they have
     no such implementation, and no ``CELL=NAME`` chose one for them), in one line, e.g.
-    ``"--train-impl step: lstm (it has fused, unrolled) trains with its default"``, or for several
-    ``"--train-impl step: 2 cells train with their default: lstm (it has …); gru (it has …)"``;
-    ``None`` when every cell was reached or nothing trains."""
+    ``"--train-impl step: lstm trains with its default, fused (it has fused, unrolled)"``, or for
+    several ``"--train-impl step: 2 cells train with their default: lstm with fused (it has …); gru
+    with fused (it has …)"``; ``None`` when every cell was reached or nothing trains."""
     plain = [entry for entry in entries if "=" not in entry]
     if not plain or not any(m in config.measures for m in TRAIN_MEASUREMENTS):
         return None
-    left = [f"{name} (it has {', '.join(registry.cell(name).impls.names)})"
-            for name in config.cells if name not in config.train_impls]
+    left = {name: registry.cell(name).impls for name in config.cells if name not in config.train_impls}
     if not left:
         return None
+
+    def default_of(name):  # the implementation it trains with, per device where they differ
+        defaults = dict.fromkeys(left[name].default_for(device) for device in config.devices)
+        return f"{' or '.join(defaults)} (it has {', '.join(left[name].names)})"
     asked = f"--train-impl {','.join(plain)}"
     if len(left) == 1:
-        return f"{asked}: {left[0]} trains with its default"
-    return f"{asked}: {len(left)} cells train with their default: {'; '.join(left)}"
+        name = next(iter(left))
+        return f"{asked}: {name} trains with its default, {default_of(name)}"
+    return f"{asked}: {len(left)} cells train with their default: {'; '.join(f'{n} with {default_of(n)}' for n in left)}"
 
 
 def cells_without_impls(registry, config) -> list[str]:

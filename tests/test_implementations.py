@@ -223,7 +223,7 @@ def test_a_plain_train_impl_applies_to_the_cells_that_have_it(rnnbench, tmp_path
     result, rows = _train(rnnbench, tmp_path, "--cells", "lstm,mingru", "--train-impl", "step")
     assert result.code == 0, result.err
     assert {(r["cell"], r["impl"]) for r in rows} == {("lstm", "fused"), ("mingru", "step")}
-    assert "rnnbench: warning: --train-impl step: lstm (it has fused, unrolled) trains with its default" in result.err.splitlines()
+    assert "rnnbench: warning: --train-impl step: lstm trains with its default, fused (it has fused, unrolled)" in result.err.splitlines()
     # a cell that a CELL=NAME entry chose for is not left at its default: no warning about it
     result, rows = _train(rnnbench, tmp_path, "--cells", "lstm,mingru", "--train-impl", "step,lstm=unrolled")
     assert result.code == 0, result.err
@@ -234,7 +234,7 @@ def test_a_plain_train_impl_applies_to_the_cells_that_have_it(rnnbench, tmp_path
     assert result.code == 0, result.err
     warnings = [line for line in result.err.splitlines() if "warning" in line]
     assert warnings == ["rnnbench: warning: --train-impl step: 2 cells train with their default: "
-                        "lstm (it has fused, unrolled); gru (it has fused, unrolled)"]
+                        "lstm with fused (it has fused, unrolled); gru with fused (it has fused, unrolled)"]
 
 
 def test_a_plain_train_impl_warns_only_when_something_trains():
@@ -247,7 +247,7 @@ def test_a_plain_train_impl_warns_only_when_something_trains():
         return train_impl_left_out(REGISTRY, config, ("step",))
     assert warning(("speed",)) is None
     assert warning(("speed", "accuracy")) == ("--train-impl step: 2 cells train with their default: "
-                                              "lstm (it has fused, unrolled); gru (it has fused, unrolled)")
+                                              "lstm with fused (it has fused, unrolled); gru with fused (it has fused, unrolled)")
 
 
 @pytest.mark.parametrize("options, shown", [
