@@ -19,7 +19,7 @@ the readout's gradients (two products), the adjoint scan
 ``∂L/∂λ = Σ g_t ⊙ conj(h_{t-1})`` and the input weight's gradient (one product). PyTorch's
 convention for complex gradients (``∂L/∂Re + i ∂L/∂Im``) throughout, as
 :func:`harness.scan.linear_scan`. Inside a block the recurrence and its adjoint run step by step
-on the CPU and as a chunked scan elsewhere (:class:`_BlockStates` says why). At the benchmark's
+on the CPU and as a chunked scan elsewhere (:func:`_in_block_chunk` says why). At the benchmark's
 sizes (B = 8, I = 8, H = N = 256, T = 4096, one CPU thread) forward+backward takes ~350 ms, of
 which the three large products take ~90 ms each; keeping the states instead of recomputing
 them was 369 against 394 ms (fastest of 6 interleaved rounds, a slow hour of the host), for
@@ -31,13 +31,13 @@ from __future__ import annotations
 import torch
 from torch.autograd.function import once_differentiable
 
-from harness.scan import ChunkedScan
+from harness.scan import ChunkedScan, backward_can_follow
 from plugins.gated_scan import _blocks, default_block_len
 
 # Up to this many bytes of states, (T, B, N) complex, the forward pass keeps them for the backward
 # pass; above it the backward recomputes them block by block (as plugins.selective_scan's Mamba).
 KEEP_BYTES = 256 * 2**20
-SEQUENTIAL_DEVICES = ("cpu",)  # where a block's recurrence runs as a plain loop (see _BlockStates)
+SEQUENTIAL_DEVICES = ("cpu",)  # where a block's recurrence runs as a plain loop (see _in_block_chunk)
 
 
 def lru_scan(x: torch.Tensor, decay: torch.Tensor, input_weight: torch.Tensor, readout_weight: torch.Tensor,
@@ -53,49 +53,31 @@ def lru_scan(x: torch.Tensor, decay: torch.Tensor, input_weight: torch.Tensor, r
     if h0 is None:
         h0 = torch.zeros(batch, state_size, dtype=decay.dtype, device=x.device)
     operands = (x, decay, input_weight, readout_weight, skip_weight, h0)
-    # the states are kept only for a backward pass that can come: inside forward() grad mode is always off
-    differentiable = torch.is_grad_enabled() and any(t.requires_grad for t in operands)
-    return _LRUScan.apply(*operands, max(1, min(block_len, seq_len)), differentiable)
+    return _LRUScan.apply(*operands, max(1, min(block_len, seq_len)), backward_can_follow(*operands))
 
 
-def _recur(decay, drive_steps, h, out_steps):
-    """``h_t = λ ⊙ h_{t-1} + drive_t`` one step after another, into per-step views made by the
-    caller; returns the last state."""
-    for drive_t, out_t in zip(drive_steps, out_steps):
-        h = torch.addcmul(drive_t, decay, h, out=out_t)
-    return h
+def _in_block_chunk(device: torch.device) -> int | None:
+    """Steps per chunk of the recurrence inside a block: 1, the plain loop, on ``SEQUENTIAL_DEVICES``
+    (a CPU core: a block's step is a (B, N) slice of thousands of elements, where the chunked scan's
+    second pass costs more than it saves, :class:`harness.scan.ChunkedScan` says why); else the
+    chunked scan's own choice (a GPU, where the whole sequence is one block)."""
+    return 1 if device.type in SEQUENTIAL_DEVICES else None
 
 
 class _BlockStates:
     """One block's drive ``W_in x`` (as real rows, into ``drive_real``) and its states ``h`` (into
-    ``states``, or into ``out``) from a start state, on buffers reused block after block.
-
-    The recurrence inside a block: on the devices in ``SEQUENTIAL_DEVICES`` (the CPU) one step
-    after another — a block's step is a (B, N) slice of thousands of elements, and the chunked
-    scan, which does the arithmetic twice to shorten the chain of dependent steps, loses to the
-    plain loop there (64-step complex blocks at B·N = 2048, one thread: 217 against 156 µs);
-    elsewhere (a GPU, where the whole sequence is one block) :class:`harness.scan.ChunkedScan`.
-    Either way the operands' per-step views are made once."""
+    ``states``, or into ``out``) from a start state, on buffers reused block after block; the
+    recurrence over them is planned once (:func:`_in_block_chunk` says how)."""
 
     def __init__(self, decay, input_weight, drive_real, states, batch):
-        self.input_weight, self.drive_real, self.batch, self.decay = input_weight, drive_real, batch, decay
+        self.input_weight, self.drive_real, self.states, self.batch = input_weight, drive_real, states, batch
         drive = torch.view_as_complex(drive_real.view(states.shape[0], batch, -1, 2))
-        self.sequential = states.device.type in SEQUENTIAL_DEVICES
-        if self.sequential:
-            self.drive_steps, self.state_steps = drive.unbind(0), states.unbind(0)
-        else:
-            self.scan = ChunkedScan(states.shape[0], a=decay[None], b=drive, out=states)
+        self.scan = ChunkedScan(states.shape[0], chunk=_in_block_chunk(states.device), a=decay[None], b=drive)
 
     def __call__(self, x_rows, start, steps, out=None):
-        """Returns h at the block's end (a view of ``states``, or of ``out``: (steps, B, N) complex,
-        given only where the recurrence is sequential)."""
-        if out is not None and not self.sequential:
-            raise ValueError("_BlockStates: out= is for the sequential recurrence; the chunked scan writes into its planned buffer")
+        """Returns h at the block's end (a view of ``states``, or of ``out``: (steps, B, N) complex)."""
         torch.mm(x_rows, self.input_weight.t(), out=self.drive_real[:steps * self.batch])
-        if not self.sequential:
-            return self.scan(start, steps=steps)
-        out_steps = self.state_steps[:steps] if out is None else out.unbind(0)
-        return _recur(self.decay, self.drive_steps[:steps], start, out_steps)
+        return self.scan(start, out=self.states[:steps] if out is None else out, steps=steps)
 
 
 class _LRUScan(torch.autograd.Function):
@@ -114,13 +96,12 @@ class _LRUScan(torch.autograd.Function):
             steps, rows = block.stop - block.start, (block.stop - block.start) * batch
             starts.append(state)
             x_rows = x[block].reshape(rows, inputs)
-            # kept states: this block's own tensor where the recurrence is a loop (it writes there), else
-            # the buffer, which then holds the whole sequence (a GPU) or is copied
-            own = torch.empty_like(states[:steps]) if keep and block_states.sequential else None
+            # kept states: each block's own tensor, or the buffer itself when it holds the whole sequence
+            own = torch.empty_like(states[:steps]) if keep and len(blocks) > 1 else None
             state = block_states(x_rows, state, steps, own).clone()  # a view of a buffer otherwise
             block_h = states[:steps] if own is None else own
             if keep:
-                kept.append(block_h if own is not None or len(blocks) == 1 else block_h.clone())
+                kept.append(block_h)
             y_rows = torch.mm(torch.view_as_real(block_h).view(rows, 2 * state_size), readout_weight.t(),
                               out=y[block].view(rows, hidden))
             y_rows.addmm_(x_rows, skip_weight.t())
@@ -148,13 +129,7 @@ class _LRUScan(torch.autograd.Function):
         back_decay = decay.conj().resolve_conj()  # conj(λ) in memory: a lazy conj view is copied by every op using it
         g_full = torch.view_as_complex(grad_real.view(block_len, batch, state_size, 2))
         # in place over the gradient buffer, g_t = ∂L/∂h_t + conj(λ) g_{t+1}: its views made once
-        if x.device.type in SEQUENTIAL_DEVICES:
-            g_steps = g_full.unbind(0)
-            def adjoint(following, steps):
-                backwards = g_steps[steps - 1::-1]
-                _recur(back_decay, backwards, following, backwards)
-        else:
-            adjoint = ChunkedScan(block_len, reverse=True, a=back_decay[None], b=g_full, out=g_full)
+        adjoint = ChunkedScan(block_len, chunk=_in_block_chunk(x.device), reverse=True, a=back_decay[None], b=g_full, out=g_full)
         following = torch.zeros_like(starts[0])  # g at the first step of the block after this one
         for index, block in reversed(list(enumerate(_blocks(seq_len, block_len)))):
             steps, rows = block.stop - block.start, (block.stop - block.start) * batch

@@ -51,6 +51,8 @@ import math
 import torch
 from torch.autograd.function import once_differentiable
 
+from harness.scan import backward_can_follow
+
 DEFAULT_CHUNK = None  # None: cache-sized, see auto_chunk_size
 CHUNK_ELEMENTS = 2**19  # Bt·E·N·L per chunk: (L, Bt, N, E) float32 tensors of 2 MiB stay in cache
 # Below this many bytes for all chunks' decay, drive and states together, the forward pass keeps
@@ -96,16 +98,17 @@ class _SelectiveScan(torch.autograd.Function):
             h = states[-1].clone()  # unless kept, the chunk's buffers are freed; keep only its last state
         # saved, not held on ctx, so that autograd frees them once the (last) backward has run
         ctx.save_for_backward(u, delta, A_t, B, C, *boundaries, *(t for chunk in kept for t in chunk))
-        ctx.chunk_size, ctx.chunks = chunk_size, len(boundaries)
+        ctx.chunk_size = chunk_size
         return torch.cat(outputs), h
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_y, grad_h_last):
         u, delta, A_t, B, C, *saved = ctx.saved_tensors
-        boundaries, kept_flat = saved[:ctx.chunks], saved[ctx.chunks:]
-        kept = [kept_flat[i:i + 3] for i in range(0, len(kept_flat), 3)]  # (decay, drive, states) per chunk
         size = ctx.chunk_size
+        chunks = len(range(0, u.shape[0], size))  # the boundaries, one per chunk; then the kept chunks, if any
+        boundaries, kept_flat = saved[:chunks], saved[chunks:]
+        kept = [kept_flat[i:i + 3] for i in range(0, len(kept_flat), 3)]  # (decay, drive, states) per chunk
         A2 = A_t * LOG2_E
         grad_u, grad_delta = torch.empty_like(u), torch.empty_like(delta)
         grad_A, grad_B, grad_C = torch.zeros_like(A_t), torch.empty_like(B), torch.empty_like(C)
@@ -163,7 +166,6 @@ def selective_scan(u, delta, A, B, C, h0, chunk_size: int | None = DEFAULT_CHUNK
     if chunk_size <= 0:
         raise ValueError(f"chunk_size must be greater than zero, got {chunk_size}")
     inner_h0 = h0.transpose(-1, -2).contiguous()  # (Bt, N, E): see the module docstring
-    # the chunks are kept only for a backward pass that can come: inside forward() grad mode is always off
-    differentiable = torch.is_grad_enabled() and any(t.requires_grad for t in (u, delta, A, B, C, h0))
+    differentiable = backward_can_follow(u, delta, A, B, C, h0)  # the chunks are kept only then
     y, h = _SelectiveScan.apply(u, delta, A.t().contiguous(), B, C, inner_h0, chunk_size, differentiable)
     return y, h.transpose(-1, -2).contiguous()

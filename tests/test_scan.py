@@ -184,7 +184,7 @@ def test_in_time_blocks_equals_one_call():
 
 
 @pytest.mark.parametrize("reverse", [False, True])
-@pytest.mark.parametrize("seq_len, chunk", [(64, 8), (63, 8), (10, 4), (5, None)])
+@pytest.mark.parametrize("seq_len, chunk", [(64, 8), (63, 8), (10, 4), (5, None), (63, 1)])  # 1: the plain loop
 def test_chunked_scan_plan_reused_over_new_contents_equals_loop(seq_len, chunk, reverse):
     """A plan made once over fixed buffers gives the loop's result for whatever they hold at each
     call (the fused cells refill the same buffers block after block)."""
