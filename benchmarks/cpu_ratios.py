@@ -96,20 +96,34 @@ def layout_report(batch: int, hidden: int, repeats: int = 2000) -> str:
     return f"# operand layouts, per-step (B={batch} x H={hidden})(H x H) product: {shown}"
 
 
-def elementwise_report(batch: int, hidden: int, seq_len: int, floor_s: float, repeats: int = 5) -> str:
-    """What a tanh RNN must compute beside its products, timed the way the cell computes it (one
-    (B, H) array per step, on a 32-step block that stays in cache, fastest of ``repeats``): tanh
-    of every a_t forward; 1 - h_t^2 and its product with the incoming gradient backward. Added
-    to the floor it bounds from below any NumPy implementation that multiplies step by step as
-    the floor does, before storing the states, the input projection, dW and db, and the
-    interpreter's cost of a few calls per step."""
+def parts_report(batch: int, inputs: int, hidden: int, seq_len: int, floor_s: float, repeats: int = 5) -> list[str]:
+    """What a tanh RNN computes beside the floor's products, each part timed alone the way
+    numpy-rnn computes it (one (B, H) array per step or one product per 32-step block, on
+    operands that stay in cache; fastest of ``repeats``).
+
+    Element-wise: tanh of every a_t forward; 1 - h_t^2 and its product with the incoming
+    gradient backward. Added to the floor they bound from below any NumPy implementation that
+    multiplies step by step as the floor does. The cell's other parts: the per-step add of the
+    input term, the input projection and dW/db as one (32 B, I + 1)(I + 1, H) product per block,
+    and dU as one (H, 32 B)(32 B, H) product per block in place of the floor's third product per
+    step. Their sum with the two per-step products is what the cell would take with no
+    interpreter cost, no cache misses and nothing stored: the ratio it can reach on this CPU."""
     block = 32
+    blocks = seq_len // block
+    scale = seq_len / (blocks * block)
+    rng = np.random.default_rng(0)
     h = np.full((block, batch, hidden), 0.5, dtype=np.float32)
     slope, grad = np.empty_like(h), np.ones((batch, hidden), dtype=np.float32)
     steps, slopes = list(h), list(slope)
+    x_aug = rng.standard_normal((block * batch, inputs + 1), dtype=np.float32)
+    weight_t = rng.standard_normal((inputs + 1, hidden), dtype=np.float32)
+    rows = rng.standard_normal((block * batch, hidden), dtype=np.float32)
+    states = rng.standard_normal((block * batch, hidden), dtype=np.float32)  # not rows: rows^T rows would run as syrk
+    grad_w, grad_u = np.zeros((inputs + 1, hidden), dtype=np.float32), np.zeros((hidden, hidden), dtype=np.float32)
+    term = np.empty((batch, hidden), dtype=np.float32)
 
-    def passes():
-        for _ in range(seq_len // block):
+    def elementwise():
+        for _ in range(blocks):
             for h_t in steps:
                 np.tanh(h_t, h_t)
             np.multiply(h, h, out=slope)
@@ -118,9 +132,22 @@ def elementwise_report(batch: int, hidden: int, seq_len: int, floor_s: float, re
             for slope_t in slopes:
                 np.multiply(grad, slope_t, grad)
 
-    extra = fastest_s(passes, repeats) * seq_len / (seq_len // block * block)
-    return (f"# beside the products: tanh forward, 1 - h^2 and its product with the gradient backward take {extra * 1e3:.1f} ms "
-            f"(in cache): floor plus these = {1 + extra / floor_s:.2f} of the floor")
+    def others():
+        for _ in range(blocks):
+            for h_t in steps:
+                np.add(h_t, term, h_t)
+            np.matmul(x_aug, weight_t, out=rows)  # the input projection
+            np.add(grad_w, x_aug.T @ rows, out=grad_w)  # dW and db
+            np.add(grad_u, rows.T @ states, out=grad_u)  # dU, blocked
+
+    elementwise_s = fastest_s(elementwise, repeats) * scale
+    others_s = fastest_s(others, repeats) * scale
+    parts_s = floor_s * 2 / 3 + elementwise_s + others_s
+    return [f"# beside the products: tanh forward, 1 - h^2 and its product with the gradient backward take {elementwise_s * 1e3:.1f} ms "
+            f"(in cache): floor plus these = {1 + elementwise_s / floor_s:.2f} of the floor",
+            f"# numpy-rnn's parts alone (in cache): two products a step {floor_s * 2 / 3 * 1e3:.1f} ms, those element-wise "
+            f"{elementwise_s * 1e3:.1f} ms, the input term's add, the projection, dW/db and the blocked dU {others_s * 1e3:.1f} ms: "
+            f"{parts_s * 1e3:.1f} ms = {parts_s / floor_s:.2f} of the floor, before the interpreter's cost and storing the states"]
 
 
 def numpy_bptt(batch: int, inputs: int, hidden: int, seq_len: int):
@@ -161,10 +188,9 @@ def scan_targets(registry, cells: list[str], rounds: int, full: bool) -> None:
         result = scan_forms.measure_forms(forms, scan_forms.SEQ_LEN, rounds, "cpu")
         for line in scan_forms.describe(name, result):
             print(line)
-        if name in scan_forms.PRODUCT_BOUNDS:
-            bound_s = scan_forms.PRODUCT_BOUNDS[name]()
-            print(f"# {name}: its large products alone take {bound_s * 1e3:.0f} ms, "
-                  f"{bound_s / min(result.step_s):.3f} of the step loop (a lower bound of the ratio)")
+        if name in scan_forms.PART_BOUNDS:
+            measure_parts, describe_parts = scan_forms.PART_BOUNDS[name]
+            print(describe_parts(measure_parts(), min(result.step_s)))
         limit = scan_forms.CPU_TARGETS[name]
         report(f"{name}_fast_vs_step", result.ratio, f"<={limit}", result.ratio <= limit)
         lengths = scan_forms.FULL_LENGTHS if full else scan_forms.COARSE_LENGTHS
@@ -222,7 +248,8 @@ def numpy_targets(registry) -> None:
     print(f"# T={seq_len}, fastest calls of {ROUNDS} rounds: numpy-rnn {fastest['numpy-rnn'] * 1e3:.1f} ms through the harness "
           f"({fastest['direct'] * 1e3:.1f} ms for its NumPy forward+backward alone), torch-rnn {fastest['torch-rnn'] * 1e3:.1f} ms, "
           f"3T-product floor {fastest['floor'] * 1e3:.1f} ms")
-    print(elementwise_report(batch, hidden, seq_len, fastest["floor"]))
+    for line in parts_report(batch, inputs, hidden, seq_len, fastest["floor"]):
+        print(line)
     targets = [
         ("numpy_vs_torch_rnn", "numpy-rnn", "torch-rnn", "<=0.6", 0.6),
         ("numpy_vs_matmul_floor", "direct", "floor", "<=1.2", 1.2),

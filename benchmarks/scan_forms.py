@@ -168,11 +168,17 @@ def sweep(forms: dict[str, torch.nn.Module], lengths, device: str, known: dict[i
     return rows
 
 
-def lru_products_s(repeats: int = 3) -> float:
-    """Seconds that the LRU's three large products take at the target's sizes, alone, the way its
-    fused form runs them (one block of ``B·L`` rows at a time, ``plugins.lru_scan``): the readout
-    ``[Re h, Im h] W_out^T``, its weight gradient and the gradient into the states. The step loop
-    does the same arithmetic, so ``this / step loop`` bounds the LRU's ratio from below."""
+def lru_parts_s(repeats: int = 3) -> dict[str, float]:
+    """Seconds that parts of the LRU's fused form take at the target's sizes, each alone and in
+    cache, the way ``plugins.lru_scan`` runs them (one block of ``B·L`` rows at a time):
+
+    ``products``: the three large products, the readout ``[Re h, Im h] W_out^T``, its weight
+    gradient and the gradient into the states — the step loop does the same arithmetic, so
+    ``products / step loop`` bounds the ratio from below; ``inputs``: the four products with the
+    input's I columns (the drive ``W_in x``, the skip ``D x`` and their weights' gradients);
+    ``recurrences``: the recurrence and its adjoint, one complex multiply-add on a (B, N) slice a
+    step each way. Their sum is the ratio the form can reach here, before ``∂L/∂λ``, the
+    interpreter's cost and the traffic of the states to and from memory."""
     from plugins.gated_scan import default_block_len
 
     x = torch.zeros(SEQ_LEN, BATCH, INPUTS)
@@ -182,6 +188,12 @@ def lru_products_s(repeats: int = 3) -> float:
     states, grad_y = torch.randn(rows, width, generator=generator), torch.randn(rows, HIDDEN, generator=generator)
     weight = torch.randn(HIDDEN, width, generator=generator)
     y, grad_states, grad_weight_t = torch.empty(rows, HIDDEN), torch.empty(rows, width), torch.zeros(width, HIDDEN)
+    x_rows = torch.randn(rows, INPUTS, generator=generator)
+    input_weight, skip_weight = torch.randn(width, INPUTS, generator=generator), torch.randn(HIDDEN, INPUTS, generator=generator)
+    drive, grad_input_t, grad_skip_t = torch.empty(rows, width), torch.zeros(INPUTS, width), torch.zeros(INPUTS, HIDDEN)
+    decay = torch.polar(torch.full((HIDDEN,), 0.95), torch.rand(HIDDEN, generator=generator))
+    steps = torch.randn(block, BATCH, HIDDEN, dtype=torch.complex64, generator=generator).unbind(0)
+    state = torch.zeros(BATCH, HIDDEN, dtype=torch.complex64)
 
     def products():
         for _ in range(SEQ_LEN // block):
@@ -189,13 +201,36 @@ def lru_products_s(repeats: int = 3) -> float:
             grad_weight_t.addmm_(states.t(), grad_y)
             torch.mm(grad_y, weight, out=grad_states)
 
+    def inputs():
+        for _ in range(SEQ_LEN // block):
+            torch.mm(x_rows, input_weight.t(), out=drive)
+            y.addmm_(x_rows, skip_weight.t())
+            grad_skip_t.addmm_(x_rows.t(), grad_y)
+            grad_input_t.addmm_(x_rows.t(), grad_states)
+
+    def recurrences():
+        for _ in range(2 * SEQ_LEN // block):
+            for step in steps:
+                torch.addcmul(step, decay, state, out=state)
+
     clock = clock_for("cpu")  # process CPU time, as the step loop it is divided by
-    products()
-    return min(clock(products) for _ in range(repeats))
+    parts = {"products": products, "inputs": inputs, "recurrences": recurrences}
+    for part in parts.values():
+        part()
+    return {name: min(clock(part) for _ in range(repeats)) for name, part in parts.items()}
 
 
-# Cells whose fast form is bound from below by work the step loop shares: what prints it.
-PRODUCT_BOUNDS = {"lru": lru_products_s}
+def describe_lru_parts(parts_s: dict[str, float], step_s: float) -> str:
+    """The ``#`` line of :func:`lru_parts_s` against the step loop's ``step_s`` seconds."""
+    total_s = sum(parts_s.values())
+    return (f"# lru: its large products alone take {parts_s['products'] * 1e3:.0f} ms, {parts_s['products'] / step_s:.3f} "
+            f"of the step loop (a lower bound of the ratio); with the input's products ({parts_s['inputs'] * 1e3:.0f} ms) "
+            f"and the two recurrences ({parts_s['recurrences'] * 1e3:.0f} ms), {total_s * 1e3:.0f} ms = {total_s / step_s:.3f} "
+            "of the step loop, before ∂L/∂λ, the interpreter and the states' memory traffic")
+
+
+# Cells whose fast form is bound from below by work the step loop shares: what measures it, what prints it.
+PART_BOUNDS = {"lru": (lru_parts_s, describe_lru_parts)}
 
 
 def mib(value: float | None) -> str:

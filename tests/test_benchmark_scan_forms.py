@@ -78,6 +78,13 @@ def test_cpu_script_prints_a_verdict_per_cell(monkeypatch, capsys):
     for name in ("mingru", "lru"):
         assert f"{name}_fast_vs_step value=" in out and f"# {name} fast/step sweep: T=16:" in out
     assert "target=<=0.2" in out
+    assert "# lru: its large products alone take" in out  # and the line of its parts, below
+
+
+def test_lru_parts_line_adds_the_parts_against_the_step_loop():
+    line = scan_forms.describe_lru_parts({"products": 0.2, "inputs": 0.01, "recurrences": 0.02}, 1.0)
+    assert "its large products alone take 200 ms, 0.200 of the step loop" in line
+    assert "input's products (10 ms) and the two recurrences (20 ms), 230 ms = 0.230 of the step loop" in line
 
 
 def test_cpu_script_refuses_a_cell_without_a_target(capsys):
@@ -90,3 +97,10 @@ def test_cpu_script_refuses_a_cell_without_a_target(capsys):
 def test_gpu_script_skips_without_cuda(capsys):
     assert gpu_ratios.main([]) == 0
     assert capsys.readouterr().out.strip() == "no CUDA device: nothing measured"
+
+
+def test_numpy_parts_report_prints_both_lines_against_the_floor():
+    first, second = cpu_ratios.parts_report(4, 3, 8, 64, floor_s=1.0, repeats=1)
+    assert first.startswith("# beside the products: tanh forward") and "of the floor" in first
+    # the floor's two per-step products are 2/3 of it: 667 ms of a 1 s floor, plus the parts timed
+    assert "two products a step 666.7 ms" in second and "before the interpreter's cost and storing the states" in second
