@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -185,7 +186,8 @@ def run(ctx, cells, tasks, devices, measures, profile_name, seq_len, hidden_size
     results = Results.from_store(store, outcome.run_id)
     click.echo(rows_json(results) if as_json else run_tables(results))
     target = Path(out_dir) if out_dir else store.path.parent / f"run-{outcome.run_id}"
-    click.echo(f"report: {registry.reporter(RUN_REPORT_FORMAT).render(results, target)}", err=True)
+    written = _write_run_report(registry, results, target, store.path, db_path)
+    exit_code = exit_code or (0 if written else 1)
     minutes, seconds = divmod(time.perf_counter() - started, 60)
     click.echo(
         f"run {outcome.run_id}: {outcome.counts['ok']} ok, {outcome.counts['failed']} failed, "
@@ -194,6 +196,20 @@ def run(ctx, cells, tasks, devices, measures, profile_name, seq_len, hidden_size
         err=True,
     )
     return exit_code
+
+
+def _write_run_report(registry, results, target: Path, db: Path, db_given) -> bool:
+    """The run's report into ``target``; where that fails (a full disk, a folder removed during the
+    run), one line saying that the results are safe in the database and how to write it later."""
+    try:
+        path = registry.reporter(RUN_REPORT_FORMAT).render(results, target)
+    except OSError as exc:
+        later = f"rnnbench report {results.run.run_id} --format {RUN_REPORT_FORMAT}" + (f" --db {shlex.quote(str(db))}" if db_given else "")
+        click.echo(f"rnnbench: error: cannot write the report to {str(target)!r} ({exc.strerror or exc}); "
+                   f"the results are in {db}: write the report later with '{later} --out DIR'", err=True)
+        return False
+    click.echo(f"report: {path}", err=True)
+    return True
 
 
 # What --resume takes from the command line; everything else comes from the stored run.

@@ -24,7 +24,9 @@ them, and that term is unchanged.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -177,19 +179,31 @@ def thread_warnings(threads: int) -> list[str]:
 
 
 def check_out_dir(out_dir: str | os.PathLike | None, option: str = "--out") -> None:
-    """A report folder must be creatable: the nearest existing part of the path a writable folder."""
+    """A report folder must be creatable and writable. Tried for real, not judged from permission
+    bits (``os.access`` says yes to root under /proc, where nothing can be created): the missing
+    folders are made, a file is written in the last, and everything made is removed again."""
     if out_dir is None:
         return
     path = Path(out_dir)
-    if path.exists():
-        if not path.is_dir():
-            raise UsageError(f"{option} {str(path)!r} is a file, not a folder; give a folder for the report")
-        probe = path
-    else:
-        probe = path.parent
-        while not probe.exists() and probe != probe.parent:
-            probe = probe.parent
-        if not probe.is_dir():
-            raise UsageError(f"{option} {str(path)!r} cannot be created: {str(probe)!r} is a file, not a folder")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise UsageError(f"{option} {str(path)!r} cannot be created: {str(probe)!r} is not writable")
+    missing, existing = [], Path(os.path.abspath(path))  # ".." resolved, so only folders made here are removed
+    while not existing.exists() and existing != existing.parent:
+        missing.append(existing)
+        existing = existing.parent
+    if not missing and not existing.is_dir():
+        raise UsageError(f"{option} {str(path)!r} is a file, not a folder; give a folder for the report")
+    if not existing.is_dir():
+        raise UsageError(f"{option} {str(path)!r} cannot be created: {str(existing)!r} is a file, not a folder")
+    made: list[Path] = []
+    try:
+        for folder in reversed(missing):
+            folder.mkdir()
+            made.append(folder)
+        with tempfile.TemporaryFile(dir=os.path.abspath(path)):
+            pass
+    except OSError as exc:
+        raise UsageError(f"{option} {str(path)!r} cannot be created or written to ({exc.strerror or exc}); "
+                         "give a folder you can write to") from None
+    finally:
+        for folder in reversed(made):
+            with contextlib.suppress(OSError):  # left behind, empty, rather than a traceback
+                folder.rmdir()

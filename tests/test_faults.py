@@ -337,6 +337,51 @@ def test_9_an_out_folder_under_a_file_is_refused_up_front(rnnbench, tmp_path):
     assert not db.exists()  # refused before anything was measured
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc, where no folder can be made")
+@pytest.mark.parametrize("out", ["/proc/rnnbench-out", "/proc/rnnbench-out/sub"])
+def test_9_an_out_folder_that_cannot_be_made_is_refused_up_front(rnnbench, tmp_path, out):
+    """/proc's permission bits let root write, yet nothing can be created there: the folder is tried
+    for real before the run, not after every item was measured."""
+    db = tmp_path / "r.sqlite"
+    one_line_error(rnnbench("run", *TINY, "--out", out, "--db", db), f"--out {out!r} cannot be created",
+                   "give a folder you can write to")
+    assert not db.exists()
+
+
+def test_9_trying_the_out_folder_leaves_nothing_behind(tmp_path):
+    from harness.preflight import check_out_dir
+
+    check_out_dir(tmp_path / "a" / "b" / "c")
+    check_out_dir(tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_9_a_report_that_cannot_be_written_after_the_run_keeps_the_results_and_says_how_to_write_it(
+        rnnbench, tmp_path, monkeypatch):
+    """A disk that fills up during the run: the tables and rows are kept, one line says where the
+    results are and the command that writes the report later, and the exit code is not 0."""
+    import reports.markdown
+
+    def disk_full(results, out_dir):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(reports.markdown, "render_markdown", disk_full)
+    db, out = tmp_path / "r.sqlite", tmp_path / "out"
+    result = rnnbench("run", *TINY, "--db", db, "--out", out)
+    assert result.code == 1 and "Traceback" not in result.err
+    assert "Accuracy" in result.out  # the tables were printed
+    errors = [line for line in result.err.splitlines() if line.startswith("rnnbench: error:")]
+    assert errors == [f"rnnbench: error: cannot write the report to {str(out)!r} (No space left on device); the "
+                      f"results are in {db}: write the report later with 'rnnbench report 1 --format markdown "
+                      f"--db {db} --out DIR'"]
+    assert "run 1: 1 ok, 0 failed" in result.err
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM results WHERE run_id = 1 AND status = 'ok'").fetchone()[0] > 0
+    monkeypatch.undo()
+    assert rnnbench("report", "1", "--format", "markdown", "--db", db, "--out", out).code == 0
+    assert (out / "report.md").is_file()
+
+
 # --- 12: Markdown escaping ---------------------------------------------------------------------------
 
 HOSTILE = "<script>alert(1)</script> a|b\nsecond <img src=x onerror=alert(1)> `tick` [l](http://x) *em*"
