@@ -178,8 +178,8 @@ def thread_warnings(threads: int) -> list[str]:
     return []
 
 
-def check_out_dir(out_dir: str | os.PathLike | None, option: str = "--out") -> None:
-    """A report folder must be creatable and writable. Tried for real, not judged from permission
+def check_out_dir(out_dir: str | os.PathLike | None, option: str = "--out", purpose: str = "the report") -> None:
+    """A folder for ``purpose`` (a run's report, ``new-cell``'s package) must be creatable and writable. Tried for real, not judged from permission
     bits (``os.access`` says yes to root under /proc, where nothing can be created): the missing
     folders are made, a file is written in the last, and everything made is removed again."""
     if out_dir is None:
@@ -190,7 +190,7 @@ def check_out_dir(out_dir: str | os.PathLike | None, option: str = "--out") -> N
         missing.append(existing)
         existing = existing.parent
     if not missing and not existing.is_dir():
-        raise UsageError(f"{option} {str(path)!r} is a file, not a folder; give a folder for the report")
+        raise UsageError(f"{option} {str(path)!r} is a file, not a folder; give a folder for {purpose}")
     if not existing.is_dir():
         raise UsageError(f"{option} {str(path)!r} cannot be created: {str(existing)!r} is a file, not a folder")
     made: list[Path] = []

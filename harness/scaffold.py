@@ -16,6 +16,7 @@ from string import Template
 
 from harness.errors import UsageError
 from harness.names import BACKENDS, SCAFFOLD_NAME_PATTERN, TORCH
+from harness.preflight import check_out_dir
 
 
 @dataclass(frozen=True)
@@ -65,8 +66,8 @@ def write_scaffold(name: str, backend: str = TORCH, parent: str | Path = ".", *,
     """Write the package into ``parent/rnnbench-NAME/`` and return that folder. ``scan``: the cell
     has a scan implementation beside its step form (torch backend).
 
-    Raises :class:`UsageError` for an invalid name or backend, or when the folder exists
-    and is not empty (nothing is overwritten).
+    Raises :class:`UsageError` for an invalid name or backend, when the folder exists and is
+    not empty (nothing is overwritten), or when it cannot be created or written.
     """
     validate_name(name)
     if backend not in BACKENDS:
@@ -75,13 +76,18 @@ def write_scaffold(name: str, backend: str = TORCH, parent: str | Path = ".", *,
         raise UsageError(f"--with-scan writes a torch cell (its scan differentiates through autograd); "
                          f"it does not go with --backend {backend}")
     scaffold = Scaffold(name, backend, scan)
+    check_out_dir(parent, "--dir", purpose="the cell package")
     root = Path(parent) / scaffold.distribution
-    if root.exists() and (not root.is_dir() or any(root.iterdir())):
-        raise UsageError(f"{str(root)!r} already exists and is not empty; choose another --dir or remove it")
-    for relative, text in scaffold.files().items():
-        path = root / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
+    try:
+        if root.exists() and (not root.is_dir() or any(root.iterdir())):
+            raise UsageError(f"{str(root)!r} already exists and is not empty; choose another --dir or remove it")
+        for relative, text in scaffold.files().items():
+            path = root / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+    except OSError as exc:  # e.g. a full disk after the folder was found writable
+        raise UsageError(f"cannot write the cell package into {str(root)!r} ({exc.strerror or exc}); "
+                         "give a --dir you can write to") from None
     return root
 
 

@@ -117,6 +117,22 @@ def test_cli_new_cell_refuses_with_one_line(rnnbench, tmp_path, argv, message):
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize("where,message", [
+    ("file/sub", "cannot be created: '{tmp}/file' is a file, not a folder"),
+    pytest.param("/proc/rnnbench-nope", "--dir '/proc/rnnbench-nope' cannot be created or written to",
+                 marks=pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc")),
+])
+def test_cli_new_cell_refuses_a_dir_it_cannot_make_with_one_line(rnnbench, tmp_path, where, message):
+    """A --dir under a file, or where no folder can be made, is one line, not a NotADirectoryError or
+    FileNotFoundError traceback."""
+    (tmp_path / "file").write_text("a file")
+    result = rnnbench("new-cell", "abc", "--dir", tmp_path / where)
+    assert result.code == 2 and "Traceback" not in result.err
+    assert result.err.strip().splitlines() == [result.err.strip()]
+    assert message.format(tmp=tmp_path) in result.err, result.err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
 def _run(argv, env, cwd) -> subprocess.CompletedProcess:
     return subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=300)
 
