@@ -113,7 +113,7 @@ def run(ctx, cells, tasks, devices, measures, profile_name, seq_len, hidden_size
     from harness.results import Results
     from harness.runner import resolve_devices
     from harness.settings import build_config, cells_without_impls, grow_config, train_impl_left_out
-    from harness.task_options import parse_task_options, with_text_file
+    from harness.task_options import option_flags, parse_task_options, with_text_file
     from reports.terminal import Progress, rows_json, run_tables
 
     started = time.perf_counter()
@@ -140,7 +140,8 @@ def run(ctx, cells, tasks, devices, measures, profile_name, seq_len, hidden_size
     else:
         registry = _load(plugin_files)
         # Validate every name and size before the database is touched.
-        task_options = with_text_file(parse_task_options(task_option_pairs, registry), text_file)
+        typed_options = parse_task_options(task_option_pairs, registry)
+        task_options = with_text_file(typed_options, text_file)
         if text_file and tasks is None:
             tasks = ("text",)
         config = build_config(
@@ -148,7 +149,7 @@ def run(ctx, cells, tasks, devices, measures, profile_name, seq_len, hidden_size
             profile_name=profile_name, seq_len=seq_len, hidden_size=hidden_size, batch_size=batch_size,
             input_size=input_size, steps=steps, seeds=seeds, lr=lrs, threads=threads, impls=impls,
             param_budget=param_budget, allow_large_memory=allow_large, train_impls=train_impls or (), layers=layers, task_options=task_options,
-            eval_lengths=eval_lengths,
+            eval_lengths=eval_lengths, task_option_flags=option_flags(typed_options, text_file),
         )
         argv = ["rnnbench", *sys.argv[1:]] if ctx.obj is None else ctx.obj
         left_out = cells_without_impls(registry, config)

@@ -6,6 +6,8 @@ says what was wrong and what is allowed.
 
 from __future__ import annotations
 
+import re
+
 import click
 
 from harness.names import split_list
@@ -18,10 +20,13 @@ class PositiveIntList(click.ParamType):
 
     name = "N[,N...]"
     example = "64 or 100,1000"
+    numbers = "whole numbers"
 
     def __init__(self, max_value: int = SQLITE_INT_MAX, max_why: str = "the largest integer SQLite stores"):
         self.max_value = max_value
         self.max_why = max_why
+        limit = ">= 1" if max_value == SQLITE_INT_MAX else f"from 1 to {max_value}"
+        self.allowed = f"{self.numbers} {limit}"
 
     def convert(self, value, param, ctx):
         if isinstance(value, tuple):
@@ -31,9 +36,9 @@ class PositiveIntList(click.ParamType):
             try:
                 number = int(part)
             except ValueError:
-                self.fail(f"{part!r} is not a positive integer (whole numbers > 0, e.g. {self.example})", param, ctx)
+                self.fail(f"{part!r} is not a positive integer: give {self.allowed} (e.g. {self.example})", param, ctx)
             if number <= 0:
-                self.fail(f"{part!r} is not a positive integer (sizes must be > 0)", param, ctx)
+                self.fail(f"{part!r} is not a positive integer: give {self.allowed}", param, ctx)
             if number > self.max_value:
                 self.fail(f"{part} is too large: at most {self.max_value} ({self.max_why})", param, ctx)
             out.append(number)
@@ -47,6 +52,7 @@ class PositiveInt(PositiveIntList):
 
     name = "N"
     example = "2"
+    numbers = "a whole number"
 
     def convert(self, value, param, ctx):
         if isinstance(value, int):
@@ -95,38 +101,52 @@ class Percent(click.ParamType):
         return number / 100
 
 
+def _whole(text: str) -> int | None:
+    """``text`` as a whole number >= 0 written in ASCII digits, else None (``int`` alone would take
+    ``"²"``'s ``isdigit``, ``"+3"``, ``"1_0"`` and raise on a number of more than 4300 digits)."""
+    if not re.fullmatch(r"[0-9]+", text):
+        return None
+    try:
+        return int(text)
+    except ValueError:  # past Python's digit limit: far beyond any allowed value
+        return SQLITE_INT_MAX + 1
+
+
 class Seeds(click.ParamType):
     """Seeds: a count ``3`` (seeds 0, 1, 2), a range ``5..9`` (5 to 9 inclusive), or a list ``0,4,7``
     (items may themselves be ranges: ``0..2,10``)."""
 
     name = "N|A..B|A,B,..."
+    allowed = f"give a count from 1 to {MAX_SEEDS} (3: seeds 0..2), a range (5..9) or a list (0,4,7) of seeds >= 0"
 
     def convert(self, value, param, ctx):
         if isinstance(value, tuple):
             return value
         text = str(value).strip()
-        allowed = "give a count (3: seeds 0..2), a range (5..9) or a list (0,4,7) of whole numbers >= 0"
-        if text.isdigit() and int(text) > 0:
-            return self._checked(range(int(text)), param, ctx)
+        count = _whole(text)
+        if count == 0:
+            self.fail("'0': a count of seeds is at least 1 (3: seeds 0..2); seed 0 alone is 0..0", param, ctx)
+        if count is not None:
+            if count > MAX_SEEDS:  # before range() is built: a count past C's ssize_t overflows len()
+                self.fail(f"{text} seeds: at most {MAX_SEEDS} per run", param, ctx)
+            return self._checked(range(count), param, ctx)
         seeds: list[int] = []
         for part in split_list(text) if "," in text or ".." in text else ():
             low, dots, high = part.partition("..")
-            try:
-                first, last = (int(low), int(high)) if dots else (int(part), int(part))
-            except ValueError:
-                self.fail(f"{part!r} is not a seed or a range of seeds; {allowed}", param, ctx)
-            if first < 0 or last < first:
-                self.fail(f"{part!r}: a range A..B needs 0 <= A <= B; {allowed}", param, ctx)
+            first, last = (_whole(low.strip()), _whole(high.strip())) if dots else (_whole(part),) * 2
+            if first is None or last is None:
+                self.fail(f"{part!r} is not a seed or a range of seeds; {self.allowed}", param, ctx)
+            if last < first:
+                self.fail(f"{part!r}: a range A..B needs A <= B; {self.allowed}", param, ctx)
             if last - first >= MAX_SEEDS or len(seeds) >= MAX_SEEDS:
                 self.fail(f"{value!r}: more than {MAX_SEEDS} seeds; at most {MAX_SEEDS} per run", param, ctx)
             seeds += range(first, last + 1)
         if not seeds:
-            self.fail(f"{value!r}: {allowed}", param, ctx)
+            self.fail(f"{value!r}: {self.allowed}", param, ctx)
         return self._checked(dict.fromkeys(seeds), param, ctx)
 
     def _checked(self, seeds, param, ctx) -> tuple[int, ...]:
-        """At most :data:`MAX_SEEDS` seeds, each an integer SQLite can store (checked before a
-        range is expanded, so that a huge count fails at once instead of filling memory)."""
+        """At most :data:`MAX_SEEDS` seeds, each an integer SQLite can store."""
         if len(seeds) > MAX_SEEDS:
             self.fail(f"{len(seeds)} seeds: at most {MAX_SEEDS} per run", param, ctx)
         if seeds and max(seeds) > SQLITE_INT_MAX:

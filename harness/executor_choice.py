@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass
 
 from harness.errors import UsageError
@@ -25,7 +26,8 @@ from harness.executors import Executor, InProcessExecutor, LocalPoolExecutor
 
 AUTO = "auto"
 WORKERS_ENV = "RNNBENCH_WORKERS"  # the default of --workers, e.g. 1 in the test suite
-NO_LIMIT = ("none", "0")
+NO_LIMIT = "none"
+MAX_WORKERS = 1024  # as --threads: past the cores of any one machine
 WARM_UP = "harness.item_work:warm_up"  # what every local worker does as it starts
 GPU_DEVICE_FILES = ("/dev/nvidiactl", "/dev/kfd", "/dev/dxg")  # NVIDIA, ROCm, WSL: a GPU torch may use
 
@@ -42,23 +44,22 @@ class ExecutionRequest:
 
 
 def parse_workers(text: str) -> int | None:
-    """``auto`` -> None, else a whole number >= 1 (one clear line otherwise)."""
+    """``auto`` -> None, else a whole number from 1 to :data:`MAX_WORKERS` (one clear line otherwise)."""
     value = str(text).strip().lower()
     if value == AUTO:
         return None
-    try:
-        workers = int(value)
-    except ValueError:
-        workers = 0
-    if workers < 1:
-        raise UsageError(f"--workers {text!r}: give a whole number of worker processes (1 or more) or 'auto'")
+    workers = int(value) if re.fullmatch(r"[0-9]{1,9}", value) else 0
+    if not 1 <= workers <= MAX_WORKERS:  # each worker is a process that imports torch
+        raise UsageError(f"--workers {text!r}: give a whole number of worker processes from 1 to {MAX_WORKERS}, "
+                         "or 'auto'")
     return workers
 
 
 def parse_timeout(text: str) -> float | None:
-    """Seconds > 0, or ``none``/``0`` for no limit."""
+    """Seconds > 0, or ``none`` for no limit (0 is refused: read as no limit, it contradicted the
+    message, which asks for a number above 0)."""
     value = str(text).strip().lower()
-    if value in NO_LIMIT:
+    if value == NO_LIMIT:
         return None
     try:
         seconds = float(value)

@@ -16,12 +16,14 @@ cell saw there; ``stats`` holds ``trained_seq_len`` and the length as typed. Met
 
 from __future__ import annotations
 
+import math
 import re
 
 import torch
 
 from harness.errors import UsageError
 from harness.names import LENGTH
+from harness.preflight import SQLITE_INT_MAX
 from harness.results import ResultRow
 from harness.training import TEST_STREAM, evaluate, rng_for
 
@@ -35,9 +37,10 @@ def parse_eval_lengths(specs) -> tuple[str, ...]:
     items = [item.strip() for part in parts for item in str(part).split(",") if item.strip()]
     for item in items:
         match = _SPEC.match(item.lower())
-        if not match or (match.group(1) and float(match.group(1)) <= 0) or (match.group(2) and int(match.group(2)) < 1):
-            raise UsageError(f"--eval-lengths {item!r}: give multiples of the trained T (2x, 4x) or lengths (200), "
-                             "comma-separated")
+        if not match or (match.group(1) and not 0 < float(match.group(1)) < math.inf) or (
+                match.group(2) and not 1 <= int(match.group(2)) <= SQLITE_INT_MAX):
+            raise UsageError(f"--eval-lengths {item!r}: give multiples of the trained T (2x, 4x) or lengths "
+                             f"(200, at most {SQLITE_INT_MAX}), comma-separated")
     return tuple(dict.fromkeys(item.lower() for item in items))
 
 

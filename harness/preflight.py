@@ -104,8 +104,18 @@ def machine_memory_bytes(device: str) -> int | None:
     return min(total, limit) if limit else total
 
 
-def largest_items(config, task_shapes: dict[tuple[str, int], tuple[int, int]]) -> list[MemoryNeed]:
-    """The largest speed and training item per device; ``task_shapes[(task, T)] = (L, I)``."""
+def eval_bytes(eval_size: int, length: int, input_size: int, hidden_size: int, params: int | None = None,
+               layers: int = 1) -> int:
+    """A trained model evaluated at another length (``--eval-lengths``), without gradients: its
+    weights ``P`` and the held-out set with its outputs, ``E L (I + H)``."""
+    params = cell_params(input_size, hidden_size, layers) if params is None else params
+    return FLOAT32_BYTES * (params + eval_size * length * (input_size + hidden_size))
+
+
+def largest_items(config, task_shapes: dict[tuple[str, int], tuple[int, int]],
+                  eval_shapes: dict[tuple[str, int], tuple[int, int, int]] | None = None) -> list[MemoryNeed]:
+    """The largest speed and training item per device; ``task_shapes[(task, T)] = (L, I)``;
+    ``eval_shapes[(task, T)] = (L, I, E)`` for the lengths trained models are evaluated at."""
     # With a parameter budget the hidden size is chosen per cell: count the budget's parameters
     # and the smallest hidden state (H = 1), still a lower bound.
     budget, layers = config.param_budget, config.layers
@@ -128,6 +138,11 @@ def largest_items(config, task_shapes: dict[tuple[str, int], tuple[int, int]]) -
                     f"{recipe.eval_size} held-out sequences", device,
                     train_item_bytes(recipe.batch_size, recipe.eval_size, length, input_size, hidden, params=budget,
                                      layers=layers)))
+            for (task, seq_len), (length, input_size, eval_size) in (eval_shapes or {}).items():
+                needs.append(MemoryNeed(
+                    f"evaluating task {task!r} at T={seq_len} (L={length}, --eval-lengths), {shown}, {eval_size} "
+                    "held-out sequences", device,
+                    eval_bytes(eval_size, length, input_size, hidden, params=budget, layers=layers)))
     return needs
 
 
@@ -135,11 +150,11 @@ def _gb(n_bytes: float) -> str:
     return f"{n_bytes / 1e9:.3g} GB"
 
 
-def check_memory(config, task_shapes, *, allow_large: bool) -> None:
+def check_memory(config, task_shapes, *, allow_large: bool, eval_shapes=None) -> None:
     """Refuse a run whose largest item cannot fit the machine's memory (unless ``allow_large``)."""
     if allow_large:
         return
-    for need in largest_items(config, task_shapes):
+    for need in largest_items(config, task_shapes, eval_shapes):
         available = machine_memory_bytes(need.device)
         if available is not None and need.need_bytes > available:
             raise UsageError(f"{need.what} needs at least {_gb(need.need_bytes)} (lower-bound estimate), more than the "

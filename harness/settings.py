@@ -7,9 +7,9 @@ from dataclasses import replace
 from harness.cells import available_impls, unknown_impl_message
 from harness.config import RunConfig
 from harness.errors import UsageError
-from harness.names import GRAPHED, SPEED, TRAIN_MEASUREMENTS
-from harness.lengths import parse_eval_lengths
-from harness.preflight import check_item_count, check_memory
+from harness.names import ACCURACY, GRAPHED, SPEED, TRAIN_MEASUREMENTS
+from harness.lengths import MAX_EVAL_SIZE, parse_eval_lengths, resolve_length
+from harness.preflight import SQLITE_INT_MAX, check_item_count, check_memory
 from harness.profiles import get_profile
 from harness.stacking import check_layers
 from harness.task_options import build_task
@@ -94,13 +94,15 @@ def cells_without_impls(registry, config) -> list[str]:
 
 def build_config(registry, *, cells, tasks, devices, measures, profile_name="default", seq_len=None, hidden_size=None,
                  batch_size=None, input_size=None, steps=None, seeds=None, lr=None, threads=1, impls=None,
-                 param_budget=None, allow_large_memory=False, train_impls=(), layers=1, task_options=None, eval_lengths=()) -> RunConfig:
+                 param_budget=None, allow_large_memory=False, train_impls=(), layers=1, task_options=None, eval_lengths=(),
+                 task_option_flags=None) -> RunConfig:
     """Names are validated against the registry here, and sizes against the machine
     (:mod:`harness.preflight`; ``allow_large_memory`` skips the memory estimate), before anything runs.
 
     ``seeds``: a tuple of seeds (or a count, meaning 0..N-1); ``lr``: one rate, or a tuple of
     rates to sweep (one rate becomes the recipe's); ``param_budget``: parameters per cell;
-    ``task_options``: per task, factory keyword options (over the profile's); ``eval_lengths``:
+    ``task_options``: per task, factory keyword options (over the profile's), ``task_option_flags``:
+    per task, the flag that set them where it was not ``--task-option`` (``--text FILE``); ``eval_lengths``:
     lengths to evaluate trained models at (``"2x"`` or ``"200"``, :mod:`harness.lengths`).
     """
     profile = get_profile(profile_name)
@@ -117,7 +119,7 @@ def build_config(registry, *, cells, tasks, devices, measures, profile_name="def
     if isinstance(seeds, int):
         seeds = tuple(range(seeds))
     task_seq_lens = {t: tuple(seq_len) if seq_len else _profile_seq_lens(profile, registry.task(t)) for t in task_names}
-    options = _task_options(profile, task_names, task_options or {})
+    options = _task_options(profile, task_names, task_options or {}, task_option_flags or {})
     task_shapes = {}  # (task, T) -> (steps the cell sees L, input size I), for the memory estimate
     for name, lengths in task_seq_lens.items():
         for length in lengths:
@@ -164,12 +166,38 @@ def build_config(registry, *, cells, tasks, devices, measures, profile_name="def
         task_steps={} if steps else {t: profile.task_steps[t] for t in task_names if t in profile.task_steps},
     )
     check_item_count(config)
-    check_memory(config, task_shapes, allow_large=allow_large_memory)
+    check_memory(config, task_shapes, allow_large=allow_large_memory,
+                 eval_shapes=_eval_shapes(registry, config) if ACCURACY in config.measures else None)
     return config
 
 
-def _task_options(profile, task_names, typed: dict[str, dict]) -> dict[str, dict]:
-    """The options of the selected tasks: the profile's, with what was typed on top."""
+def _eval_shapes(registry, config: RunConfig) -> dict[tuple[str, int], tuple[int, int, int]]:
+    """``(task, T) -> (L, I, E)`` for every length a trained model is evaluated at (``--eval-lengths``),
+    for the memory estimate. A length past what SQLite stores is refused here; one the task cannot
+    be built at is left out (the run stores a skipped row saying why)."""
+    shapes = {}
+    for name, trained_lengths in config.task_seq_lens.items():
+        for trained in trained_lengths:
+            for spec in config.eval_lengths:
+                seq_len = resolve_length(spec, trained)
+                if seq_len > SQLITE_INT_MAX:
+                    raise UsageError(f"--eval-lengths {spec}: T={seq_len} for task {name!r} (trained at T={trained}) "
+                                     f"is too large: at most {SQLITE_INT_MAX} (the largest integer SQLite stores)")
+                if seq_len == trained or (name, seq_len) in shapes:
+                    continue
+                try:
+                    task = build_task(registry.task(name), seq_len, config.options_for(name))
+                except ValueError:
+                    continue
+                shapes[(name, seq_len)] = (int(task.length), int(task.input_size),
+                                           min(config.recipe.eval_size, MAX_EVAL_SIZE))
+    return shapes
+
+
+def _task_options(profile, task_names, typed: dict[str, dict], flags: dict[str, str]) -> dict[str, dict]:
+    """The options of the selected tasks: the profile's, with what was typed on top. ``flags``: the
+    flag that set a task's options where it was not ``--task-option`` (``{"text": "--text FILE"}``),
+    so that an error names what the user typed."""
     merged = {}
     for name in task_names:
         chosen = {**profile.task_options.get(name, {}), **typed.get(name, {})}
@@ -177,8 +205,9 @@ def _task_options(profile, task_names, typed: dict[str, dict]) -> dict[str, dict
             merged[name] = chosen
     unused = sorted(set(typed) - set(task_names))
     if unused:
-        raise UsageError(f"--task-option for {', '.join(unused)}: not among the tasks of this run "
-                         f"({', '.join(task_names)}); add it to --tasks")
+        typed_as = "; ".join(f"{flags[t]} is for task {t!r}" if t in flags else f"--task-option for {t}" for t in unused)
+        raise UsageError(f"{typed_as}: not among the tasks of this run ({', '.join(task_names)}); "
+                         f"add {'it' if len(unused) == 1 else 'them'} to --tasks")
     return merged
 
 

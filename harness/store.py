@@ -26,6 +26,7 @@ from harness.config import RunConfig
 from harness.errors import RunInUseError, RunTakenOverError, StoreError, UsageError
 from harness.migrations import SCHEMA_VERSION
 from harness.ownership import Heartbeat, Owner, new_token, now_iso, this_host
+from harness.preflight import SQLITE_INT_MAX
 from harness.results import ROW_COLUMNS, ResultRow, StoredRun, merge_speed_passes
 
 DEFAULT_DB = Path("rnnbench-results") / "results.sqlite"
@@ -222,7 +223,9 @@ class ResultStore:
         self._write(update)
 
     def run(self, run_id: int) -> StoredRun:
-        rows = self._read("SELECT * FROM runs WHERE run_id = ?", (run_id,))
+        # An id past SQLite's 64-bit integers names no run (sqlite3 would raise OverflowError).
+        fits = -SQLITE_INT_MAX - 1 <= run_id <= SQLITE_INT_MAX
+        rows = self._read("SELECT * FROM runs WHERE run_id = ?", (run_id,)) if fits else []
         if not rows:
             known = [r["run_id"] for r in self._read("SELECT run_id FROM runs ORDER BY run_id")]
             shown = "none" if not known else str(known) if len(known) <= 10 else f"{len(known)}, the newest {known[-10:]}"

@@ -77,6 +77,11 @@ def with_text_file(options: dict[str, dict[str, object]], text_file: str | None)
     return {**options, TEXT_TASK: {**options.get(TEXT_TASK, {}), TEXT_OPTION: str(path.resolve())}}
 
 
+def option_flags(typed: dict[str, dict[str, object]], text_file: str | None) -> dict[str, str]:
+    """Per task, the flag that set its options where it was not ``--task-option``: ``--text FILE``."""
+    return {TEXT_TASK: f"--text {text_file}"} if text_file is not None and TEXT_TASK not in typed else {}
+
+
 def build_task(spec, seq_len: int, options: dict[str, object] | None = None):
     """The task of ``spec`` at ``seq_len`` with ``options`` (its factory's keyword arguments)."""
     return spec.factory(seq_len, **(options or {}))

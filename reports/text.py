@@ -89,6 +89,11 @@ def labelled(table: pd.DataFrame) -> pd.DataFrame:
     return table.rename(columns=COLUMN_LABELS)
 
 
+def counted(count, noun: str, plural: str | None = None) -> str:
+    """``"1 worker process"``, ``"2 worker processes"``: the count with the noun in the number it takes."""
+    return f"{count} {noun if count == 1 else plural or noun + 's'}"
+
+
 def execution_brief(execution: dict) -> str:
     """How a run was executed, in a few words (``rnnbench runs``): "in-process", "2 workers",
     "dask tcp://HOST:8786 (2 hosts)"."""
@@ -97,9 +102,9 @@ def execution_brief(execution: dict) -> str:
         return "in-process"
     if kind == "dask":
         hosts = execution.get("hosts") or []
-        return f"dask {execution.get('cluster')}" + (f" ({len(hosts)} host{'s' * (len(hosts) != 1)})" if hosts else "")
+        return f"dask {execution.get('cluster')}" + (f" ({counted(len(hosts), 'host')})" if hosts else "")
     gpus = execution.get("gpus") or []
-    return f"{execution.get('workers')} workers" + (f", {len(gpus)} GPU{'s' * (len(gpus) != 1)}" if gpus else "")
+    return counted(execution.get("workers"), "worker") + (f", {counted(len(gpus), 'GPU')}" if gpus else "")
 
 
 def execution_text(execution: dict) -> str:
@@ -110,10 +115,11 @@ def execution_text(execution: dict) -> str:
     if kind == "in-process":
         parts = ["in the rnnbench process, one item after another"]
     elif kind == "dask":
-        parts = [f"on the Dask cluster at {execution.get('cluster')}: {execution.get('dask_workers')} Dask workers, "
-                 f"{execution.get('threads')} item slots; timing items alone on their machine"]
+        parts = [f"on the Dask cluster at {execution.get('cluster')}: {counted(execution.get('dask_workers'), 'Dask worker')}, "
+                 f"{counted(execution.get('threads'), 'item slot')}; timing items alone on their machine"]
     else:
-        parts = [f"in {execution.get('workers')} worker processes on one machine; timing items alone"]
+        parts = [f"in {counted(execution.get('workers'), 'worker process', 'worker processes')} on one machine; "
+                 "timing items alone"]
     if execution.get("hosts"):
         parts.append(f"hosts used: {', '.join(execution['hosts'])}")
     if execution.get("gpus"):
