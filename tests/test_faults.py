@@ -312,11 +312,44 @@ def test_7_a_read_only_database_is_one_line(tmp_path, copy_of):
     (("--hidden-size", "100000"), "needs at least"),
     (("--input-size", "100000000", "--measure", "speed"), "needs at least"),
     (("--threads", "100000"), "at most 1024"),
+    # A new researcher's walk-through: huge numbers, 0 and negatives, each refused with what is allowed.
+    (("--seeds", "99999999999999999999"), "99999999999999999999 seeds: at most 100000 per run"),
+    (("--seeds", "0"), "'0': a count of seeds is at least 1 (3: seeds 0..2); seed 0 alone is 0..0"),
+    (("--seeds", "\u00b2"), "give a count from 1 to 100000 (3: seeds 0..2)"),
+    (("--seeds", "-1..3"), "give a count from 1 to 100000"),
+    (("--steps", "0"), "'0' is not a positive integer: give a whole number >= 1"),
+    (("--layers", "-1"), "'-1' is not a positive integer: give a whole number >= 1"),
+    (("--threads", "0"), "'0' is not a positive integer: give a whole number from 1 to 1024"),
+    (("--seq-len", "4,0"), "'0' is not a positive integer: give whole numbers >= 1"),
+    (("--item-timeout", "0"), "--item-timeout '0': give seconds (a number above 0, e.g. 600) or 'none'"),
+    (("--eval-lengths", "99999999999999999999"), "lengths (200, at most 9223372036854775807)"),
+    (("--eval-lengths", "99999999999999999999x"), "T=1000000000000000000000 for task 'adding' (trained at T=10) "
+                                                   "is too large: at most 9223372036854775807"),
+    (("--eval-lengths", "10000000x"), "evaluating task 'adding' at T=100000000 (L=100000000, --eval-lengths)"),
 ])
 def test_8_10_11_bad_numbers_are_refused_before_the_database_is_touched(rnnbench, tmp_path, args, shown):
     db = tmp_path / "r.sqlite"
     one_line_error(rnnbench("run", *TINY, *args, "--db", db), shown)
     assert not db.exists()
+
+
+def test_8_a_run_id_past_sqlites_integers_is_no_such_run(rnnbench, copy_of):
+    """Not an OverflowError from sqlite3: the id names no run, and the stored ones are listed."""
+    db, huge = copy_of(), "99999999999999999999"
+    for argv in (["run", "--resume", huge], ["report", huge], ["compare", huge, "1"], ["compare", f"1,{huge}", "1"]):
+        one_line_error(rnnbench(*argv, "--db", db), f"no run {huge} in", "runs stored: [1]")
+
+
+@pytest.mark.parametrize("text", ["0", "-2", "1025", "99999999999999999999", "2.5", "\u00b2"])
+def test_8_workers_are_a_whole_number_from_1_to_1024(text):
+    """A 20-digit --workers started worker processes until the machine gave out."""
+    from harness.errors import UsageError
+    from harness.executor_choice import parse_workers
+
+    with pytest.raises(UsageError, match=f"--workers '{text}': give a whole number of worker processes from 1 to 1024, "
+                                         "or 'auto'"):
+        parse_workers(text)
+    assert parse_workers("1024") == 1024 and parse_workers(" auto ") is None
 
 
 def test_11_a_size_too_large_for_memory_says_the_estimate_and_the_flag_to_insist(rnnbench, tmp_path):
@@ -466,14 +499,16 @@ RUN_OPTIONS = {
     "--batch-size": ["2", "0", "1,3", "10000000000"],
     "--input-size": ["3", "0", "1000000000000"],
     "--steps": ["1", "3", "0", "-5", "1.5", "99999999999999999999999"],
-    "--seeds": ["1", "2", "0", "0..1", "3..1", "99999999999", "a"],
+    "--seeds": ["1", "2", "0", "0..1", "3..1", "99999999999", "99999999999999999999", "\u00b2", "a"],
     "--lr": ["0.01", "nan", "inf", "-1", "0", "1e-3,1e-2", "1e400"],
     "--threads": ["1", "0", "1025", "x"],
     "--impl": ["module", "numpy", "bogus"],
     "--device": ["cpu", "tpu", ""],
     "--profile": ["smoke", "nosuch"],
-    "--resume": ["1", "999", "x", "-1"],
-    "--item-timeout": ["60", "none", "-1", "x"],
+    "--resume": ["1", "999", "x", "-1", "99999999999999999999"],
+    "--item-timeout": ["60", "none", "-1", "0", "x"],
+    "--workers": ["1", "0", "99999999999999999999"],
+    "--eval-lengths": ["2x", "0", "99999999999999999999", "99999999999999999999x"],
     "--param-budget": ["500", "0", "99999999999999999999999"],
     "--out": ["OUT", "FILE/sub", ""],
 }
@@ -491,7 +526,7 @@ def command_lines(draw):
         for name in names:
             args += [name, draw(st.sampled_from(RUN_OPTIONS[name]))]
     elif command == "report":
-        args = ["report", draw(st.sampled_from(["1", "latest", "0", "x"])), "--format",
+        args = ["report", draw(st.sampled_from(["1", "latest", "0", "x", "99999999999999999999"])), "--format",
                 draw(st.sampled_from(["json", "md", "csv", "pdf", ""])), "--out", "OUT"]
     elif command == "compare":
         args = ["compare", draw(st.sampled_from(["1", "latest", "x"])), draw(st.sampled_from(["1", "2", "-1"])),
