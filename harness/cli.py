@@ -237,11 +237,18 @@ def cells(plugin_files):
 @cli.command()
 @plugin_option
 def tasks(plugin_files):
-    """List registered tasks, with source plugin."""
-    from harness.plugins import describe
+    """List registered tasks, with source plugin, then each task's options: default and meaning."""
+    from harness.task_options import TEXT_OPTION, TEXT_TASK, declared_options
+    from reports.terminal import task_option_rows, task_rows
 
     registry = _load(plugin_files)
-    _print_table([{"task": t.name, "plugin": describe(t.plugin), "summary": t.summary} for t in registry.tasks.values()])
+    _print_table(task_rows(registry))
+    text_flag = f" (--text FILE sets {TEXT_TASK}.{TEXT_OPTION})" if TEXT_TASK in registry.tasks else ""
+    click.echo(f"\nTask options, set with 'rnnbench run --task-option TASK.OPTION=VALUE'{text_flag}:")
+    _print_table(task_option_rows(registry))
+    without = [t.name for t in registry.tasks.values() if not declared_options(t.factory)]
+    if without:
+        click.echo(f"\nNo options: {', '.join(without)}")
     return 0
 
 

@@ -39,8 +39,8 @@ def parse_eval_lengths(specs) -> tuple[str, ...]:
         match = _SPEC.match(item.lower())
         if not match or (match.group(1) and not 0 < float(match.group(1)) < math.inf) or (
                 match.group(2) and not 1 <= int(match.group(2)) <= SQLITE_INT_MAX):
-            raise UsageError(f"--eval-lengths {item!r}: give multiples of the trained T (2x, 4x) or lengths "
-                             f"(200, at most {SQLITE_INT_MAX}), comma-separated")
+            raise UsageError(f"--eval-lengths {item!r}: give multiples of the trained T (2x, 4x) or lengths (200), "
+                             f"comma-separated; a length is at most {SQLITE_INT_MAX}")
     return tuple(dict.fromkeys(item.lower() for item in items))
 
 

@@ -4,12 +4,15 @@ A task's options are the keyword arguments of its factory, ``factory(seq_len, **
 (docs/writing-tasks.md, section 3). An option typed on the command line is checked against
 the factory's signature before anything runs, and its value is converted to the type of the
 option's default (``int``, ``float``, ``bool``, ``str``; a default of ``None`` takes the
-text as given). The factory itself then judges the value (``TaskSizeError``).
+text as given). The factory itself then judges the value (``TaskSizeError``). What an option
+means is read from ``:param NAME:`` lines of the factory's docstring (``rnnbench tasks``).
 """
 
 from __future__ import annotations
 
 import inspect
+import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import UsageError
@@ -26,6 +29,57 @@ def factory_options(factory) -> dict[str, object]:
         return {}
     return {p.name: p.default for p in parameters[1:]  # the first is seq_len
             if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+
+
+@dataclass(frozen=True)
+class TaskOption:
+    """One keyword option of a task factory, as ``rnnbench tasks`` lists it: its ``default``
+    (``inspect.Parameter.empty`` when it has none) and its ``meaning``, from the factory's
+    docstring (``""`` when the plugin gives none)."""
+
+    name: str
+    default: object
+    meaning: str
+
+    @property
+    def shown_default(self) -> str:
+        """The default as ``--task-option`` would be typed: ``8``, ``false``; ``(none)`` and ``(required)``."""
+        if self.default is inspect.Parameter.empty:
+            return "(required)"
+        if self.default is None:
+            return "(none)"
+        return str(self.default).lower() if isinstance(self.default, bool) else str(self.default)
+
+
+_PARAM_LINE = re.compile(r"^:param\s+(\w+)\s*:\s*(.*)$")
+
+
+def option_meanings(factory) -> dict[str, str]:
+    """``{option: meaning}`` from ``:param NAME: meaning`` lines of the factory's docstring (a class:
+    its own docstring or its ``__init__``'s), as pytest's hookspecs and Sphinx write them; the
+    lines below a ``:param`` line continue it, up to a blank line or the next field."""
+    docs = [getattr(factory, "__doc__", None)]
+    if inspect.isclass(factory):
+        docs.append(getattr(vars(factory).get("__init__"), "__doc__", None))  # its own, not a base class's
+    meanings: dict[str, str] = {}
+    for doc in filter(None, docs):
+        current = None
+        for line in inspect.cleandoc(doc).splitlines():
+            match = _PARAM_LINE.match(line)
+            if match:
+                current = match.group(1)
+                meanings[current] = match.group(2).strip()
+            elif current and line.strip() and not line.lstrip().startswith(":"):
+                meanings[current] += " " + line.strip()
+            else:
+                current = None
+    return meanings
+
+
+def declared_options(factory) -> list[TaskOption]:
+    """The factory's keyword options in signature order, each with its default and meaning."""
+    meanings = option_meanings(factory)
+    return [TaskOption(name, default, meanings.get(name, "")) for name, default in factory_options(factory).items()]
 
 
 def _convert(task: str, name: str, text: str, default: object) -> object:

@@ -80,6 +80,22 @@ def cell_rows(registry) -> list[dict]:
              "plugin": describe(c.plugin), "summary": c.summary} for c in registry.cells.values()]
 
 
+def task_rows(registry) -> list[dict]:
+    """``rnnbench tasks``: one row per registered task."""
+    from harness.plugins import describe
+
+    return [{"task": t.name, "plugin": describe(t.plugin), "summary": t.summary} for t in registry.tasks.values()]
+
+
+def task_option_rows(registry) -> list[dict]:
+    """``rnnbench tasks``: one row per option of every task (``TASK.OPTION`` as ``--task-option`` takes it),
+    with its default and what it means, as the task's plugin declares them."""
+    from harness.task_options import declared_options
+
+    return [{"option": f"{t.name}.{o.name}", "default": o.shown_default, "meaning": o.meaning or "(not described)"}
+            for t in registry.tasks.values() for o in declared_options(t.factory)]
+
+
 def implementations_text(spec) -> str:
     """``scan, step (ref)``: the implementations, the primary first, the reference marked."""
     return ", ".join(f"{name} (ref)" if name == spec.reference_impl and len(spec.impls.names) > 1 else name

@@ -52,6 +52,9 @@ class AssociativeRecallTask(TokenTask):
     min_seq_len = 3 * 8  # at the default num_pairs; each task sets its own
 
     def __init__(self, seq_len: int, *, vocab_size: int = 64, num_pairs: int = 8):
+        """:param vocab_size: V, the tokens: half keys (but the blank), half values (even, >= 4)
+        :param num_pairs: N, key-value pairs per sequence, each queried once (1 to V/2 - 1; T >= 3N)
+        """
         if not isinstance(vocab_size, int) or vocab_size < 4 or vocab_size % 2:
             raise TaskSizeError(f"{self.name}: vocab_size must be an even integer >= 4, got {vocab_size!r}")
         max_pairs = vocab_size // 2 - 1  # the number of key tokens

@@ -47,6 +47,9 @@ class ParityTask(TokenTask):
     min_seq_len = 2  # one bit is its own parity: no memory needed
 
     def __init__(self, seq_len: int, *, running: bool = False):
+        """:param running: true: a target at every step from the second, the parity so far (Grazzi et al.
+            2025); false: one target, at the last step
+        """
         if not isinstance(running, bool):
             raise TaskSizeError(f"{self.name}: running must be true or false, got {running!r}")
         self.running = running

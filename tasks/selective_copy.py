@@ -42,6 +42,9 @@ class SelectiveCopyTask(TokenTask):
     min_seq_len = 8  # at the default n_recall; each task sets its own
 
     def __init__(self, seq_len: int, *, n_symbols: int = 8, n_recall: int = 8):
+        """:param n_symbols: S, the data symbols the recalled ones are drawn from (>= 2)
+        :param n_recall: K, how many symbols are scattered in the region and recalled in order (1 to T)
+        """
         if not isinstance(n_symbols, int) or n_symbols < 2:
             raise TaskSizeError(f"{self.name}: n_symbols must be an integer >= 2, got {n_symbols!r}")
         if not isinstance(n_recall, int) or n_recall < 1:

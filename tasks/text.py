@@ -117,6 +117,9 @@ class TextTask(TokenTask):
     default_seq_len = 100
 
     def __init__(self, seq_len: int, *, text_path: str | None = None):
+        """:param text_path: a UTF-8 text file to train on (its size and SHA-256 are recorded);
+            not set: Python's help topics
+        """
         super().__init__(seq_len)
         self.corpus = load_corpus(None if text_path is None else str(text_path))
         self.input_size = self.output_size = len(self.corpus.vocabulary)

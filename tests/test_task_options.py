@@ -97,3 +97,91 @@ def test_text_file_trains_the_text_task_on_it_and_records_size_and_hash(rnnbench
     assert recorded == {"corpus": "mine.txt", "corpus_chars": len(text),
                         "corpus_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest()}
     assert "mine.txt" in (tmp_path / "out" / "report.md").read_text()
+
+
+def _option_table(stdout: str) -> dict[str, tuple[str, str]]:
+    """``rnnbench tasks``' options table: {"TASK.OPTION": (default, meaning)}."""
+    block = stdout.split("Task options, set with 'rnnbench run --task-option TASK.OPTION=VALUE'")[1]
+    lines = block.strip().split("\n\n")[0].splitlines()[1:]  # the header line, then the rule
+    widths = [len(rule) for rule in lines[1].split()]
+    table = {}
+    for line in lines[2:]:
+        option, default, meaning = line[:widths[0]], line[widths[0] + 2:widths[0] + 2 + widths[1]], line[sum(widths[:2]) + 4:]
+        table[option.strip()] = (default.strip(), meaning.strip())
+    return table
+
+
+def test_tasks_lists_every_option_of_every_task_with_its_default_and_meaning(rnnbench, registry):
+    """What `run --help` promises for --task-option: 'rnnbench tasks' lists each task's options."""
+    result = rnnbench("tasks")
+    assert result.code == 0 and result.err == ""
+    table = _option_table(result.out)
+    expected = {f"{t.name}.{name}" for t in registry.tasks.values() for name in factory_options(t.factory)}
+    assert set(table) == expected and expected  # every option of every registered task, and only those
+    assert table["associative-recall.num_pairs"][0] == "8" and table["associative-recall.vocab_size"][0] == "64"
+    assert table["parity.running"][0] == "false" and table["text.text_path"][0] == "(none)"
+    assert table["selective-copy.n_recall"][1].startswith("K, how many symbols")
+    assert all(meaning and meaning != "(not described)" for _, meaning in table.values())  # built-ins describe each
+    assert "(--text FILE sets text.text_path)" in result.out
+    without = {t.name for t in registry.tasks.values() if not factory_options(t.factory)}
+    assert f"No options: {', '.join(t for t in registry.tasks if t in without)}" in result.out
+
+
+def test_a_plugin_task_lists_the_options_its_docstring_declares(rnnbench, write_plugin):
+    """A function factory's :param lines, continued on the next line; an option without one says so."""
+    path = write_plugin("described_task", '''
+        from harness import hookimpl
+        from tasks.copy import CopyTask
+
+        def delayed(seq_len, *, gap=3, scale=0.5, label=None):
+            """A copy task with options.
+
+            :param gap: steps between the symbols,
+                at least 1
+            :param scale: input scale
+            """
+            return CopyTask(seq_len)
+
+        @hookimpl
+        def register_tasks(register):
+            register("described", delayed)
+    ''')
+    table = _option_table(rnnbench("tasks", "--plugin", path).out)
+    assert table["described.gap"] == ("3", "steps between the symbols, at least 1")
+    assert table["described.scale"] == ("0.5", "input scale")
+    assert table["described.label"] == ("(none)", "(not described)")
+
+
+def test_option_meanings_come_from_the_class_and_its_own_init_not_a_base_class():
+    from harness.task_options import declared_options, option_meanings
+    from tasks.associative_recall import AssociativeRecallTask
+
+    class Base:
+        def __init__(self, seq_len, *, width=2):
+            """:param width: the base's meaning"""
+
+    class Child(Base):
+        """A task.
+
+        :param depth: how deep
+        """
+
+        def __init__(self, seq_len, *, width=2, depth=1):
+            super().__init__(seq_len, width=width)
+
+    assert option_meanings(Child) == {"depth": "how deep"}
+    assert [(o.name, o.shown_default, o.meaning) for o in declared_options(Child)] == [
+        ("width", "2", ""), ("depth", "1", "how deep")]
+    assert set(option_meanings(AssociativeRecallTask)) == {"vocab_size", "num_pairs"}
+
+
+def test_text_with_a_run_that_leaves_out_the_text_task_names_text_not_task_option(rnnbench, tmp_path):
+    """The user typed --text: the error says --text, not --task-option."""
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("hello world, how are you? " * 20)
+    result = rnnbench("run", "--profile", "smoke", "--device", "cpu", "--cells", "lstm", "--tasks", "copy",
+                      "--text", corpus, "--db", tmp_path / "r.sqlite")
+    assert result.code == 2 and "Traceback" not in result.err
+    assert result.err.strip() == (f"rnnbench: error: --text {corpus} is for task 'text': not among the tasks of this run "
+                                  "(copy); add it to --tasks")
+    assert not (tmp_path / "r.sqlite").exists()

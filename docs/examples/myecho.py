@@ -19,6 +19,7 @@ class DelayedEcho(TokenTask):
     solved_rule = "accuracy >= 0.99"
 
     def __init__(self, seq_len, *, n_symbols=4):  # options are keyword arguments with defaults
+        """:param n_symbols: S, the symbols drawn from (>= 2); 'rnnbench tasks' shows this line"""
         if not isinstance(n_symbols, int) or n_symbols < 2:
             raise TaskSizeError(f"myecho: n_symbols must be an integer >= 2, got {n_symbols!r}")
         self.n_symbols = self.input_size = self.output_size = n_symbols
