@@ -439,3 +439,17 @@ def test_scale_out_workers_declare_the_resources_rnnbench_asks_for():
     [container] = resource["spec"]["worker"]["spec"]["containers"]
     args = [str(a) for a in container["args"]]
     assert args[args.index("--resources") + 1] == f"{MACHINE_RESOURCE}=1,{GPU_RESOURCE}=1"
+
+
+def test_how_a_run_was_executed_counts_one_in_the_singular():
+    """'in 1 worker processes' was the reports' sentence for --workers 1 with a time limit."""
+    from reports.text import execution_brief, execution_text
+
+    local = {"executor": "local", "workers": 1, "item_timeout_s": 600.0}
+    assert execution_text(local) == "in 1 worker process on one machine; timing items alone; time limit per item 600 s"
+    assert execution_text({**local, "workers": 2}).startswith("in 2 worker processes on one machine;")
+    assert execution_brief({**local, "gpus": ["0"]}) == "1 worker, 1 GPU"
+    assert execution_brief({**local, "workers": 3, "gpus": ["0", "1"]}) == "3 workers, 2 GPUs"
+    dask = {"executor": "dask", "cluster": "tcp://h:8786", "dask_workers": 1, "threads": 1, "hosts": ["h"]}
+    assert execution_text(dask).startswith("on the Dask cluster at tcp://h:8786: 1 Dask worker, 1 item slot; ")
+    assert execution_brief(dask) == "dask tcp://h:8786 (1 host)"
