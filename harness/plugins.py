@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 import pluggy
 
-from harness import hookspecs
+from harness import hookspecs, plugin_messages
 from harness.errors import PluginError, UnknownCellError, UnknownNameError, UnknownTaskError, UsageError
 from harness.impls import ImplTable, impl_table
 from harness.names import ALL, BACKENDS, FORMS, NAME_PATTERN, NAME_RULE, split_list
@@ -289,16 +289,19 @@ def load_plugins(plugin_files=(), *, autoload: bool | None = None) -> Registry:
             continue
         try:
             pm.register(module, name=f"{info.source}:{info.name}:{len(registered)}")
-        except Exception as exc:  # e.g. a hookimpl whose arguments the spec does not have
-            registry.errors.append(f"plugin {info.name!r}: {exc}")
+        except pluggy.PluginValidationError as exc:  # a hookimpl whose arguments the spec does not have
+            registry.errors.append(plugin_messages.bad_hook_arguments(module, info, HOOK_NAMES, exc))
+            continue
+        except Exception as exc:  # noqa: BLE001 -- a plugin's own error, one line
+            registry.errors.append(f"plugin {info.name!r}: {_escape(exc)}")
             continue
         try:
             # A hook implementation without a matching spec is almost always a typo
             # ("register_cell"); pluggy would otherwise ignore it silently.
             pm.check_pending()
-        except pluggy.PluginValidationError as exc:
+        except pluggy.PluginValidationError:
+            registry.errors.append(plugin_messages.unknown_hooks(module, info, pm, HOOK_NAMES))
             pm.unregister(module)
-            registry.errors.append(f"plugin {info.name!r}: {exc}; known hooks: {', '.join(HOOK_NAMES)}")
             continue
         for hook_name in HOOK_NAMES:  # a hook function without @hookimpl would be ignored silently
             if callable(getattr(module, hook_name, None)) and pm.parse_hookimpl_opts(module, hook_name) is None:
@@ -376,8 +379,9 @@ def _registrar(registry: Registry, hook_name: str, info: PluginInfo) -> Callable
         if _check_new(registry.reporters, "reporter", name):
             registry.reporters[name] = ReporterSpec(name, render, suffix, summary, info)
 
-    return {
+    register = {
         "register_cells": register_cell,
         "register_tasks": register_task,
         "register_reporters": register_reporter,
     }[hook_name]
+    return plugin_messages.checked_register(info, hook_name, register, registry.errors)

@@ -80,9 +80,68 @@ def test_installed_plugin_with_a_misspelt_hook_is_named(site):
             raise AssertionError("never called")
     """})
     registry = load_plugins(autoload=True)
-    assert len(registry.errors) == 1
-    assert registry.errors[0].startswith("plugin 'typo': ") and "register_cell" in registry.errors[0]
-    assert "known hooks: register_cells, register_tasks, register_reporters" in registry.errors[0]
+    assert registry.errors == ["plugin 'typo' (rnnbench-typo 1.2.3): unknown hook 'register_cell' (did you mean "
+                               "register_cells?); known hooks: register_cells, register_tasks, register_reporters"]
+
+
+def test_a_misspelt_hook_in_a_plugin_file_names_the_file_not_a_module_repr(write_plugin):
+    path = write_plugin("misspelt", """
+        import torch
+        from harness import hookimpl
+
+        @hookimpl
+        def register_cell(register):
+            register("ms", torch.nn.GRU)
+    """)
+    registry = load_plugins([path], autoload=False)
+    assert registry.errors == [f"plugin 'misspelt' ({path.resolve()}): unknown hook 'register_cell' (did you mean "
+                               "register_cells?); known hooks: register_cells, register_tasks, register_reporters"]
+
+
+CELL_CALL = ("register(name, factory, *, backend, form, summary, impl, alternatives, reference, defaults, unroll)")
+
+
+def test_a_register_call_with_a_misspelt_keyword_names_the_file_and_lists_what_register_takes(write_plugin):
+    """Not '_registrar.<locals>.register_cell() got an unexpected keyword argument': the plugin's file,
+    the closest keyword, every argument register takes; the bad call is skipped, the good ones kept."""
+    path = write_plugin("badarg", """
+        import torch
+        from harness import hookimpl
+
+        @hookimpl
+        def register_cells(register):
+            register("ba", torch.nn.GRU, fomr="step")
+            register("short")
+            register("kept", torch.nn.GRU)
+
+        @hookimpl
+        def register_reporters(register):
+            register("rep", print)
+    """)
+    registry = load_plugins([path], autoload=False)
+    where = f"plugin 'badarg' ({path.resolve()})"
+    assert registry.errors == [
+        f"{where}: register('ba', ...) in register_cells: got an unexpected keyword argument 'fomr' (did you mean "
+        f"form?); it takes {CELL_CALL}; 'ba' is not registered",
+        f"{where}: register('short', ...) in register_cells: missing a required argument: 'factory'; it takes "
+        f"{CELL_CALL}; 'short' is not registered",
+        f"{where}: register('rep', ...) in register_reporters: missing a required argument: 'suffix'; it takes "
+        "register(name, render, *, suffix (required), summary); 'rep' is not registered",
+    ]
+    assert "kept" in registry.cells and "ba" not in registry.cells
+
+
+def test_a_hook_with_arguments_rnnbench_does_not_give_is_one_line(write_plugin):
+    path = write_plugin("badhookarg", """
+        from harness import hookimpl
+
+        @hookimpl
+        def register_cells(reg):
+            raise AssertionError("never called")
+    """)
+    registry = load_plugins([path], autoload=False)
+    assert registry.errors == [f"plugin 'badhookarg' ({path.resolve()}): register_cells takes 'reg', which rnnbench "
+                               "does not give; write register_cells(register)"]
 
 
 def test_hook_function_without_hookimpl_is_reported_not_ignored(write_plugin):
