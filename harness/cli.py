@@ -205,7 +205,8 @@ def _write_run_report(registry, results, target: Path, db: Path, db_given) -> bo
     try:
         path = registry.reporter(RUN_REPORT_FORMAT).render(results, target)
     except OSError as exc:
-        later = f"rnnbench report {results.run.run_id} --format {RUN_REPORT_FORMAT}" + (f" --db {shlex.quote(str(db))}" if db_given else "")
+        later = f"rnnbench report {results.run.run_id} --format {RUN_REPORT_FORMAT}"
+        later += f" --db {shlex.quote(str(db))}" if db_given else ""
         click.echo(f"rnnbench: error: cannot write the report to {str(target)!r} ({exc.strerror or exc}); "
                    f"the results are in {db}: write the report later with '{later} --out DIR'", err=True)
         return False

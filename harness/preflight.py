@@ -194,9 +194,10 @@ def thread_warnings(threads: int) -> list[str]:
 
 
 def check_out_dir(out_dir: str | os.PathLike | None, option: str = "--out", purpose: str = "the report") -> None:
-    """A folder for ``purpose`` (a run's report, ``new-cell``'s package) must be creatable and writable. Tried for real, not judged from permission
-    bits (``os.access`` says yes to root under /proc, where nothing can be created): the missing
-    folders are made, a file is written in the last, and everything made is removed again."""
+    """A folder for ``purpose`` (a run's report, ``new-cell``'s package) must be creatable and
+    writable. Tried for real, not judged from permission bits (``os.access`` says yes to root
+    under /proc, where nothing can be created): the missing folders are made, a file is written
+    in the last, and everything made is removed again."""
     if out_dir is None:
         return
     path = Path(out_dir)

@@ -115,8 +115,10 @@ def execution_text(execution: dict) -> str:
     if kind == "in-process":
         parts = ["in the rnnbench process, one item after another"]
     elif kind == "dask":
-        parts = [f"on the Dask cluster at {execution.get('cluster')}: {counted(execution.get('dask_workers'), 'Dask worker')}, "
-                 f"{counted(execution.get('threads'), 'item slot')}; timing items alone on their machine"]
+        workers = counted(execution.get("dask_workers"), "Dask worker")
+        slots = counted(execution.get("threads"), "item slot")
+        parts = [f"on the Dask cluster at {execution.get('cluster')}: {workers}, {slots}; "
+                 "timing items alone on their machine"]
     else:
         parts = [f"in {counted(execution.get('workers'), 'worker process', 'worker processes')} on one machine; "
                  "timing items alone"]

@@ -4,6 +4,7 @@ the factory's signature, refused in one line, used to build every task of the ru
 import hashlib
 import json
 import math
+import re
 import sqlite3
 
 import pytest
@@ -103,11 +104,11 @@ def _option_table(stdout: str) -> dict[str, tuple[str, str]]:
     """``rnnbench tasks``' options table: {"TASK.OPTION": (default, meaning)}."""
     block = stdout.split("Task options, set with 'rnnbench run --task-option TASK.OPTION=VALUE'")[1]
     lines = block.strip().split("\n\n")[0].splitlines()[1:]  # the header line, then the rule
-    widths = [len(rule) for rule in lines[1].split()]
+    starts = [match.start() for match in re.finditer(r"-+", lines[1])]  # the rule under each column
     table = {}
     for line in lines[2:]:
-        option, default, meaning = line[:widths[0]], line[widths[0] + 2:widths[0] + 2 + widths[1]], line[sum(widths[:2]) + 4:]
-        table[option.strip()] = (default.strip(), meaning.strip())
+        option, default, meaning = (line[a:b].strip() for a, b in zip(starts, [*starts[1:], None]))
+        table[option] = (default, meaning)
     return table
 
 
