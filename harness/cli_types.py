@@ -125,7 +125,7 @@ class Seeds(click.ParamType):
         text = str(value).strip()
         count = _whole(text)
         if count == 0:
-            self.fail("'0': a count of seeds is at least 1 (3: seeds 0..2); seed 0 alone is 0..0", param, ctx)
+            self.fail("'0': give a count of at least 1 (3: seeds 0..2); seed 0 alone is 0..0", param, ctx)
         if count is not None:
             if count > MAX_SEEDS:  # before range() is built: a count past C's ssize_t overflows len()
                 self.fail(f"{text} seeds: at most {MAX_SEEDS} per run", param, ctx)
@@ -137,7 +137,7 @@ class Seeds(click.ParamType):
             if first is None or last is None:
                 self.fail(f"{part!r} is not a seed or a range of seeds; {self.allowed}", param, ctx)
             if last < first:
-                self.fail(f"{part!r}: a range A..B needs A <= B; {self.allowed}", param, ctx)
+                self.fail(f"{part!r}: a range A..B needs 0 <= A <= B; {self.allowed}", param, ctx)
             if last - first >= MAX_SEEDS or len(seeds) >= MAX_SEEDS:
                 self.fail(f"{value!r}: more than {MAX_SEEDS} seeds; at most {MAX_SEEDS} per run", param, ctx)
             seeds += range(first, last + 1)

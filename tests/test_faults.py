@@ -314,7 +314,7 @@ def test_7_a_read_only_database_is_one_line(tmp_path, copy_of):
     (("--threads", "100000"), "at most 1024"),
     # A new researcher's walk-through: huge numbers, 0 and negatives, each refused with what is allowed.
     (("--seeds", "99999999999999999999"), "99999999999999999999 seeds: at most 100000 per run"),
-    (("--seeds", "0"), "'0': a count of seeds is at least 1 (3: seeds 0..2); seed 0 alone is 0..0"),
+    (("--seeds", "0"), "'0': give a count of at least 1 (3: seeds 0..2); seed 0 alone is 0..0"),
     (("--seeds", "\u00b2"), "give a count from 1 to 100000 (3: seeds 0..2)"),
     (("--seeds", "-1..3"), "give a count from 1 to 100000"),
     (("--steps", "0"), "'0' is not a positive integer: give a whole number >= 1"),
