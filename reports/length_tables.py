@@ -127,5 +127,6 @@ def samples_table(results: Results) -> pd.DataFrame:
     return pd.DataFrame(out, columns=SAMPLE_COLUMNS)
 
 
-LENGTH_TITLE = "Length generalisation: accuracy of each trained model at longer sequences (mean [95% t interval, clipped to the possible range])"
+LENGTH_TITLE = ("Length generalisation: accuracy of each trained model at longer sequences (T: the task's length, "
+                "L: the steps the cell sees; mean [95% t interval, clipped to the possible range])")
 SAMPLE_TITLE = "Text samples: each trained cell continues the same prompt (same sampling seed)"

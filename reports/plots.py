@@ -322,7 +322,10 @@ def _speed_plots(results: Results, colors) -> list[Plot]:
             name=safe_stem("speed", device), section=SPEED, title=title,
             caption=("Seconds per batch, median over the repeated calls; the error bars span the interquartile "
                      "range (25th to 75th percentile). Lower is faster. 'fused' is the library kernel, 'unrolled' "
-                     "a Python loop over time steps, 'numpy' hand-written NumPy with backpropagation through time."),
+                     "a Python loop over time steps, 'numpy' hand-written NumPy with backpropagation through time, "
+                     "'step' a modern cell's plain recurrence one step at a time, 'scan' its (chunked) scan over "
+                     "time, 'parallel' a parallel or chunkwise-parallel form, 'graphed' a step loop replayed from "
+                     "a CUDA graph, 'module' a sequence-level module that names no implementation."),
             png=_png(fig),
         ))
     return plots
