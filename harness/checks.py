@@ -18,7 +18,7 @@ from torch import nn
 
 from harness.cells import SequenceModel, build_cell, flatten_state, map_state
 from harness.config import Recipe
-from harness.contract import NEW_TENSORS_HINT, call, check_outputs
+from harness.contract import NEW_TENSORS_HINT, call, check_outputs, require_finite
 from harness.contract import check_zero_state as check_contract_zero_state
 from harness.echo import EchoTask
 from harness.equivalence import compare_impls, nothing_to_compare
@@ -112,6 +112,10 @@ def check_pieces(spec: CellSpec) -> str:
             y, state = _call(cell, x[lo:hi], state, f"cell(x[{lo}:{hi}], state)")
             pieces.append(y)
     y_pieces = torch.cat(pieces)
+    require_finite("in float64 with a nonzero initial state", [
+        ("the output of x whole", y_whole), ("the output of x[0:4], x[4:5], x[5:9] with the state carried", y_pieces),
+        *[(f"final state tensor {i} of x whole", t) for i, t in enumerate(flatten_state(s_whole))],
+        *[(f"final state tensor {i} after the pieces", t) for i, t in enumerate(flatten_state(state))]])
     if not torch.allclose(y_pieces, y_whole, rtol=1e-9, atol=1e-12):
         bad = (y_pieces - y_whole).abs().flatten(1).max(dim=1).values
         first = int(torch.nonzero(bad > 1e-12 + 1e-9 * y_whole.abs().max())[0])
@@ -133,6 +137,7 @@ def check_determinism(spec: CellSpec) -> str:
     with torch.no_grad():
         y1, _ = _call(first, x, None, "cell(x, None)")
         y2, _ = _call(first, x, None, "cell(x, None) again")
+    require_finite("cell(x, None) called twice", [("the first output", y1), ("the second output", y2)])
     if not torch.allclose(y1, y2, rtol=1e-6, atol=1e-7):
         raise CellContractError(f"two calls with the same input differ by up to {_max_diff(y1, y2):.3g}: forward must not keep "
                     "state between calls or draw random numbers")
@@ -269,6 +274,7 @@ def check_cuda(spec: CellSpec):
                 raise CellContractError(f"on cuda, parameter {name!r} has no finite gradient on the GPU")
         with torch.no_grad():
             y_cpu, _ = _call(cpu_cell, x, None, "cell(x, None) on cpu")
+        require_finite("on cuda and cpu", [("the output on cuda", y), ("the output on cpu", y_cpu)])
         diff = _max_diff(y.detach().cpu(), y_cpu)
         if not torch.allclose(y.detach().cpu(), y_cpu, rtol=1e-4, atol=1e-5):
             raise CellContractError(f"outputs on cuda differ from cpu by up to {diff:.3g} (float32, TF32 off)")

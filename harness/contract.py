@@ -29,6 +29,26 @@ NEW_TENSORS_HINT = ("create new tensors from the input, e.g. x.new_zeros(batch, 
                     "dtype and device")
 
 
+def count_nonfinite(tensor: torch.Tensor) -> int:
+    """How many entries of ``tensor`` are NaN or ±inf."""
+    return int((~torch.isfinite(tensor.detach())).sum())
+
+
+def nonfinite_values(count: int) -> str:
+    """``"3 non-finite values (NaN/inf)"``: the phrase every check uses for a count of them."""
+    return f"{count} non-finite value{'' if count == 1 else 's'} (NaN/inf)"
+
+
+def require_finite(where: str, tensors) -> None:
+    """Raise :class:`CellContractError` naming the first of ``tensors`` (``[(name, tensor), ...]``)
+    that holds NaN or inf: two tensors holding them are never 'close', and a difference of them
+    (NaN) says nothing, so a comparison checks finiteness first."""
+    for name, tensor in tensors:
+        count = count_nonfinite(tensor)
+        if count:
+            raise CellContractError(f"{where}: {name} holds {nonfinite_values(count)} of {tensor.numel()}")
+
+
 def form_hint(spec) -> str:
     """What a cell's registration promises, for messages about calls that went wrong."""
     if spec is None:
@@ -114,6 +134,7 @@ def check_zero_state(cell, x: torch.Tensor, where: str, *, explain: bool = False
     with torch.no_grad():
         y_none, state = call(cell, x, None, "cell(x, None)", explain=explain)
         y_zero, _ = call(cell, x, map_state(torch.zeros_like, state), "cell(x, zeros)", explain=explain)
+    require_finite(where, [("the output of cell(x, None)", y_none), ("the output of cell(x, zeros)", y_zero)])
     if not torch.allclose(y_zero, y_none, rtol=ZERO_STATE_RTOL, atol=ZERO_STATE_ATOL):
         diff = float((y_zero.double() - y_none.double()).abs().max())
         raise CellContractError(f"{where}: an explicit all-zero state gives outputs that differ from state=None by up "

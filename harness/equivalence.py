@@ -9,6 +9,9 @@ Every alternative implementation of a cell (:mod:`harness.impls`) is compared wi
   gradient path is exercised (a plain sum would let some errors cancel);
 * each quantity's gap is ``max |a - b| / max(max |a|, max |b|)``: the error relative to the
   scale of the tensor (an entry-wise relative error is meaningless where entries cross zero);
+* a NaN or ±inf in a quantity, of the alternative or of the reference, fails it whatever the
+  other side holds (:class:`NonFinite`): it has no gap, and a reference that overflows at the
+  same places as its alternative checks nothing;
 * at two settings, :data:`FLOAT64` (short T, tight tolerance: any difference beyond rounding
   is a different function) and :data:`FLOAT32` (T = 4096, the tolerance a float32 scan must keep
   over a long sequence; Feng et al.'s whole-sequence log-space scan drifts to about 2e-3 at
@@ -31,9 +34,10 @@ import torch
 from torch.random import fork_rng
 
 from harness.cells import build_cell, derive_impl, flatten_state
+from harness.contract import nonfinite_values
 
-__all__ = ["FLOAT32", "FLOAT64", "Gaps", "Setting", "compare_impls", "implementation_gaps", "nothing_to_compare",
-           "warm_state"]
+__all__ = ["FLOAT32", "FLOAT64", "Gaps", "NonFinite", "Setting", "compare_impls", "implementation_gaps",
+           "nothing_to_compare", "warm_state"]
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,29 @@ SETTINGS = (FLOAT64, FLOAT32)
 
 
 @dataclass(frozen=True)
+class NonFinite:
+    """NaN or ±inf entries of one quantity: how many the alternative and the reference hold, and
+    whether they sit at the same places (entry by entry)."""
+
+    what: str  # "outputs", "state[0]", "grad linear.weight", ...
+    in_impl: int
+    in_reference: int
+    same_places: bool
+
+    def phrase(self, impl: str, reference: str) -> str:
+        """E.g. ``"outputs of 'scan' have 12 non-finite values (NaN/inf) where the reference 'step' has none"``."""
+        have = "have" if self.what == "outputs" else "has"
+        if not self.in_reference:
+            return f"{self.what} of {impl!r} {have} {nonfinite_values(self.in_impl)} where the reference {reference!r} has none"
+        ours = f"{self.what} of the reference {reference!r} {have} {nonfinite_values(self.in_reference)}"
+        if not self.in_impl:
+            return f"{ours} where {impl!r} has none: the reference must be finite to check anything against"
+        if self.same_places:
+            return f"{ours}, and {impl!r} at the same places: a reference that is not finite checks nothing"
+        return f"{ours}, and {impl!r} has {self.in_impl} at other places"
+
+
+@dataclass(frozen=True)
 class Gaps:
     """How far ``impl`` is from ``reference``: relative gap per quantity, worst first on demand."""
 
@@ -70,6 +97,7 @@ class Gaps:
     setting: Setting
     values: tuple[tuple[str, float], ...]  # ("outputs", gap), ("state[0]", gap), ...
     grads: tuple[tuple[str, float], ...]  # ("grad linear.weight", gap), ..., ("grad x", gap)
+    nonfinite: tuple[NonFinite, ...] = ()  # the quantities holding NaN or inf (their gap: inf)
 
     @property
     def outputs(self) -> float:
@@ -94,10 +122,13 @@ class Gaps:
 
     @property
     def failures(self) -> list[str]:
-        """One phrase per quantity beyond its tolerance, e.g. ``"grad linear.weight off by 0.41 (tolerance 1e-09)"``."""
-        found = [(what, gap, self.setting.value_rtol) for what, gap in self.values if not gap <= self.setting.value_rtol]
-        found += [(what, gap, self.setting.grad_rtol) for what, gap in self.grads if not gap <= self.setting.grad_rtol]
-        return [f"{what} off by {gap:.3g} (tolerance {tol:g})" for what, gap, tol in found]
+        """One phrase per quantity beyond its tolerance, e.g. ``"grad linear.weight off by 0.41 (tolerance 1e-09)"``,
+        or holding NaN or inf (:meth:`NonFinite.phrase`), in the order of :attr:`values` then :attr:`grads`."""
+        nonfinite = {found.what: found.phrase(self.impl, self.reference) for found in self.nonfinite}
+        found = [(what, gap, self.setting.value_rtol) for what, gap in self.values]
+        found += [(what, gap, self.setting.grad_rtol) for what, gap in self.grads]
+        return [nonfinite.get(what) or f"{what} off by {gap:.3g} (tolerance {tol:g})"
+                for what, gap, tol in found if what in nonfinite or not gap <= tol]
 
     def line(self) -> str:
         dtype = str(self.setting.dtype).replace("torch.", "")
@@ -107,9 +138,22 @@ class Gaps:
 
 
 def _gap(a: torch.Tensor, b: torch.Tensor) -> float:
+    """The relative gap of two finite tensors (zero when both are all zeros)."""
     a, b = a.detach().double(), b.detach().double()
     scale = float(torch.maximum(a.abs().max(), b.abs().max())) if a.numel() else 0.0
-    return float((a - b).abs().max()) / scale if scale > 0 else 0.0
+    return 0.0 if scale == 0 else float((a - b).abs().max()) / scale  # a NaN scale gives a NaN gap, which fails
+
+
+def _compare(what: str, a: torch.Tensor, b: torch.Tensor) -> tuple[float, NonFinite | None]:
+    """The gap of ``a`` (the alternative's) from ``b`` (the reference's); or, where either holds NaN
+    or inf, ``inf`` and the count on each side: such a quantity has no gap (NaN - NaN is NaN, and
+    inf / inf too), and a check must not pass it whatever the other side holds."""
+    bad_a, bad_b = ~torch.isfinite(a.detach()), ~torch.isfinite(b.detach())
+    in_impl, in_reference = int(bad_a.sum()), int(bad_b.sum())
+    if in_impl or in_reference:
+        same = bad_a.shape == bad_b.shape and bool(torch.equal(bad_a, bad_b))
+        return float("inf"), NonFinite(what, in_impl, in_reference, same)
+    return _gap(a, b), None
 
 
 def _run(module, x, state, weights, params):
@@ -146,16 +190,20 @@ def implementation_gaps(candidate, reference, x: torch.Tensor, state=None, *, pa
     weights = [torch.randn(shape, generator=gen, dtype=x.dtype).to(x.device) for shape in shapes]
     y_c, s_c, g_c = _run(candidate, x, state, weights, params)
     y_r, s_r, g_r = _run(reference, x, state, weights, params)
-    if len(s_c) != len(s_r):
-        values = (("outputs", _gap(y_c, y_r)), ("state structure", float("inf")))
-    else:
-        values = (("outputs", _gap(y_c, y_r)),) + tuple((f"state[{i}]", _gap(a, b)) for i, (a, b) in enumerate(zip(s_c, s_r)))
+    value_pairs = [("outputs", y_c, y_r)]
+    if len(s_c) == len(s_r):
+        value_pairs += [(f"state[{i}]", a, b) for i, (a, b) in enumerate(zip(s_c, s_r))]
     grad_names = [f"grad {name}" for name, _ in params] + ["grad x"]
-    grads = tuple((name, _gap(a, b)) for name, a, b in zip(grad_names, g_c, g_r))
+    compared = [(what, *_compare(what, a, b)) for what, a, b in value_pairs + list(zip(grad_names, g_c, g_r))]
+    values = tuple((what, gap) for what, gap, _ in compared[:len(value_pairs)])
+    if len(s_c) != len(s_r):
+        values += (("state structure", float("inf")),)
+    grads = tuple((what, gap) for what, gap, _ in compared[len(value_pairs):])
+    nonfinite = tuple(found for _, _, found in compared if found is not None)
     if setting is None:  # the tolerances of the dtype, the sizes of this input
         setting = replace(FLOAT64 if x.dtype == torch.float64 else FLOAT32, dtype=x.dtype, seq_len=x.shape[0],
                           batch_size=x.shape[1], input_size=x.shape[2], hidden_size=y_r.shape[-1])
-    return Gaps(names[0], names[1], setting, values, grads)
+    return Gaps(names[0], names[1], setting, values, grads, nonfinite)
 
 
 def warm_state(module, batch_size: int, input_size: int, dtype=torch.float64, seed: int = 3):

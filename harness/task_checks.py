@@ -163,9 +163,13 @@ def check_baseline(spec: TaskSpec) -> str:
         _, target = task.sample_split(BASELINE_BATCH, _rng(100 + index), "test").to(torch.device("cpu"), torch.float64)
         losses.append(float(task.loss(outputs.to(torch.float64), target)))
         accuracies.append(float(task.accuracy(outputs.to(torch.float64), target)))
+    count = BASELINE_BATCHES * BASELINE_BATCH
+    bad = [loss for loss in losses if not math.isfinite(loss)]
+    if bad:  # a NaN mean is never within the tolerance, but "is nan" would not say where it came from
+        raise TaskContractError(f"the memoryless predictor's loss is {bad[0]} on {len(bad)} of {BASELINE_BATCHES} "
+                                f"held-out batches of {BASELINE_BATCH}: memoryless_logits or loss gives NaN or inf")
     mean, error = float(np.mean(losses)), float(np.std(losses, ddof=1) / math.sqrt(len(losses)))
     tolerance = 4 * error + 1e-6 * abs(task.baseline)
-    count = BASELINE_BATCHES * BASELINE_BATCH
     if not abs(mean - task.baseline) <= tolerance:
         raise TaskContractError(f"the memoryless predictor's loss on {count} held-out sequences is {mean:.6g} "
                                 f"(standard error {error:.2g}) but task.baseline is {task.baseline:.6g}: the baseline "

@@ -27,7 +27,8 @@ A plugin's own test suite needs one line per cell::
                         reference (the plain recurrence) with the same parameters: outputs,
                         final state and every gradient, in float64 at T = 200 (tolerance 1e-10)
                         and in float32 at T = 4096 (1e-4 outputs and state, 1e-3 gradients);
-                        see :func:`assert_equivalent` and :mod:`harness.equivalence`
+                        a NaN or inf on either side fails; see :func:`assert_equivalent`
+                        and :mod:`harness.equivalence`
 ``cuda``                torch backend on a machine with a GPU: outputs, state and gradients
                         stay on the GPU and match the CPU
 ``training``            100 Adam steps of the harness's own training loop on a one-step echo
@@ -125,7 +126,8 @@ def assert_equivalent(cell: str | CellSpec, impls=None, *, settings=(FLOAT64, FL
     and tolerances are :data:`harness.equivalence.FLOAT64` and ``FLOAT32``).
 
     Raises ``AssertionError`` naming each implementation, setting and quantity that is off, and by
-    how much, or saying that the cell has a single implementation (a test calling this would
+    how much, or that holds NaN or inf on either side (the count, the alternative's or the
+    reference's: a reference that is not finite checks nothing, even where both match), or saying that the cell has a single implementation (a test calling this would
     otherwise pass on nothing); returns the measured :class:`Gaps`. To compare two modules of
     your own that share their parameters, see :func:`implementation_gaps`.
 

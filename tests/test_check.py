@@ -156,6 +156,32 @@ class Frozen(nn.Module):
         return h.expand(x.shape[0], *h.shape), h
 
 
+class NanInFloat64(nn.Module):
+    """Finite in float32 (every check but pieces runs there); in float64 a branch divides 0 by 0."""
+
+    def __init__(self, input_size, hidden_size):
+        super().__init__()
+        self.cell = nn.RNNCell(input_size, hidden_size)
+
+    def forward(self, x_t, state=None):
+        h = self.cell(x_t, state)
+        if x_t.dtype == torch.float64:
+            h = h * (x_t.new_zeros(()) / 0.0)
+        return h, h
+
+
+class NormalisesState(nn.Module):
+    """Normalises the state it is given: NaN (0 / 0) for an explicit all-zero state, not for None."""
+
+    def __init__(self, input_size, hidden_size):
+        super().__init__()
+        self.cell = nn.RNNCell(input_size, hidden_size)
+
+    def forward(self, x_t, state=None):
+        h = self.cell(x_t, None if state is None else state / state.norm(dim=-1, keepdim=True))
+        return h, h
+
+
 BROKEN = {
     "growing-state": (make_spec("growing-state", GrowingState, form="step"), "shapes",
                       r"x of shape \(T, B, I\) = \(3, 2, 1\): the state changed structure when fed back: \(2, 3\) -> \(2, 6\)"),
@@ -168,6 +194,12 @@ BROKEN = {
                       r"in float64, cell\(x, None\) raised RuntimeError.*x\.new_zeros"),
     "numpy-random": (make_spec("numpy-random", NumpyRandomInit, form="step"), "determinism",
                      r"two builds under torch\.manual_seed\(0\) differ in 'step\.extra'.*numpy\.random"),
+    # a NaN is never close to anything: the message says which tensor holds how many, not "differs by up to nan"
+    "nan-in-float64": (make_spec("nan-in-float64", NanInFloat64, form="step"), "pieces",
+                       r"in float64 with a nonzero initial state: the output of x whole holds 135 non-finite values "
+                       r"\(NaN/inf\) of 135"),
+    "normalises-state": (make_spec("normalises-state", NormalisesState, form="step"), "zero-state",
+                         r"the output of cell\(x, zeros\) holds 40 non-finite values \(NaN/inf\) of 40"),
     "ignores-state": (make_spec("ignores-state", IgnoresState), "pieces", r"differs from running x whole, from step 4 on"),
     "plain-tensors": (make_spec("plain-tensors", PlainTensorWeights, form="step"), "build",
                       r"no trainable parameters: wrap weights in nn\.Parameter"),

@@ -3,6 +3,8 @@ check that `rnnbench check` and harness.testing.assert_equivalent run against th
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from torch import nn
@@ -290,3 +292,121 @@ def test_the_equivalence_settings_cross_block_and_chunk_boundaries(name):
 
     crossed = [s for s in (FLOAT64, FLOAT32) if s.seq_len > steps_per_block(s)]
     assert crossed, f"{name}: no setting runs over more than one block"
+
+
+# --- non-finite values: a NaN or inf fails the comparison, on either side --------------------------
+
+class _NanFrom(nn.Module):
+    """``module``'s outputs with NaN added from step ``step`` on, and so in the final state: a form
+    that overflows late in the sequence. Adding leaves the gradients as ``module``'s (d(y + c)/dy = 1)."""
+
+    def __init__(self, module, step: int):
+        super().__init__()
+        self.module, self.step = module, step
+
+    def forward(self, x, state=None):
+        y, _ = self.module(x, state)
+        late = torch.arange(y.shape[0], device=y.device).view(-1, 1, 1) >= self.step
+        y = y + torch.where(late, float("nan"), 0.0).to(y.dtype)
+        return y, y[-1]
+
+
+class _InfInGradient(torch.autograd.Function):
+    """The identity, whose backward puts +inf in the first entry of the gradient: an adjoint that overflows."""
+
+    @staticmethod
+    def forward(ctx, tensor):
+        return tensor.view_as(tensor)
+
+    @staticmethod
+    def backward(ctx, grad):
+        grad = grad.clone()
+        grad.view(-1)[0] = float("inf")
+        return grad
+
+
+class _InfGradScan(_ScanOf):
+    """The right scan, whose gradient of linear.weight (the primary's step.linear.weight) holds one +inf."""
+
+    def forward(self, x, state=None):
+        projected = torch.nn.functional.linear(x, _InfInGradient.apply(self.linear.weight), self.linear.bias)
+        gate, candidate = projected.chunk(2, dim=-1)
+        h = linear_scan(torch.sigmoid(-gate), torch.sigmoid(gate) * candidate, state)
+        return h, h[-1]
+
+
+def _mingru_spec(name, **alternatives):
+    """minGRU's step as the primary and the reference unless ``reference=`` says otherwise."""
+    reference = alternatives.pop("reference", "step")
+    forms = {impl: Alternative(derive, form="sequence") for impl, derive in alternatives.items()}
+    return make_spec(name, MinGRU, form="step", impl="step", alternatives=forms, reference=reference)
+
+
+NAN_FROM = 100  # of FLOAT64's T = 200 steps; B = 2, H = 8: 100 · 2 · 8 = 1600 NaN outputs, 16 in the state
+
+
+def test_a_fast_form_returning_nan_after_some_step_fails_assert_equivalent():
+    spec = _mingru_spec("nan-scan", scan=lambda step: _NanFrom(_ScanOf(step), NAN_FROM))
+    with pytest.raises(AssertionError) as failure:
+        assert_equivalent(spec, settings=(FLOAT64,))
+    setting, found = str(failure.value).splitlines()[1].split(": ", 1)
+    assert setting == "  scan vs step in float64 T=200 B=2 I=3 H=8, tolerance 1e-10 (outputs, state) and 1e-10 (gradients)"
+    # the gradients are finite and the reference's: only what is wrong is named
+    assert found == ("outputs of 'scan' have 1600 non-finite values (NaN/inf) where the reference 'step' has none; "
+                     "state[0] of 'scan' has 16 non-finite values (NaN/inf) where the reference 'step' has none")
+
+
+def test_a_reference_returning_nan_fails_whatever_the_alternative_holds():
+    nan_loop = lambda step: _NanFrom(Unrolled(step), NAN_FROM)  # noqa: E731
+    spec = _mingru_spec("nan-reference", loop=nan_loop, scan=_ScanOf, reference="loop")
+    with pytest.raises(AssertionError, match=r"scan vs loop in float64 .*: outputs of the reference 'loop' have 1600 "
+                       r"non-finite values \(NaN/inf\) where 'scan' has none"):
+        assert_equivalent(spec, ["scan"], settings=(FLOAT64,))
+    # NaN on both sides, at the same places: still a failure, naming the reference
+    spec = _mingru_spec("nan-both", loop=nan_loop, scan=lambda step: _NanFrom(_ScanOf(step), NAN_FROM), reference="loop")
+    with pytest.raises(AssertionError, match=r"outputs of the reference 'loop' have 1600 non-finite values \(NaN/inf\), "
+                       r"and 'scan' at the same places: a reference that is not finite checks nothing"):
+        assert_equivalent(spec, ["scan"], settings=(FLOAT64,))
+
+
+def test_an_inf_in_a_parameter_gradient_fails_and_names_the_parameter():
+    spec = _mingru_spec("inf-grad", scan=_InfGradScan)
+    with pytest.raises(AssertionError) as failure:
+        assert_equivalent(spec, settings=(FLOAT64,))
+    found = str(failure.value).splitlines()[1].split(": ", 1)[1]  # what follows the setting
+    assert found == "grad step.linear.weight of 'scan' has 1 non-finite value (NaN/inf) where the reference 'step' has none"
+
+
+def test_implementation_gaps_records_what_is_not_finite():
+    torch.manual_seed(0)
+    step = MinGRU(3, 8).double()
+    x = torch.randn(30, 2, 3, dtype=torch.float64)
+    gaps = implementation_gaps(_NanFrom(_ScanOf(step), 20), Unrolled(step), x, warm_state(Unrolled(step), 2, 3),
+                               names=("scan", "step"))
+    assert [(f.what, f.in_impl, f.in_reference, f.same_places) for f in gaps.nonfinite] == [
+        ("outputs", 10 * 2 * 8, 0, False), ("state[0]", 2 * 8, 0, False)]
+    assert gaps.outputs == gaps.worst == float("inf") and gaps.worst_grad[1] < 1e-12
+    clean = implementation_gaps(_ScanOf(step), Unrolled(step), x, warm_state(Unrolled(step), 2, 3))
+    assert clean.nonfinite == () and not clean.failures
+
+
+# minGRU's closed form h_t = P_t (h_0 + Σ_s b_s / P_s), P_t = Π a: in float32 P_t underflows to 0
+# within a few hundred steps, b / P becomes inf and P · inf NaN; in float64 at T = 200 it is exact.
+CLOSED_FORM_PLUGIN = SWAPPED_PLUGIN.replace('''        candidate, gate = self.linear(x).chunk(2, dim=-1)  # wrong: the two halves swapped
+        h = linear_scan(torch.sigmoid(-gate), torch.sigmoid(gate) * candidate, state)''', '''        gate, candidate = self.linear(x).chunk(2, dim=-1)
+        a, b = torch.sigmoid(-gate), torch.sigmoid(gate) * candidate
+        products = torch.cumprod(a, dim=0)
+        h0 = b.new_zeros(b.shape[1:]) if state is None else state
+        h = products * (h0 + torch.cumsum(b / products, dim=0))''').replace('"swapped"', '"closed-form"')
+
+
+def test_a_fast_form_that_overflows_in_float32_fails_rnnbench_check(rnnbench, write_plugin):
+    plugin = write_plugin("closed_form_plugin", CLOSED_FORM_PLUGIN)
+    result = rnnbench("check", "closed-form", "--plugin", plugin)
+    assert result.code == 1
+    line = next(line.strip() for line in result.out.splitlines() if "implementations" in line)
+    status, check, message = line.split(None, 2)
+    assert (status, check) == ("FAIL", "implementations") and message.startswith(
+        "scan differs from step (the reference) in float32 T=4096"), line  # float64 at T = 200 passes
+    assert re.search(r": outputs of 'scan' have \d+ non-finite values \(NaN/inf\) where the reference 'step' has none", line), line
+    assert "closed-form: " in result.out and "1 failed" in result.out

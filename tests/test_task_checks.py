@@ -95,6 +95,15 @@ class NegativeLastStepLoss(Echo):
         return super().last_step_loss(logits_last, target) - 10.0
 
 
+class NanPredictor(Echo):
+    """Its memoryless predictor's last step holds a NaN (as a 0/0 in a hand-written distribution would)."""
+
+    def memoryless_logits(self, batch_size):
+        logits = super().memoryless_logits(batch_size)
+        logits[-1, 0, 0] = math.nan
+        return logits
+
+
 class FailsToBuild(Echo):
     def __init__(self, seq_len):
         raise RuntimeError("no data here")
@@ -129,6 +138,7 @@ def test_parity_with_running_targets_passes_every_check():
 @pytest.mark.parametrize("factory,check,words", [
     (WrongBaseline, "baseline", ["1.38629", "task.baseline is 1.09861"]),
     (NoPredictor, "baseline", ["define memoryless_logits(batch_size)"]),
+    (NanPredictor, "baseline", ["loss is nan on 16 of 16 held-out batches of 512", "memoryless_logits or loss gives NaN"]),
     (AlwaysSolved, "baseline", ["counts as solved"]),
     (Unseeded, "seeded", ["seeded alike differ", "rng argument"]),
     (NoLastTarget, "last-step", ["no target at the last step"]),
