@@ -72,7 +72,7 @@ from harness.names import ACCURACY, GRADIENTS, MEASUREMENTS, SPEED, TIMINGS
 from harness.results import (SPEED_CONDITION, TRAIN_CONDITION, as_int, conditions, problem, rows_frame, samples, seed_values,
                              stats)
 from harness.run_diff import (ACCURACY_EFFECT, SPEED_EFFECT, Difference, cell_code_differences, config_differences,
-                              trained_impl_differences, withheld_reason)
+                              model_difference, trained_impl_differences, withheld_reason)
 from harness.speed_verdict import ratio_words, rounds_verdict
 from harness.stats import Summary, mann_whitney_u
 
@@ -99,7 +99,9 @@ class SpeedComparison:
 
     ``timing`` is "forward" or "forward+backward" (or "—" when a side has no timings);
     medians are seconds per batch; ``ratio`` is median B / median A; ``verdict`` is what a
-    reader sees ("1.42x slower", "not significant", "failed in B: ...", "withheld: ...").
+    reader sees ("1.42x slower", "not significant", "failed in B: ...", "withheld: ..."); ``withheld`` says
+    why a verdict is withheld (then ``significant`` is False, and the timing counts as withheld, not as
+    not significant).
     ``method``: "rounds" (per-round minima, or medians for older runs, or one value per run when a
     side pools runs: :func:`harness.speed_verdict.rounds_verdict`; ``ratio`` is then its
     Hodges-Lehmann estimate of B/A, ``low``/``high`` its 99% interval)
@@ -129,6 +131,7 @@ class SpeedComparison:
     rounds_a: int = 0
     rounds_b: int = 0
     round_unit: str = "rounds"  # "runs" when a side pools several runs, one value each
+    withheld: str | None = None  # why no verdict is given (the model, timing method or cell's code differs)
 
     @property
     def slower(self) -> bool:
@@ -207,18 +210,30 @@ class Comparison:
         return [s for s in self.speed if s.slower and s.ratio > 1 + threshold]
 
     def summary(self) -> str:
-        """One line: the geometric mean of B/A, per timing, and how many timings changed."""
+        """One line: the geometric mean of B/A, per timing, and how many timings changed; timings whose
+        verdict is withheld are counted as withheld, with why, not as not significant."""
         compared = self.compared()
         if not compared:
             return "no speed rows measured in both runs"
         overall = self.geometric_mean()
         per_timing = [f"{name} {ratio_words(g)}" for name in TIMINGS.values()
                       if (g := self.geometric_mean(name)) is not None]
-        slower = sum(s.slower for s in compared)
-        faster = sum(s.faster for s in compared)
+        judged = [s for s in compared if not s.withheld]
+        slower = sum(s.slower for s in judged)
+        faster = sum(s.faster for s in judged)
+        withheld = _withheld_count([s.withheld for s in compared if s.withheld])
         return (f"geometric mean of B/A over {len(compared)} timings: {ratio_words(overall)} — "
                 f"{', '.join(per_timing)}; {slower} slower, {faster} faster, "
-                f"{len(compared) - slower - faster} not significant")
+                f"{len(judged) - slower - faster} not significant" + (f", {withheld}" if withheld else ""))
+
+
+def _withheld_count(reasons: list[str]) -> str:
+    """"8 withheld (the model differs (layers))"; with several reasons, how many each: "3 withheld (2: ...; 1: ...)"."""
+    if not reasons:
+        return ""
+    counts = {reason: reasons.count(reason) for reason in dict.fromkeys(reasons)}
+    why = next(iter(counts)) if len(counts) == 1 else "; ".join(f"{n}: {reason}" for reason, n in counts.items())
+    return f"{len(reasons)} withheld ({why})"
 
 
 def _describe(measurement: str, key: tuple, names: tuple[str, ...]) -> str:
@@ -252,10 +267,9 @@ def compare_speed(key: tuple, group_a: pd.DataFrame, group_b: pd.DataFrame, alph
             continue
         rounds_a, rounds_b, unit = _rounds_of_both(group_a, group_b, metric)
         comparison = _timing_comparison(base, timing, a, b, rounds_a, rounds_b, alpha, min_change, unit)
-        if withheld and comparison.significant:
-            comparison = dataclasses.replace(comparison, significant=False, verdict=f"withheld: {withheld}")
-        elif withheld:
-            comparison = dataclasses.replace(comparison, verdict=f"withheld: {withheld}")
+        if withheld:
+            comparison = dataclasses.replace(comparison, significant=False, verdict=f"withheld: {withheld}",
+                                             withheld=withheld)
         out.append(comparison)
     return out
 
@@ -387,7 +401,7 @@ def compare_rows(rows_a, rows_b, *, run_a: int | None = None, run_b: int | None 
         unmatched += [Unmatched("B", measurement, _describe(measurement, key, names)) for key in groups_b if key not in groups_a]
     notes, shifts = (), ()
     if single_runs:
-        speed, notes, shifts = _against_empirical_null(speed, min_change)
+        speed, notes, shifts = _against_empirical_null(speed, min_change, model_difference(list(differences)))
     repeats = [min(s.n_a, s.n_b) for s in speed if s.ratio is not None and s.method == "repeats"]
     return Comparison(run_a, run_b, tuple(speed), tuple(metrics), tuple(unmatched), alpha, min_change,
                       min(repeats) if repeats else 0, notes=notes, differences=differences, force=force,
@@ -423,14 +437,17 @@ def empirical_null(speed: list[SpeedComparison], min_change: float) -> Empirical
     return EmpiricalNull(math.exp(centre), spread, max(math.log1p(min_change), EMPIRICAL_NULL_Z * spread), logs.size)
 
 
-def _against_empirical_null(speed: list[SpeedComparison], min_change: float) -> tuple[list, tuple, tuple]:
+def _against_empirical_null(speed: list[SpeedComparison], min_change: float,
+                            model: str | None = None) -> tuple[list, tuple, tuple]:
     """Call a timing only where it also stands out from the other cells' timings on its device: at least the
     threshold of *their* empirical null from its centre (left out, so that a changed cell does not hide in its own
     change; fewer than :data:`EMPIRICAL_NULL_MIN_TIMINGS` timings of other cells: no null). Rounds inside one run
     cannot show the machine being slower for the whole of that run, or timing-to-timing drift between runs; the
     other timings can (measured here: in one of five A/A pairs of ``rnnbench run --cells all --measure speed``
     every timing of one run was 1.32x slower, and 11 of 44 were called by their rounds alone). It assumes that
-    most cells did not change. Returns the comparisons, notes, and (device, table centre, timings) per device."""
+    most cells did not change. ``model``: the runs' model difference ("the model differs (layers)"), which the
+    note names as the first cause of a whole table moving. Returns the comparisons, notes, and (device, table
+    centre, timings) per device."""
     out, withheld, nulls = [], {}, {}
     for s in speed:
         if s.significant and s.method == "rounds":
@@ -458,9 +475,17 @@ def _against_empirical_null(speed: list[SpeedComparison], min_change: float) -> 
             f"{min_change:.0%} and {EMPIRICAL_NULL_Z:g} such sd from the median of the other cells' timings (Efron's "
             f"empirical null, which assumes most cells did not change)"
             + (f"; {withheld[device]} called by their rounds alone are not" if withheld.get(device) else "")
-            + ("; the whole table moving means the machine ran faster or slower during one of the runs, or the "
-               "software differs" if shifted else ""))
+            + (f"; {table_shift_cause(model)}" if shifted else ""))
     return out, tuple(notes), tuple(shifts)
+
+
+def table_shift_cause(model: str | None) -> str:
+    """What a whole speed table moving means: another model where the runs' models differ, else the machine or
+    the software."""
+    if model:
+        return (f"the whole table moving is expected here: {model}, so B timed another model (any drift of the "
+                f"machine is mixed in)")
+    return "the whole table moving means the machine ran faster or slower during one of the runs, or the software differs"
 
 
 def min_change_for_gate(fail_above: float | None) -> float:
@@ -511,12 +536,20 @@ SINGLE_RUN_NOTE = ("one run a side: each timing's rounds were taken back to back
 
 def side_runs(store, ref, side: str) -> tuple[int, ...]:
     """The run ids of one side: an id, "latest", "1,3,5", or a sequence of those; every run of a side
-    must share one configuration (else UsageError naming the difference)."""
+    must share one configuration (else UsageError naming the difference). A run named twice ("1,1", or
+    "latest,3" where latest is 3) is refused rather than counted once: the user meant two runs, and pooling
+    one silently would give another verdict (one run a side is judged by its rounds, pooled sides by runs)."""
     refs = [part.strip() for part in ref.split(",")] if isinstance(ref, str) else \
         list(ref) if isinstance(ref, (list, tuple)) else [ref]
     if not refs or any(r == "" for r in refs):
         raise UsageError(f"run {side} must be a run id, 'latest', or ids separated by commas, got {ref!r}")
-    ids = tuple(dict.fromkeys(store.resolve_run(r) for r in refs))
+    resolved = [store.resolve_run(r) for r in refs]
+    twice = next((run for i, run in enumerate(resolved) if run in resolved[:i]), None)
+    if twice is not None:
+        names = list(dict.fromkeys(str(r) for r, run in zip(refs, resolved) if run == twice))
+        said = f"run {twice} is named twice" if len(names) == 1 else f"{' and '.join(names)} are both run {twice}"
+        raise UsageError(f"{said} in side {side}; name each run of a side once (pooled runs must be different runs)")
+    ids = tuple(resolved)
     first = store.run(ids[0])
     for other in ids[1:]:
         found = config_differences(first, store.run(other))

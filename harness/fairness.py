@@ -8,7 +8,8 @@
   so that tables report test figures at that rate; conditions without a choice (no
   validation rows, e.g. a gradients-only run) keep every rate.
 - :func:`seed_interval`, :func:`solved_proportion`, :func:`solve_curve_of`: a mean over seeds
-  with its 95% Student t interval, k/n solved with its Wilson interval, and the Kaplan-Meier
+  with its 95% Student t interval (clipped to the metric's possible range,
+  :mod:`harness.metric_ranges`), k/n solved with its Wilson interval, and the Kaplan-Meier
   curve of steps to solve (unsolved seeds censored at the step they stopped).
 - :func:`task_rankings`: per task, cells ranked on test loss / baseline at their chosen rate,
   each compared with the best by a paired sign-flip test, Holm-corrected
@@ -22,7 +23,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from harness.intervals import MeanInterval, Proportion, t_interval, wilson_interval
+from harness.intervals import MeanInterval, Proportion, clipped, t_interval, wilson_interval
+from harness.metric_ranges import metric_range
 from harness.names import ACCURACY, GRADIENTS
 from harness.ranking import Ranking, rank_cells
 from harness.results import TRAIN_CONDITION, all_ok, per_seed, value
@@ -30,7 +32,7 @@ from harness.selection import LrChoice, select_lr
 from harness.survival import SolveCurve, kaplan_meier
 
 RANK_METRIC = "loss_ratio"  # test loss / memoryless baseline: comparable across tasks, lower is better
-INTERVAL_METHOD = "95% Student t interval over seeds"
+INTERVAL_METHOD = "95% Student t interval over seeds, clipped to the possible range"
 EXTRA_COLUMNS = ("lr", "param_count")
 
 
@@ -88,10 +90,12 @@ def at_chosen_lr(rows: pd.DataFrame, choices: dict[tuple, LrChoice] | None = Non
     return rows[keep]
 
 
-def seed_interval(values) -> MeanInterval | None:
-    """Mean over seeds with its 95% t interval; None when no seed has a value."""
+def seed_interval(values, metric: str | None = None) -> MeanInterval | None:
+    """Mean over seeds with its 95% t interval, clipped to the range ``metric`` can take
+    (:data:`harness.metric_ranges.METRIC_RANGES`; None or an unlisted metric: not clipped);
+    None when no seed has a value."""
     values = [float(v) for v in values if v is not None and math.isfinite(float(v))]
-    return t_interval(values) if values else None
+    return clipped(t_interval(values), *metric_range(metric)) if values else None
 
 
 def solved_proportion(solved_flags) -> Proportion | None:

@@ -13,6 +13,12 @@ Three intervals, each returned as a frozen record that says how it was made:
   recommended over the Wald interval by Brown, Cai & DasGupta 2001, *Statistical Science*
   16:101). It stays inside [0, 1] and is not empty at k = 0 or k = n.
 
+:func:`clipped` intersects an interval with the range the quantity can take (an accuracy in
+[0, 1], a loss or a time at least 0): a t interval of two seeds can reach below 0 where the
+mean cannot. If the interval covers the true mean with probability 95%, so does its
+intersection with a range that surely holds the true mean, and the intersection is no wider;
+the record says which bound was clipped.
+
 The t quantile is computed here (no SciPy): the two-sided t distribution function for an
 integer number of degrees of freedom has a closed form (Abramowitz & Stegun 1964, 26.7.3 and
 26.7.4), inverted by bisection.
@@ -20,6 +26,7 @@ integer number of degrees of freedom has a closed form (Abramowitz & Stegun 1964
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from functools import lru_cache
@@ -37,6 +44,7 @@ class MeanInterval:
 
     ``method`` is "t", "bootstrap" or "none" (a single value: ``low`` and ``high`` are NaN,
     since one seed says nothing about the spread). ``level`` is the coverage, e.g. 0.95.
+    ``low_clipped``/``high_clipped``: the bound was moved in to the quantity's range (:func:`clipped`).
     """
 
     mean: float
@@ -45,6 +53,8 @@ class MeanInterval:
     n: int
     level: float
     method: str
+    low_clipped: bool = False
+    high_clipped: bool = False
 
     @property
     def has_interval(self) -> bool:
@@ -170,6 +180,23 @@ def bootstrap_interval(values, level: float = LEVEL, *, seed: int = 0, resamples
     means = array[rng.integers(0, n, size=(resamples, n))].mean(axis=1)
     low, high = np.percentile(means, [50 * (1 - level), 50 * (1 + level)])
     return MeanInterval(mean, float(low), float(high), n, level, "bootstrap")
+
+
+def clipped(interval: MeanInterval, lower: float = -math.inf, upper: float = math.inf) -> MeanInterval:
+    """``interval`` ∩ [``lower``, ``upper``], the range the quantity can take, with the clipped bounds marked.
+
+    P(low ≤ μ ≤ high) = P(max(low, lower) ≤ μ ≤ min(high, upper)) whenever lower ≤ μ ≤ upper, so the
+    coverage is kept exactly. Nothing else is narrowed. A mean outside the range means the range does
+    not hold for these values (e.g. a task whose loss can be negative): the interval is returned
+    unchanged rather than made to exclude its own mean.
+    """
+    if not lower <= upper:
+        raise ValueError(f"a range needs lower <= upper, got [{lower}, {upper}]")
+    if not interval.has_interval or not lower <= interval.mean <= upper:
+        return interval
+    low_clipped, high_clipped = interval.low < lower, interval.high > upper
+    return dataclasses.replace(interval, low=max(interval.low, lower), high=min(interval.high, upper),
+                               low_clipped=low_clipped, high_clipped=high_clipped)
 
 
 def wilson_interval(k: int, n: int, level: float = LEVEL) -> Proportion:

@@ -26,9 +26,19 @@ from dataclasses import asdict, dataclass
 
 import pandas as pd
 
+from harness.names import ACCURACY, GRADIENTS, SPEED
 from harness.results import StoredRun
 
-ACCURACY_EFFECT, SPEED_EFFECT, MODEL_EFFECT, STATED = "accuracy", "speed", "model", "stated"
+ACCURACY_EFFECT, SPEED_EFFECT, MODEL_EFFECT, CELL_EFFECT, STATED = "accuracy", "speed", "model", "cell", "stated"
+# The tables whose verdicts and differences each kind of difference withholds, in the order compare prints them:
+# a recipe difference withholds the gradient rows too, since they are probed on the model that recipe trained.
+WITHHELD_TABLES = {
+    SPEED_EFFECT: (SPEED,),
+    ACCURACY_EFFECT: (ACCURACY, GRADIENTS),
+    MODEL_EFFECT: (SPEED, ACCURACY, GRADIENTS),
+    CELL_EFFECT: (SPEED, ACCURACY, GRADIENTS),  # that cell's rows only
+    STATED: (),
+}
 
 
 @dataclass(frozen=True)
@@ -45,10 +55,9 @@ class Difference:
 
     @property
     def withholds(self) -> tuple[str, ...]:
-        """The kinds of verdict this difference withholds: a model difference withholds speed and accuracy."""
-        if self.affects == MODEL_EFFECT:
-            return (SPEED_EFFECT, ACCURACY_EFFECT)
-        return () if self.affects == STATED else (self.affects,)
+        """The tables whose verdicts this difference withholds (:data:`WITHHELD_TABLES`): a model or cell-code
+        difference every table (a cell's: its own rows), a recipe difference accuracy and gradients."""
+        return WITHHELD_TABLES[self.affects]
 
 
 def _text(value) -> str:
@@ -106,7 +115,7 @@ def cell_code_differences(rows_a: pd.DataFrame, rows_b: pd.DataFrame) -> dict[st
         return {row.cell: f"{row.plugin} {row.plugin_version}" for row in first.itertuples()}
 
     found_a, found_b = versions(rows_a), versions(rows_b)
-    return {cell: Difference(f"cell {cell} code", found_a[cell], found_b[cell], "cell")
+    return {cell: Difference(f"cell {cell} code", found_a[cell], found_b[cell], CELL_EFFECT)
             for cell in found_a if cell in found_b and found_a[cell] != found_b[cell]}
 
 
@@ -128,7 +137,12 @@ def trained_impl_differences(rows_a: pd.DataFrame, rows_b: pd.DataFrame) -> list
 def withheld_reason(differences: list[Difference], effect: str) -> str | None:
     """Why verdicts on ``effect`` rows ("accuracy" or "speed") are withheld, or None."""
     own = [d.what for d in differences if d.affects == effect]
-    model = [d.what for d in differences if d.affects == MODEL_EFFECT]
     reasons = [f"{'recipe' if effect == ACCURACY_EFFECT else 'timing method'} differs ({', '.join(own)})"] if own else []
-    reasons += [f"the model differs ({', '.join(model)})"] if model else []
-    return "; ".join(reasons) or None
+    model = model_difference(differences)
+    return "; ".join(reasons + ([model] if model else [])) or None
+
+
+def model_difference(differences: list[Difference]) -> str | None:
+    """"the model differs (layers)" when the runs measured different models under the same row conditions."""
+    model = [d.what for d in differences if d.affects == MODEL_EFFECT]
+    return f"the model differs ({', '.join(model)})" if model else None

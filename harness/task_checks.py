@@ -10,8 +10,8 @@ FAIL line. In order:
 ``shapes``     ``x`` is float32 (L, B, input_size) and finite; a token task's target is int64
                (L, B) of classes or ``IGNORE_INDEX``; at B = 1 too
 ``seeded``     the same seed gives the same batch, another seed another, in every split
-``losses``     loss and last-step loss of random outputs are finite scalars with finite
-               gradients; accuracy is in [0, 1]
+``losses``     loss and last-step loss of random outputs are finite scalars, at least 0, with
+               finite gradients; accuracy is in [0, 1]
 ``last-step``  a token task has a target at its last step in every sequence (the gradient
                probe differentiates that step's loss)
 ``baseline``   the loss of :meth:`~harness.tasks.Task.memoryless_logits`, the input-free predictor
@@ -122,6 +122,9 @@ def check_losses(spec: TaskSpec) -> str:
     for name, value in (("loss", loss), ("last_step_loss", last)):
         if not isinstance(value, torch.Tensor) or value.dim() != 0 or not torch.isfinite(value):
             raise TaskContractError(f"{name} of random outputs must be a finite scalar tensor, got {value!r}")
+        if value.item() < 0:  # reports clip a loss's interval at 0 (harness.metric_ranges)
+            raise TaskContractError(f"{name} of random outputs is {value.item():.4g}; a loss must be at least 0 "
+                                    "(a mean of non-negative per-step losses: cross-entropy, squared error)")
     (loss + last).backward()
     loss, last = loss.detach(), last.detach()
     if logits.grad is None or not torch.isfinite(logits.grad).all():

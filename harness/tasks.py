@@ -74,7 +74,8 @@ class Task(ABC):
 
     @abstractmethod
     def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Training loss (scalar) for logits of shape (L, B, output_size)."""
+        """Training loss (scalar, at least 0: a mean of non-negative per-step losses) for logits of shape
+        (L, B, output_size)."""
 
     @abstractmethod
     def last_step_loss(self, logits_last: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from harness.compare import EMPIRICAL_NULL_MIN_TIMINGS, EMPIRICAL_NULL_Z, Comparison
 from harness.speed_verdict import ratio_words
-from harness.names import ACCURACY, GRADIENTS
+from harness.names import ACCURACY, GRADIENTS, MEASUREMENTS
+from harness.run_diff import model_difference
 from harness.stats import smallest_p_value
 from reports.tables import fmt_seconds
 
@@ -92,13 +93,13 @@ def format_comparison(comparison: Comparison) -> str:
 
 
 def difference_lines(comparison: Comparison) -> list[str]:
-    """The configuration differences, above every table, and what they withhold."""
+    """The configuration differences, above every table, each with the tables whose verdicts it withholds."""
     if not comparison.differences:
         sides = "sides'" if isinstance(comparison.run_a, tuple) or isinstance(comparison.run_b, tuple) else "runs'"
         return [f"The two {sides} configurations agree (recipe, sweep, seeds, sizes, timing, software, cell code)."]
     lines = ["", "Configuration differences (A vs B):"]
     lines += [f"  {d.line()}" + (f"  [{', '.join(d.withholds)}]" if d.withholds else "") for d in comparison.differences]
-    withheld = sorted({effect for d in comparison.differences for effect in d.withholds})
+    withheld = [table for table in MEASUREMENTS if any(table in d.withholds for d in comparison.differences)]
     if withheld and not comparison.force:
         lines.append(f"Verdicts and differences of the rows these affect ({', '.join(withheld)}) are withheld: the runs "
                      "did not measure them the same way. Pass --force to see them anyway.")
@@ -131,8 +132,10 @@ def regression_lines(comparison: Comparison, threshold: float) -> list[str]:
     lines = [f"regression: {s.cell} {s.impl} {s.device} B={s.batch_size} T={s.seq_len} I={s.input_size} "
              f"H={s.hidden_size} {s.timing}: {ratio_words(s.ratio)} ({_evidence(s)})" for s in regressions]
     shifted = [(device, centre, n) for device, centre, n in comparison.table_shifts if centre > 1 + threshold]
+    model = model_difference(list(comparison.differences))
+    cause = f"{model}: B timed another model" if model else "a slower machine during run B, or slower software"
     lines += [f"regression: every timing on {device} together: {ratio_words(centre)} at the median of {n} timings "
-              f"(a slower machine during run B, or slower software)" for device, centre, n in shifted]
+              f"({cause})" for device, centre, n in shifted]
     if regressions:
         lines.append(f"{len(regressions)} timing(s) significantly slower by more than {threshold:.1%}")
     if shifted:

@@ -21,9 +21,9 @@ def _fmt(value, digits: int = 3) -> str:
     return "—" if value is None or math.isnan(value) else f"{value:.{digits}g}"
 
 
-def _mean(values: list[float]) -> str:
-    """Mean over seeds with its 95% t interval (one seed: the value alone)."""
-    found = seed_interval(values)
+def _mean(values: list[float], metric: str) -> str:
+    """Mean over seeds with its 95% t interval clipped to ``metric``'s range (one seed: the value alone)."""
+    found = seed_interval(values, metric)
     if found is None:
         return "—"
     if not found.has_interval:
@@ -82,7 +82,7 @@ def length_table(results: Results) -> pd.DataFrame:
         accuracies, ratios, length = trained.get((cell, task, trained_t, hidden, device), ([], [], None))
         common = {"cell": cell, "task": task, "trained T": trained_t, "H": hidden, "device": device}
         out.append({**common, "T": f"{trained_t} (trained)", "L": length if length is not None else "—",
-                    "seeds": len(accuracies), "accuracy": _mean(accuracies), "loss/baseline": _mean(ratios), "note": ""})
+                    "seeds": len(accuracies), "accuracy": _mean(accuracies, "accuracy"), "loss/baseline": _mean(ratios, "loss_ratio"), "note": ""})
         for seq_len, at_length in sorted(group.groupby("seq_len", dropna=False), key=lambda kv: kv[0]):
             out.append({**common, **_at_length(at_length), "T": as_int(seq_len)})
     return pd.DataFrame(out, columns=LENGTH_COLUMNS)
@@ -102,7 +102,7 @@ def _at_length(group: pd.DataFrame) -> dict:
     note = "" if bad.empty else (("" if bad.iloc[0]["status"] == "skipped" else "FAILED: ") + str(bad.iloc[0]["error"]))
     length = ok["length"].dropna()
     return {"L": as_int(length.iloc[0]) if len(length) else "—", "seeds": len(per_seed),
-            "accuracy": _mean(accuracies), "loss/baseline": _mean(ratios), "note": note}
+            "accuracy": _mean(accuracies, "length_accuracy"), "loss/baseline": _mean(ratios, "loss_ratio"), "note": note}
 
 
 def _one_line(text: str) -> str:
@@ -128,5 +128,5 @@ def samples_table(results: Results) -> pd.DataFrame:
 
 
 LENGTH_TITLE = ("Length generalisation: accuracy of each trained model at longer sequences (T: the task's length, "
-                "L: the steps the cell sees; mean [95% t interval])")
+                "L: the steps the cell sees; mean [95% t interval, clipped to the possible range])")
 SAMPLE_TITLE = "Text samples: each trained cell continues the same prompt (same sampling seed)"

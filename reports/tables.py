@@ -88,9 +88,10 @@ ACCURACY_COLUMNS = ["cell", "impl", "task", "T", "H", "params", "device", "lr", 
                     "steps to solve", "train s", "rank", "note"]
 
 
-def _interval(values: list[float], digits: int = 3) -> str:
-    """Mean over seeds with its 95% t interval, "0.2 [0.0516, 0.348]"; one seed: the value alone."""
-    found = seed_interval(values)
+def _interval(values: list[float], metric: str | None, digits: int = 3) -> str:
+    """Mean over seeds with its 95% t interval clipped to ``metric``'s range, "0.2 [0.0516, 0.348]"; one seed:
+    the value alone."""
+    found = seed_interval(values, metric)
     if found is None:
         return "—"
     if not found.has_interval:
@@ -154,12 +155,12 @@ def accuracy_table(results: Results) -> pd.DataFrame:
             "cell": cell, "impl": _first(group, "impl") or "—", "task": task, "T": seq_len, "H": hidden,
             "params": fmt(_first(group, "param_count")),
             "device": device, "lr": _lr_text(lr, choice), "seeds": len(seeds),
-            "loss": _interval([value(g, "loss") for g in ok_seeds]),
-            "loss/baseline": _interval([value(g, "loss_ratio") for g in ok_seeds]),
-            "accuracy": _interval([value(g, "accuracy") for g in ok_seeds]),
+            "loss": _interval([value(g, "loss") for g in ok_seeds], "loss"),
+            "loss/baseline": _interval([value(g, "loss_ratio") for g in ok_seeds], "loss_ratio"),
+            "accuracy": _interval([value(g, "accuracy") for g in ok_seeds], "accuracy"),
             "solved": solved.text() if solved else "—",
             "steps to solve": curve.text() if curve else "—",
-            "train s": _interval([value(g, "train_time_s") for g in ok_seeds]),
+            "train s": _interval([value(g, "train_time_s") for g in ok_seeds], "train_time_s"),
             "rank": rank_text(ranking, cell) if ranking and len(ranking.cells) > 1 else "—",
             "note": "; ".join(dict.fromkeys(notes)),
         })
@@ -210,7 +211,7 @@ def _horizon(groups: list[pd.DataFrame], phase: str) -> str:
             values.append(float(found))
     if censored_at is not None and not values:
         return f"> {censored_at}"
-    text = _interval(values, 4)
+    text = _interval(values, "horizon", 4)
     return text + (f" (some > {censored_at})" if censored_at is not None else "")
 
 
@@ -229,8 +230,8 @@ def gradient_table(results: Results) -> pd.DataFrame:
             "cell": cell, "impl": _first(group, "impl") or "—", "task": task, "T": seq_len, "H": hidden,
             "params": fmt(_first(group, "param_count")),
             "device": device, "lr": _lr_text(lr, choices.get((cell, task, seq_len, hidden, device))),
-            "decay/step init": _interval([value(g, "decay_rate", "init") for g in ok]),
-            "decay/step trained": _interval([value(g, "decay_rate", "trained") for g in ok]),
+            "decay/step init": _interval([value(g, "decay_rate", "init") for g in ok], "decay_rate"),
+            "decay/step trained": _interval([value(g, "decay_rate", "trained") for g in ok], "decay_rate"),
             "first/last init": _log_interval([value(g, "first_last_ratio", "init") for g in ok]),
             "first/last trained": _log_interval([value(g, "first_last_ratio", "trained") for g in ok]),
             "horizon init": _horizon(ok, "init"),

@@ -10,6 +10,7 @@ import sys
 
 from tabulate import tabulate
 
+from harness.names import TRAIN_MEASUREMENTS
 from harness.ownership import Owner
 from harness.results import Results, StoredRun
 from reports.tables import TABLES, drop_empty_note, run_layers
@@ -66,11 +67,19 @@ def runs_table(runs: list[StoredRun]) -> str:
     stacked = any(run.config.layers != 1 for run in runs)
     return listing([{
         "id": run.run_id, "started (UTC)": run.started_at.replace("+00:00", ""), "status": run_status(run),
-        "profile": run.config.profile, "cells": ",".join(run.config.cells), "tasks": ",".join(run.config.tasks),
+        "profile": run.config.profile, "cells": ",".join(run.config.cells), "tasks": tasks_text(run.config),
         **({"layers": run.config.layers} if stacked else {}),
         "devices": ",".join(run.config.devices), "executed": execution_brief(run.execution),
         "machine": machine(run.environment),
     } for run in runs])
+
+def tasks_text(config) -> str:
+    """The tasks a run trained on, or "— (speed only)" for a run that trained nothing: the profile's tasks
+    stay in its configuration (``--measure speed`` selects no task), but no row of the run is of a task."""
+    if not set(config.measures) & set(TRAIN_MEASUREMENTS):
+        return "— (speed only)"
+    return ",".join(config.tasks)
+
 
 def cell_rows(registry) -> list[dict]:
     """``rnnbench cells``: one row per registered cell."""

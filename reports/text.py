@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from harness.metric_ranges import CLIPPED_NOTE
 from harness.names import ACCURACY, GRADIENTS, SPEED
 from harness.results import StoredRun
 
@@ -28,7 +29,8 @@ TABLE_CAPTIONS = {
                 "seeds that never solved counted as censored at the step they stopped ('not reached': fewer than half "
                 "solved). 'rank' orders the cells on each task by mean test loss/baseline; each is compared with the "
                 "best by an exact paired sign-flip test on the seeds, Holm-corrected, α = 0.05: '≈ best' means not "
-                "shown to differ, which is not the same as shown equal. 'params' counts the cell and its readout.",
+                "shown to differ, which is not the same as shown equal. 'params' counts the cell and its readout. "
+                + CLIPPED_NOTE,
     "sweep": "Every learning rate tried, with the mean over seeds of the final validation loss; the rate with the "
              "fewest failed seeds and then the lowest mean was chosen (ties: the smaller rate). A choice at the "
              "edge of the sweep means a better rate may lie outside it.",
@@ -37,12 +39,12 @@ TABLE_CAPTIONS = {
                  "at the first state over the norm one step before the loss; the horizon is the distance at which "
                  "the norm falls below 1/1000 of its value next to the loss ('> T': never within the sequence). "
                  "Means over seeds with 95% t intervals; first/last is a geometric mean, its interval taken on ln. "
-                 "Rows are at each cell's chosen learning rate.",
+                 "Rows are at each cell's chosen learning rate. " + CLIPPED_NOTE,
     "length": "Each model trained at one length T (the first line of each block: its test set there) and then, "
               "unchanged, evaluated on held-out sequences of the same task built at longer T (--eval-lengths). "
               "L is the number of steps the cell sees. loss/baseline compares with the memoryless baseline at that "
               "T. A task that cannot be built at a length (digits: T is fixed) says so in the note. Means over seeds "
-              "with 95% t intervals, at each cell's chosen learning rate.",
+              "with 95% t intervals, at each cell's chosen learning rate. " + CLIPPED_NOTE,
     "sample": "Each trained model continues the same prompt, characters drawn from its predicted distribution "
               "with the same sampling seed and temperature, so differences come from the models. Newlines are "
               "shown as ↵; the stored text (the run's rows) is exact.",

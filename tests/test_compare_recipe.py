@@ -60,7 +60,7 @@ def test_differences_are_listed_and_accuracy_verdicts_withheld(tmp_path, run_con
     code, out, _ = cli("compare", "1", "2", "--db", db, capsys=capsys)
     assert code == 0
     header = out.split("Accuracy:")[0]
-    assert "recipe steps: 1000 (A) vs 500 (B)  [accuracy]" in header
+    assert "recipe steps: 1000 (A) vs 500 (B)  [accuracy, gradients]" in header
     assert "rnnbench version: 0.1.0 (A) vs 0.2.0 (B)" in header
     assert "Pass --force to see them anyway" in header
     gru = next(line for line in out.splitlines() if line.startswith("gru "))
@@ -131,3 +131,79 @@ def test_load_results_of_several_runs_with_the_recipe_as_columns(tmp_path, run_c
     assert (harness.load_results(db)["run_id"] == 2).all()
     with pytest.raises(harness.errors.UsageError, match="no run 9"):
         harness.load_results(db, run=[1, 9])
+
+
+# --- timings whose verdict is withheld ------------------------------------------------------------------------
+
+def timing_rows(cell, factor, *, plugin_version="0.1.0", impl="fused"):
+    """Both timings of one speed condition: 10 repeats, 1.00 .. 1.09 ms times ``factor`` (B at 1.5: a clear change)."""
+    samples = [factor * (1.00 + i / 100) / 1000 for i in range(10)]
+    stats = {"samples": samples, "median": (samples[4] + samples[5]) / 2, "n": len(samples)}
+    base = dict(item=f"speed|{cell}|{impl}|cpu", measurement="speed", cell=cell, device="cpu", impl=impl, batch_size=8,
+                seq_len=20, input_size=8, hidden_size=16, threads=1, plugin="file:cells.py", plugin_version=plugin_version)
+    return [ResultRow(**base, metric=metric, value=stats["median"], unit="s", stats=stats)
+            for metric in ("forward_s", "forward_backward_s")]
+
+
+def test_withheld_timings_are_counted_as_withheld_not_as_not_significant(tmp_path, run_config, capsys):
+    """Run B stacked its cells 2 deep (--layers 2) and took 1.5x as long: all 4 timings are withheld, and the summary
+    says so instead of calling them 4 not significant; the layers line names every table it withholds. --force
+    gives the verdicts: 4 slower."""
+    db = tmp_path / "r.sqlite"
+    with ResultStore(db) as store:
+        for layers, factor in ((1, 1.0), (2, 1.5)):
+            store_run(store, run_config(layers=layers), timing_rows("gru", factor) + timing_rows("lstm", factor))
+    code, out, _ = cli("compare", "1", "2", "--db", db, capsys=capsys)
+    assert code == 0
+    assert "  layers: 1 (A) vs 2 (B)  [speed, accuracy, gradients]" in out.splitlines()
+    assert "(speed, accuracy, gradients) are withheld" in out
+    summary = next(line for line in out.splitlines() if line.startswith("geometric mean"))
+    assert summary.endswith("; 0 slower, 0 faster, 0 not significant, 4 withheld (the model differs (layers))")
+    code, out, _ = cli("compare", "1", "2", "--db", db, "--force", capsys=capsys)
+    summary = next(line for line in out.splitlines() if line.startswith("geometric mean"))
+    assert summary.endswith("; 4 slower, 0 faster, 0 not significant")
+
+
+def test_an_edited_cell_file_withholds_its_timings_and_says_which_tables(tmp_path, run_config, capsys):
+    """mycell's file changed between the runs (its content hash), gru's did not: mycell's 2 timings are withheld
+    (not 'not significant'), gru's 2 judged; the code line names the tables whose rows of mycell it withholds."""
+    db = tmp_path / "r.sqlite"
+    with ResultStore(db) as store:
+        for digest, factor in (("sha256:aaaa", 1.0), ("sha256:bbbb", 1.5)):
+            store_run(store, run_config(), timing_rows("mycell", factor, plugin_version=digest) + timing_rows("gru", 1.0))
+    code, out, _ = cli("compare", "1", "2", "--db", db, capsys=capsys)
+    assert ("  cell mycell code: file:cells.py sha256:aaaa (A) vs file:cells.py sha256:bbbb (B)  "
+            "[speed, accuracy, gradients]") in out.splitlines()
+    summary = next(line for line in out.splitlines() if line.startswith("geometric mean"))
+    assert summary.endswith("; 0 slower, 0 faster, 2 not significant, 2 withheld (the cell's code differs)")
+
+
+def test_timings_withheld_for_two_reasons_are_counted_per_reason():
+    """Threads differ (timing method) and mycell's code changed: mycell's 2 timings are withheld for its code, gru's
+    2 for the timing method; the summary counts each reason."""
+    from harness.compare import compare_rows
+    from harness.run_diff import Difference
+
+    rows_a = timing_rows("mycell", 1.0, plugin_version="sha256:aaaa") + timing_rows("gru", 1.0)
+    rows_b = timing_rows("mycell", 1.5, plugin_version="sha256:bbbb") + timing_rows("gru", 1.5)
+    comparison = compare_rows([r.__dict__ for r in rows_a], [r.__dict__ for r in rows_b],
+                              differences=(Difference("threads", "1", "2", "speed"),))
+    assert comparison.summary().endswith("; 0 slower, 0 faster, 0 not significant, 4 withheld (2: the cell's code "
+                                         "differs; 2: timing method differs (threads))")
+    assert [s.withheld for s in comparison.speed] == ["the cell's code differs"] * 2 + ["timing method differs (threads)"] * 2
+
+
+@pytest.mark.parametrize("side_a, message", [
+    ("1,1", "run 1 is named twice in side A; name each run of a side once"),
+    ("latest,3", "latest and 3 are both run 3 in side A; name each run of a side once"),
+])
+def test_a_run_named_twice_in_a_side_is_refused(tmp_path, run_config, capsys, side_a, message):
+    """'1,1' pools one run, not two: refused in one line (exit 2) rather than quietly counted once, which would
+    turn a pooled comparison into a one-run-a-side one with another kind of verdict."""
+    db = tmp_path / "r.sqlite"
+    with ResultStore(db) as store:
+        for _ in range(3):
+            store_run(store, run_config(), timing_rows("gru", 1.0))
+    code, out, err = cli("compare", side_a, "2", "--db", db, capsys=capsys)
+    assert code == 2 and out == ""
+    assert err.strip().splitlines() == [f"rnnbench: error: {message} (pooled runs must be different runs)"]

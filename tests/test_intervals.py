@@ -4,7 +4,9 @@ import math
 
 import pytest
 
-from harness.intervals import bootstrap_interval, t_interval, t_quantile, t_two_sided_probability, wilson_interval
+from harness.fairness import seed_interval
+from harness.intervals import (bootstrap_interval, clipped, t_interval, t_quantile, t_two_sided_probability,
+                               wilson_interval)
 
 
 @pytest.mark.parametrize(
@@ -120,3 +122,53 @@ def test_wilson_textbook_example():
 def test_wilson_refuses_impossible_counts(k, n):
     with pytest.raises(ValueError, match="must be"):
         wilson_interval(k, n)
+
+
+# --- clipped to the range the quantity can take ------------------------------------------------------------
+
+T1 = math.tan(0.475 * math.pi)  # t_{0.975, 1} = 12.7062: two seeds
+
+
+def test_a_two_seed_accuracy_interval_crossing_both_ends_is_clipped_to_zero_and_one():
+    # accuracies 0.1, 0.9: mean 0.5, s = 0.8/√2 = 0.565685, s/√2 = 0.4, half width 12.7062 · 0.4 = 5.08248
+    # → [-4.58248, 5.58248], which [0, 1] cuts to [0, 1]
+    raw = t_interval([0.1, 0.9])
+    assert (raw.low, raw.high) == (pytest.approx(0.5 - 0.4 * T1), pytest.approx(0.5 + 0.4 * T1))
+    found = clipped(raw, 0.0, 1.0)
+    assert (found.mean, found.low, found.high, found.low_clipped, found.high_clipped) == (
+        pytest.approx(0.5), 0.0, 1.0, True, True)
+    assert (found.n, found.level, found.method) == (2, 0.95, "t")
+    assert found == seed_interval([0.1, 0.9], "accuracy")
+
+
+def test_a_two_seed_interval_crossing_one_end_is_clipped_there_only():
+    # accuracies 0.95, 0.97: mean 0.96, s/√2 = 0.01, half width 0.127062 → [0.832938, 1.087062] → [0.832938, 1]
+    found = seed_interval([0.95, 0.97], "accuracy")
+    assert (found.low, found.high) == (pytest.approx(0.96 - 0.01 * T1), 1.0)
+    assert (found.low_clipped, found.high_clipped) == (False, True)
+    # losses 0.002, 0.004: mean 0.003, s/√2 = 0.001, half width 0.0127062 → [-0.0097062, 0.0157062] → [0, 0.0157062]
+    loss = seed_interval([0.002, 0.004], "loss")
+    assert (loss.low, loss.high) == (0.0, pytest.approx(0.003 + 0.001 * T1))
+    assert (loss.low_clipped, loss.high_clipped) == (True, False)
+
+
+def test_an_interval_inside_the_range_is_unchanged():
+    # accuracies 0.50, 0.52: mean 0.51, s/√2 = 0.01 → [0.382938, 0.637062], inside [0, 1]
+    raw = t_interval([0.50, 0.52])
+    assert seed_interval([0.50, 0.52], "accuracy") == raw == clipped(raw, 0.0, 1.0)
+    assert (raw.low, raw.high) == (pytest.approx(0.51 - 0.01 * T1), pytest.approx(0.51 + 0.01 * T1))
+
+
+def test_a_metric_of_any_sign_is_not_clipped():
+    # decay rates -0.1, 0.1: mean 0, s/√2 = 0.1 → [-1.27062, 1.27062]; a slope of ln-norm may take any value
+    assert seed_interval([-0.1, 0.1], "decay_rate") == seed_interval([-0.1, 0.1]) == t_interval([-0.1, 0.1])
+
+
+def test_clipping_leaves_one_seed_and_a_mean_outside_the_range_alone():
+    one = t_interval([0.3])
+    assert clipped(one, 0.0, 1.0) is one
+    # a task whose loss went negative breaks the declared range: the interval is not made to exclude its mean
+    negative = t_interval([-0.5, 0.1])
+    assert clipped(negative, 0.0, math.inf) is negative
+    with pytest.raises(ValueError, match="lower <= upper"):
+        clipped(negative, 1.0, 0.0)

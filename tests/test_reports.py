@@ -182,6 +182,19 @@ def test_runs_lists_the_stored_runs(smoke, capsys, run_config):
             store.conn.execute("DELETE FROM runs WHERE run_id = ?", (empty,))
 
 
+def test_runs_says_speed_only_where_a_run_trained_on_no_task(tmp_path, capsys, run_config):
+    """--measure speed keeps the profile's tasks in the configuration, but trains on none: the tasks column says
+    so instead of listing copy,adding; a run that trains (or only probes gradients) lists its tasks."""
+    db = tmp_path / "r.sqlite"
+    with ResultStore(db) as store:
+        for measures in (("speed",), ("speed", "accuracy"), ("gradients",)):
+            store.start_run(["rnnbench", "run"], run_config(tasks=("copy", "adding"), measures=measures), {})
+    assert main(["runs", "--db", str(db)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    at = lines[0].index("tasks")
+    assert [line[at:].split("  ")[0] for line in lines[2:]] == ["— (speed only)", "copy,adding", "copy,adding"]
+
+
 def test_report_defaults_to_beside_the_database(smoke, capsys):
     assert main(["report", "1", "--format", "json", "--db", str(smoke.db)]) == 0
     assert capsys.readouterr().out.strip() == str(smoke.db.parent / "run-1" / "results.json")
@@ -257,7 +270,8 @@ def train_row(seed, metric, value, **extra):
 
 def test_accuracy_aggregates_seeds():
     """Three seeds, by hand: loss/baseline 0.1, 0.2, 0.3 -> mean 0.2, s = 0.1, t_{0.975,2} = 4.3027, half-width
-    4.3027 * 0.1 / sqrt(3) = 0.2484 -> "0.2 [-0.0484, 0.448]"; 2 of 3 solved, Wilson (z = 1.96):
+    4.3027 * 0.1 / sqrt(3) = 0.2484 -> [-0.0484, 0.448], clipped at 0 (a loss ratio is never negative) ->
+    "0.2 [0, 0.448]"; 2 of 3 solved, Wilson (z = 1.96):
     centre (2 + 1.921) / (3 + 3.841) = 0.5731, half 1.96 / 6.841 * sqrt(2/3 + 0.9604) = 0.3654 -> [0.21, 0.94];
     steps to solve 100, 300 and one seed censored at 500: S(100) = 2/3, S(300) = 1/3, median 300 (not the
     mean 200 of the two that solved)."""
@@ -267,7 +281,7 @@ def test_accuracy_aggregates_seeds():
                  train_row(seed, "steps_to_solve", steps), train_row(seed, "steps_run", ran)]
     table = accuracy_table(synthetic(rows))
     assert table.loc[0, "seeds"] == 3
-    assert table.loc[0, "loss/baseline"] == "0.2 [-0.0484, 0.448]"
+    assert table.loc[0, "loss/baseline"] == "0.2 [0, 0.448]"
     assert table.loc[0, "solved"] == "2/3 [0.21, 0.94]"
     assert table.loc[0, "steps to solve"] == "300 (2/3 solved; 1 censored at 500)"
 
@@ -333,3 +347,48 @@ def test_an_unknown_run_names_how_many_are_stored_when_it_shows_only_the_newest(
             store.finish_run(store.start_run(["rnnbench", "run"], run_config(), {}), "complete")
         with pytest.raises(UsageError, match=r"no run 99 .*runs stored: 12, the newest \[3, 4, 5, 6, 7, 8, 9, 10, 11, 12\]"):
             store.run(99)
+
+
+def two_seed_results() -> Results:
+    """Two seeds of gru on copy, by hand. accuracy 0.1, 0.9; loss 0.002, 0.004; loss/baseline 0.50, 0.52;
+    train s 1.00, 1.02. With t_{0.975,1} = 12.7062 and s/√2 = |x1 - x0|/2: accuracy 0.5 ± 5.08 -> [-4.58, 5.58],
+    clipped to [0, 1]; loss 0.003 ± 0.0127 -> [-0.0097, 0.0157], clipped to [0, 0.0157]; loss/baseline
+    0.51 ± 0.127 -> [0.383, 0.637] and train s 1.01 ± 0.127 -> [0.883, 1.14], inside their ranges: unchanged."""
+    rows = []
+    for seed, (accuracy, loss, ratio, seconds) in enumerate([(0.1, 0.002, 0.50, 1.00), (0.9, 0.004, 0.52, 1.02)]):
+        rows += [train_row(seed, "accuracy", accuracy), train_row(seed, "loss", loss), train_row(seed, "loss_ratio", ratio),
+                 train_row(seed, "train_time_s", seconds), train_row(seed, "solved", 0.0), train_row(seed, "steps_run", 20)]
+    return synthetic(rows)
+
+
+def test_two_seed_intervals_are_clipped_to_what_each_column_can_take():
+    table = accuracy_table(two_seed_results())
+    assert table.loc[0, ["accuracy", "loss", "loss/baseline", "train s"]].tolist() == [
+        "0.5 [0, 1]", "0.003 [0, 0.0157]", "0.51 [0.383, 0.637]", "1.01 [0.883, 1.14]"]
+
+
+def test_every_report_says_the_intervals_are_clipped_and_the_exports_hold_the_table_numbers(tmp_path):
+    """The terminal, Markdown and HTML reports title the accuracy table '... clipped to the possible range', the
+    Markdown and HTML captions say to which range; the CSV and JSON exports hold each seed's value, from which
+    the table's clipped interval follows."""
+    from harness.fairness import seed_interval
+    from reports.terminal import run_tables
+    from reports.tidy import render_csv, render_json
+
+    results = two_seed_results()
+    title = "(mean [95% Student t interval over seeds, clipped to the possible range])"
+    assert title in run_tables(results)
+    registry = load_plugins()
+    markdown = registry.reporter("markdown").render(results, tmp_path / "md").read_text()
+    page = " ".join(parse(registry.reporter("html").render(results, tmp_path / "html").read_text()).text)
+    for text in (markdown, page):
+        assert title in text and "Intervals are clipped to the values a column can take (accuracy in [0, 1]" in text
+    assert "0.5 \\[0, 1\\]" in markdown and "0.5 [0, 1]" in page
+    with render_csv(results, tmp_path).open() as handle:
+        from_csv = [float(r["value"]) for r in csv.DictReader(handle) if r["metric"] == "accuracy"]
+    from_json = [r["value"] for r in json.loads(render_json(results, tmp_path).read_text())["rows"]
+                 if r["metric"] == "accuracy"]
+    assert from_csv == from_json == [0.1, 0.9]
+    found = seed_interval(from_json, "accuracy")
+    assert (found.mean, found.low, found.high) == (pytest.approx(0.5), 0.0, 1.0)
+    assert accuracy_table(results).loc[0, "accuracy"] == f"{found.mean:.3g} [{found.low:.3g}, {found.high:.3g}]"

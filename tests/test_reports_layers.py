@@ -161,8 +161,8 @@ def test_runs_lists_the_layers_once_a_run_is_stacked(runs):
 
 def test_compare_lists_the_layers_and_withholds_every_verdict(runs):
     out = runs.compared.out
-    assert "  layers: 1 (A) vs 2 (B)  [speed, accuracy]" in out.splitlines()
-    assert "(accuracy, speed) are withheld" in out
+    assert "  layers: 1 (A) vs 2 (B)  [speed, accuracy, gradients]" in out.splitlines()
+    assert "(speed, accuracy, gradients) are withheld" in out
     speed = columns_of(out.split("come from the rounds (see the verdict line)\n")[1].split("\n\n")[0])
     assert speed and {row["verdict"] for row in speed} == {"withheld: the model differs (layers)"}
     assert "differences withheld: the model differs (layers)" in out.split("Accuracy:")[1]
@@ -174,7 +174,7 @@ def test_a_layers_difference_withholds_both_kinds_of_verdict(run_config):
     one, two = (SimpleNamespace(config=run_config(layers=n), speed_method=3, environment={}) for n in (1, 2))
     (difference,) = config_differences(one, two)
     assert (difference.line(), difference.affects, difference.withholds) == (
-        "layers: 1 (A) vs 2 (B)", "model", ("speed", "accuracy"))
+        "layers: 1 (A) vs 2 (B)", "model", ("speed", "accuracy", "gradients"))
     assert withheld_reason([difference], "speed") == withheld_reason([difference], "accuracy") == \
         "the model differs (layers)"
     assert config_differences(one, one) == []

@@ -241,3 +241,24 @@ def test_a_gate_fails_on_a_whole_table_shift():
     lines = regression_lines(comparison, 0.10)
     assert lines == ["regression: every timing on cpu together: 1.30x slower at the median of 20 timings (a slower "
                      "machine during run B, or slower software)", "1 device table(s) slower as a whole by more than 10.0%"]
+
+
+def test_a_whole_table_shift_under_another_model_names_the_model():
+    """Run B stacked its cells 2 layers deep (a ``model`` difference): every verdict is withheld, and the 1.30x shift
+    of the whole table is put down to the other model, in the note and in the gate's line, not to the machine."""
+    from harness.run_diff import Difference
+    from reports.compare_text import regression_lines
+
+    layers = Difference("layers", "1", "2", "model")
+    comparison = compare_rows(*_table([math.log(1.3)] * 10), differences=(layers,))
+    assert {s.verdict for s in comparison.speed} == {"withheld: the model differs (layers)"}
+    (note,) = [note for note in comparison.notes if "moved by 1.30x" in note]
+    assert note.endswith("the whole table moving is expected here: the model differs (layers), so B timed another "
+                         "model (any drift of the machine is mixed in)")
+    assert "the machine ran faster or slower" not in note
+    assert regression_lines(comparison, 0.10)[0] == ("regression: every timing on cpu together: 1.30x slower at the "
+                                                     "median of 20 timings (the model differs (layers): B timed "
+                                                     "another model)")
+    plain = compare_rows(*_table([math.log(1.3)] * 10))
+    assert any(note.endswith("the machine ran faster or slower during one of the runs, or the software differs")
+               for note in plain.notes)

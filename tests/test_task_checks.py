@@ -88,6 +88,13 @@ class AlwaysSolved(Echo):
         return True
 
 
+class NegativeLastStepLoss(Echo):
+    """A last-step loss shifted below 0: the reports clip a loss's interval at 0, so the contract asks for >= 0."""
+
+    def last_step_loss(self, logits_last, target):
+        return super().last_step_loss(logits_last, target) - 10.0
+
+
 class NanPredictor(Echo):
     """Its memoryless predictor's last step holds a NaN (as a 0/0 in a hand-written distribution would)."""
 
@@ -137,6 +144,7 @@ def test_parity_with_running_targets_passes_every_check():
     (NoLastTarget, "last-step", ["no target at the last step"]),
     (WrongShape, "shapes", ["(L, B, input_size) = (16, 5, 4)", "(15, 5, 4)"]),
     (FailsToBuild, "build", ["RuntimeError: no data here"]),
+    (NegativeLastStepLoss, "losses", ["last_step_loss of random outputs is -", "a loss must be at least 0"]),
 ])
 def test_a_broken_task_fails_the_right_check(factory, check, words):
     statuses = _statuses(factory)
