@@ -103,13 +103,14 @@ def run(ctx, cells, tasks, devices, measures, profile_name, seq_len, hidden_size
         param_budget, impls, train_impls, layers, threads, allow_large, db_path, out_dir, as_json, resume_run, retry_failed, workers, cluster,
         item_timeout, task_option_pairs, text_file, eval_lengths, plugin_files):
     """Train, time and probe every selected cell on every selected task and device."""
-    from harness.executor_choice import early_pool, execution_request, executor_for, item_timeout_in_force
+    from harness.executor_choice import (early_pool, execution_request, executor_for, item_timeout_in_force,
+                                         worker_warnings)
 
     if cluster and ctx.get_parameter_source("workers") != click.core.ParameterSource.COMMANDLINE:
         workers = AUTO_WORKERS  # RNNBENCH_WORKERS is for this machine; a cluster's workers are its own
     request = execution_request(workers, cluster, item_timeout)
     from harness.driver import RunInterrupted, execute, sigterm_as_interrupt
-    from harness.preflight import check_out_dir, thread_warnings
+    from harness.preflight import check_out_dir, count_side_by_side, thread_warnings
     from harness.results import Results
     from harness.runner import resolve_devices
     from harness.settings import build_config, cells_without_impls, grow_config, train_impl_left_out
@@ -160,7 +161,10 @@ def run(ctx, cells, tasks, devices, measures, profile_name, seq_len, hidden_size
             _warn(defaults)
     # Worker processes start up (import torch) while this process plans, once every name and size is
     # known good: started before, they took the driver's cores from a usage error's one line.
-    early = early_pool(request, threads=threads, devices=devices, resuming=resume_run is not None)
+    for warning in worker_warnings(request):
+        _warn(warning)
+    early = early_pool(request, threads=threads, devices=devices, resuming=resume_run is not None,
+                       side_by_side=count_side_by_side(config))
     if early is not None:
         ctx.call_on_close(early.close)
     # The executor before a new run's database is touched: an unreachable cluster stores nothing.
@@ -311,7 +315,8 @@ def runs(db_path):
 @click.argument("run_a", metavar="RUN_A")
 @click.argument("run_b", metavar="RUN_B")
 @click.option("--fail-above", type=Percent(), metavar="PCT",
-              help="Exit 1 when a speed timing of RUN_B is significantly slower than RUN_A's by more than PCT (e.g. 5%).")
+              help="Exit 1 when a speed timing of RUN_B is significantly slower than RUN_A's by more than PCT (e.g. 5%); "
+              "exit 2 when every timing's verdict is withheld (nothing to gate without --force).")
 @click.option("--force", is_flag=True, help="Give verdicts and differences even for rows the two runs measured "
               "differently (another recipe or timing method, or an edited cell).")
 @db_option
@@ -325,13 +330,17 @@ def compare(run_a, run_b, fail_above, force, db_path):
     sides alike.
     """
     from harness.compare import compare_runs, min_change_for_gate
-    from reports.compare_text import format_comparison, regression_lines
+    from reports.compare_text import format_comparison, nothing_to_gate, regression_lines
 
     with _open_store(db_path, create=False) as store:
         comparison = compare_runs(store, run_a, run_b, min_change=min_change_for_gate(fail_above), force=force)
     click.echo(format_comparison(comparison))
     if fail_above is None:
         return 0
+    unjudged = nothing_to_gate(comparison)
+    if unjudged:  # neither a pass (nothing was checked) nor a regression (nothing was measured as one)
+        click.echo(f"rnnbench: error: {unjudged}", err=True)
+        return UsageError.exit_code
     lines = regression_lines(comparison, fail_above)
     for line in lines:
         click.echo(f"rnnbench: {line}", err=True)

@@ -8,7 +8,9 @@
   (:class:`harness.executors.LocalPoolExecutor`). ``--workers auto`` (the default) starts one
   per usable core divided by ``--threads`` (at least one, at most one per item that can run
   side by side), and at least one per GPU when cuda is among the devices; GPU workers are
-  pinned with ``CUDA_VISIBLE_DEVICES`` and are the only ones given cuda items.
+  pinned with ``CUDA_VISIBLE_DEVICES`` and are the only ones given cuda items. ``--workers N``
+  starts N, but never more than the items that can run side by side (or the GPUs), and says in
+  one line when N is more than the usable cores; N that cannot fit in memory is refused.
 
 Timing items never share the machine: they run one at a time with nothing else running
 (see :mod:`harness.executors`).
@@ -23,6 +25,7 @@ from dataclasses import dataclass
 
 from harness.errors import UsageError
 from harness.executors import Executor, InProcessExecutor, LocalPoolExecutor
+from harness.preflight import check_worker_memory
 
 AUTO = "auto"
 WORKERS_ENV = "RNNBENCH_WORKERS"  # the default of --workers, e.g. 1 in the test suite
@@ -94,24 +97,41 @@ def auto_workers(threads: int, side_by_side: int, gpus: int = 0, cpus: int | Non
     return max(1, min(per_cpu, max(1, side_by_side)), gpus)
 
 
-def early_pool(request: ExecutionRequest, *, threads: int, devices, resuming: bool) -> LocalPoolExecutor | None:
+def worker_warnings(request: ExecutionRequest) -> list[str]:
+    """One line when ``--workers N`` asks for more processes than there are usable cores."""
+    cpus = usable_cpus()
+    if request.cluster or request.workers is None or request.workers <= cpus:
+        return []
+    return [f"--workers {request.workers} is more than the {cpus} usable CPU cores here: no more start than the run "
+            "has training items to run side by side, and those will compete for cores"]
+
+
+def early_pool(request: ExecutionRequest, *, threads: int, devices, resuming: bool,
+               side_by_side: int | None = None) -> LocalPoolExecutor | None:
     """A local pool started once the run's names and sizes are validated, before the driver
     plans, so that its workers' start-up (importing torch: seconds) overlaps the planning and
     a usage error never waits on it; None where its make-up is not known yet. Known: local workers, not a resumed run (whose thread count is stored), and no
     GPU to pin (a GPU worker's ``CUDA_VISIBLE_DEVICES`` is fixed at start, and only torch can
-    say whether a GPU is usable). ``auto`` starts one per usable core / ``threads``;
-    :func:`make_executor` trims the pool to the planned items, or replaces it."""
+    say whether a GPU is usable). ``auto`` starts one per usable core / ``threads``, ``--workers N``
+    at most one per usable core (each imports torch: a thousand at once exhaust any machine's memory),
+    and neither more than ``side_by_side``, the most training items the run may plan (timing items
+    run alone, so one worker is enough for them); :func:`make_executor` trims
+    the pool to the planned items, or grows or replaces it."""
     if request.cluster or resuming or (request.workers == 1 and not request.timeout_given):
         return None
     if any(d != "cpu" for d in devices) and any(os.path.exists(f) for f in GPU_DEVICE_FILES):
         return None
-    workers = request.workers or auto_workers(threads, side_by_side=usable_cpus())
+    cpus = usable_cpus()
+    workers = min(request.workers, cpus) if request.workers else auto_workers(threads, side_by_side=cpus, cpus=cpus)
+    workers = max(1, min(workers, side_by_side if side_by_side is not None else workers))
+    if request.workers is not None:
+        check_worker_memory(workers)
     return LocalPoolExecutor(workers, warm=WARM_UP).start(threads)
 
 
 def _adopt(started: LocalPoolExecutor | None, workers: int, gpus, threads: int) -> LocalPoolExecutor:
-    """``started`` trimmed to ``workers`` when it fits (no GPUs, same threads, enough workers), else a new pool."""
-    if started is not None and not gpus and started.threads == threads and started.workers >= workers:
+    """``started`` trimmed or grown to ``workers`` when it fits (no GPUs, same threads), else a new pool."""
+    if started is not None and not gpus and started.threads == threads:
         started.resize(workers)
         return started
     if started is not None:
@@ -136,8 +156,10 @@ def make_executor(request: ExecutionRequest, *, devices, threads: int, side_by_s
     gpus = visible_gpus() if "cuda" in devices else ()
     if request.workers is None:
         workers = auto_workers(threads, side_by_side, len(gpus))
-    else:
-        workers, gpus = request.workers, gpus[: request.workers]
+    else:  # as typed, but no more than the items that can run at once: the others would sit idle
+        gpus = gpus[: request.workers]
+        workers = max(min(request.workers, max(1, side_by_side)), len(gpus))
+        check_worker_memory(workers)
     return _adopt(started, workers, gpus, threads)
 
 

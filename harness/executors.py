@@ -221,8 +221,9 @@ class LocalPoolExecutor(Executor):
         return self
 
     def resize(self, workers: int) -> None:
-        """Keep ``workers`` processes (>= the GPU workers); extra ones already started are stopped."""
-        if not len(self.gpus) <= workers <= self.workers:
+        """Keep ``workers`` processes (>= the GPU workers): extra ones already started are stopped,
+        missing ones start with the next :meth:`start` or :meth:`run`."""
+        if not len(self.gpus) <= workers:
             raise ExecutorError(f"cannot resize a pool of {self.workers} workers ({len(self.gpus)} GPUs) to {workers}")
         for worker in self._pool[workers:]:
             worker.kill()  # idle and possibly still importing: nothing to finish

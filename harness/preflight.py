@@ -171,11 +171,17 @@ def count_items(config) -> int:
         impls = len(config.impls) if config.impls else 4
         total += (devices * cells * impls * len(config.speed_batch_sizes) * len(config.speed_seq_lens)
                   * len(config.speed_hidden_sizes) * config.timing.passes)
-    if any(m in TRAIN_MEASUREMENTS for m in config.measures):
-        lengths = sum(len(v) for v in config.task_seq_lens.values())
-        total += (devices * cells * lengths * len(config.hidden_sizes) * len(config.seeds)
-                  * len(config.learning_rates))
-    return total
+    return total + count_side_by_side(config)
+
+
+def count_side_by_side(config) -> int:
+    """How many training items the run plans, at most: the items that may run at the same time
+    (timing items run alone)."""
+    if not any(m in TRAIN_MEASUREMENTS for m in config.measures):
+        return 0
+    lengths = sum(len(v) for v in config.task_seq_lens.values())
+    return (len(config.devices) * len(config.cells) * lengths * len(config.hidden_sizes) * len(config.seeds)
+            * len(config.learning_rates))
 
 
 def check_item_count(config) -> None:
@@ -183,6 +189,43 @@ def check_item_count(config) -> None:
     if count > MAX_ITEMS:
         raise UsageError(f"this run would plan up to {count} items, more than the {MAX_ITEMS} one run holds; "
                          "select fewer cells, sizes or seeds, or split it into several runs")
+
+
+# What a worker process holds once it has imported torch and the harness, a lower bound (about
+# 220 MB resident measured with torch 2.13 on Linux, part of it shared libraries), so that a refusal
+# is never a false alarm.
+WORKER_START_BYTES = 100 * 10**6
+
+
+def available_memory_bytes() -> int | None:
+    """Memory free for new processes: the kernel's ``MemAvailable``, within a container's limit
+    less what the container uses. None when it cannot be read."""
+    try:
+        lines = Path("/proc/meminfo").read_text().splitlines()
+        available = next(int(line.split()[1]) * 1024 for line in lines if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        return None
+    limit = _cgroup_limit_bytes()
+    try:
+        used = int(Path("/sys/fs/cgroup/memory.current").read_text().strip())
+    except (OSError, ValueError):
+        used = None
+    if limit and used is not None:
+        available = min(available, max(0, limit - used))
+    return available
+
+
+def check_worker_memory(workers: int, available_bytes: int | None = None) -> None:
+    """Refuse to start ``workers`` worker processes when even their start-up (importing torch)
+    cannot fit the memory available now: started anyway, they are ended by the out-of-memory
+    killer, and other processes of the machine with them."""
+    available = available_memory_bytes() if available_bytes is None else available_bytes
+    need = workers * WORKER_START_BYTES
+    if available is not None and need > available:
+        fit = max(1, available // WORKER_START_BYTES)
+        raise UsageError(f"--workers {workers}: {workers} worker processes need at least {_gb(need)} to start "
+                         f"(about {_gb(WORKER_START_BYTES)} each), more than the {_gb(available)} of memory available "
+                         f"here; give --workers {fit} or fewer, or 'auto'")
 
 
 def thread_warnings(threads: int) -> list[str]:
@@ -201,7 +244,9 @@ def check_out_dir(out_dir: str | os.PathLike | None, option: str = "--out", purp
     if out_dir is None:
         return
     path = Path(out_dir)
-    missing, existing = [], Path(os.path.abspath(path))  # ".." resolved, so only folders made here are removed
+    # ".." resolved as the OS will (after the symlink before it: abspath would collapse "link/.." to "."),
+    # so the folder tried is the one the report goes to, and only folders made here are removed
+    missing, existing = [], Path(os.path.realpath(path))
     while not existing.exists() and existing != existing.parent:
         missing.append(existing)
         existing = existing.parent
@@ -214,7 +259,7 @@ def check_out_dir(out_dir: str | os.PathLike | None, option: str = "--out", purp
         for folder in reversed(missing):
             folder.mkdir()
             made.append(folder)
-        with tempfile.TemporaryFile(dir=os.path.abspath(path)):
+        with tempfile.TemporaryFile(dir=os.path.realpath(path)):
             pass
     except OSError as exc:
         raise UsageError(f"{option} {str(path)!r} cannot be created or written to ({exc.strerror or exc}); "

@@ -124,14 +124,26 @@ def verdict_lines(comparison: Comparison) -> list[str]:
     return lines
 
 
+def nothing_to_gate(comparison: Comparison) -> str | None:
+    """One line when a gate has no timing to judge: every compared timing's verdict is withheld (the
+    model, timing method or cells' code differs) and ``--force`` was not given; None otherwise."""
+    compared = comparison.compared()
+    if comparison.force or not compared or any(s.withheld is None for s in compared):
+        return None
+    reasons = "; ".join(dict.fromkeys(s.withheld for s in compared))
+    return f"nothing to gate: every timing withheld ({reasons}); pass --force to gate on them anyway"
+
+
 def regression_lines(comparison: Comparison, threshold: float) -> list[str]:
     """One line per timing of B significantly slower than A's by more than ``threshold``, one per device whose whole
     table is slower by more than that at its median (the empirical null does not call such a shift timing by
     timing, and a gate must not pass it silently), then a count."""
     regressions = comparison.regressions(threshold)
+    judged = {s.device for s in comparison.compared() if s.withheld is None}  # a withheld table is not gated
     lines = [f"regression: {s.cell} {s.impl} {s.device} B={s.batch_size} T={s.seq_len} I={s.input_size} "
              f"H={s.hidden_size} {s.timing}: {ratio_words(s.ratio)} ({_evidence(s)})" for s in regressions]
-    shifted = [(device, centre, n) for device, centre, n in comparison.table_shifts if centre > 1 + threshold]
+    shifted = [(device, centre, n) for device, centre, n in comparison.table_shifts
+               if centre > 1 + threshold and device in judged]
     model = model_difference(list(comparison.differences))
     cause = f"{model}: B timed another model" if model else "a slower machine during run B, or slower software"
     lines += [f"regression: every timing on {device} together: {ratio_words(centre)} at the median of {n} timings "

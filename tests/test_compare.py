@@ -271,7 +271,10 @@ def test_a_slowed_cell_is_flagged_slower(rnnbench, write_plugin, tmp_path):
     assert "cell probe code: file:probe_fast.py sha256:" in withheld.out
     probe = [line for line in withheld.out.splitlines() if line.startswith("probe ")]
     assert len(probe) == 2 and all("withheld: the cell's code differs" in line for line in probe), withheld.out
-    assert withheld.code == 0
+    # the gate judged nothing: neither a pass (exit 0) nor a regression (exit 1)
+    assert withheld.code == 2 and withheld.err.strip() == ("rnnbench: error: nothing to gate: every timing withheld "
+                                                         "(the cell's code differs); pass --force to gate on them "
+                                                         "anyway")
     result = rnnbench("compare", "1", "latest", "--db", db, "--fail-above", "5%", "--force")
     probe = [line for line in result.out.splitlines() if line.startswith("probe ")]
     assert len(probe) == 2, result.out

@@ -389,6 +389,24 @@ def test_9_trying_the_out_folder_leaves_nothing_behind(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_9_the_out_folder_tried_is_the_one_the_os_will_write_to_through_a_symlink(tmp_path, monkeypatch):
+    """``link/../viaLink`` with ``link -> a/b`` is ``a/viaLink`` to the OS (".." follows the link); collapsing ".."
+    first would try ``./viaLink``, a folder the report never goes to. ``a/viaLink`` is a file here, so the OS's
+    folder cannot be made, and a stray ``./viaLink`` is neither made nor removed."""
+    from harness.errors import UsageError
+    from harness.preflight import check_out_dir
+
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "a" / "viaLink").write_text("a file")
+    (tmp_path / "link").symlink_to(tmp_path / "a" / "b", target_is_directory=True)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UsageError, match="--out 'link/../viaLink' is a file, not a folder"):
+        check_out_dir("link/../viaLink")
+    check_out_dir("link/../made/here")  # creatable through the link, and removed again
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "link"]
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["b", "viaLink"]
+
+
 def test_9_a_report_that_cannot_be_written_after_the_run_keeps_the_results_and_says_how_to_write_it(
         rnnbench, tmp_path, monkeypatch):
     """A disk that fills up during the run: the tables and rows are kept, one line says where the

@@ -162,6 +162,10 @@ def test_a_run_on_both_sides_or_pooled_with_other_code_is_refused(tmp_path, run_
     _store_runs(db, run_config, [[1e-3] * 5] * 3)
     result = rnnbench("compare", "1,2", "2", "--db", db)
     assert result.code == 2 and "run 2 is on both sides; each run belongs to A or to B" in result.err
+    for side_a, side_b in (("1,3", "3,2"), ("1,latest", "3")):  # pooled on both sides; named by 'latest'
+        result = rnnbench("compare", side_a, side_b, "--db", db)
+        assert result.code == 2 and result.err.strip() == ("rnnbench: error: run 3 is on both sides; each run "
+                                                           "belongs to A or to B")
     with ResultStore(db) as store:  # run 3's cell came from an edited plugin file
         store.conn.execute("UPDATE results SET plugin_version = 'sha256:edited' WHERE run_id = 3")
         store.conn.commit()
@@ -247,7 +251,7 @@ def test_a_whole_table_shift_under_another_model_names_the_model():
     """Run B stacked its cells 2 layers deep (a ``model`` difference): every verdict is withheld, and the 1.30x shift
     of the whole table is put down to the other model, in the note and in the gate's line, not to the machine."""
     from harness.run_diff import Difference
-    from reports.compare_text import regression_lines
+    from reports.compare_text import nothing_to_gate, regression_lines
 
     layers = Difference("layers", "1", "2", "model")
     comparison = compare_rows(*_table([math.log(1.3)] * 10), differences=(layers,))
@@ -256,9 +260,34 @@ def test_a_whole_table_shift_under_another_model_names_the_model():
     assert note.endswith("the whole table moving is expected here: the model differs (layers), so B timed another "
                          "model (any drift of the machine is mixed in)")
     assert "the machine ran faster or slower" not in note
-    assert regression_lines(comparison, 0.10)[0] == ("regression: every timing on cpu together: 1.30x slower at the "
-                                                     "median of 20 timings (the model differs (layers): B timed "
-                                                     "another model)")
+    # Without --force the gate judges none of the withheld timings, the table's shift included, and says so.
+    assert regression_lines(comparison, 0.10) == []
+    assert nothing_to_gate(comparison) == ("nothing to gate: every timing withheld (the model differs (layers)); "
+                                           "pass --force to gate on them anyway")
+    forced = compare_rows(*_table([math.log(1.3)] * 10), differences=(layers,), force=True)
+    assert nothing_to_gate(forced) is None
+    assert regression_lines(forced, 0.10)[-2:] == ["regression: every timing on cpu together: 1.30x slower at the "
+                                                   "median of 20 timings (the model differs (layers): B timed another "
+                                                   "model)", "1 device table(s) slower as a whole by more than 10.0%"]
     plain = compare_rows(*_table([math.log(1.3)] * 10))
     assert any(note.endswith("the machine ran faster or slower during one of the runs, or the software differs")
                for note in plain.notes)
+
+
+def test_a_gate_whose_timings_are_all_withheld_judges_nothing(tmp_path, run_config, rnnbench):
+    """Run B stacked its cell 2 layers deep and timed it 1.3x slower: the verdict is withheld, so ``--fail-above``
+    exits 2 with one line (it neither passes a check it did not make nor calls a regression); ``--force`` gates."""
+    from harness.store import ResultStore
+
+    db = tmp_path / "results.sqlite"
+    with ResultStore(db) as store:
+        for layers, minima in ((1, [1e-3] * 5), (2, [1.3e-3] * 5)):
+            run_id = store.start_run(["rnnbench", "run"], run_config(cells=("gru",), layers=layers), {"hostname": "t"})
+            store.add_rows(run_id, speed_rows(minima))
+            store.finish_run(run_id, "complete")
+    result = rnnbench("compare", "1", "2", "--fail-above", "5", "--db", db)
+    assert "withheld" in result.out
+    assert result.code == 2 and result.err.strip() == ("rnnbench: error: nothing to gate: every timing withheld (the "
+                                                       "model differs (layers)); pass --force to gate on them anyway")
+    forced = rnnbench("compare", "1", "2", "--fail-above", "5", "--force", "--db", db)
+    assert forced.code == 1 and "regression: gru" in forced.err

@@ -137,6 +137,76 @@ def test_a_pool_started_early_is_trimmed_to_the_planned_items_or_replaced():
     assert early_pool(request, threads=1, devices=("cpu",), resuming=True) is None
 
 
+class _FakeWorker:
+    """Stands in for a worker process, so that pools of many workers are sized without starting any."""
+
+    ready = True
+
+    def kill(self):
+        pass
+
+    stop = kill
+
+
+@pytest.fixture
+def two_cpus(monkeypatch):
+    """A 2-core machine with 24 GB available, whose pools start no process: returns the list of workers started."""
+    import harness.executor_choice as choice
+    import harness.preflight as preflight
+
+    started = []
+
+    def new_worker(pool, slot):
+        started.append(slot)
+        return _FakeWorker()
+
+    monkeypatch.setattr(choice, "usable_cpus", lambda: 2)
+    monkeypatch.setattr(preflight, "available_memory_bytes", lambda: 24 * 10**9)
+    monkeypatch.setattr(LocalPoolExecutor, "_new_worker", new_worker)
+    return started
+
+
+def test_an_early_pool_starts_no_more_workers_than_cores_or_items(two_cpus):
+    """``--workers 1024`` started 1024 processes before planning (out of memory); now at most one per usable core,
+    and no more than the training items that may run side by side (timing items run alone: one worker)."""
+    pool = early_pool(ExecutionRequest(workers=1024), threads=1, devices=("cpu",), resuming=False)
+    assert pool.workers == 2 and len(two_cpus) == 2
+    for side_by_side, expected in ((0, 1), (1, 1), (5, 2)):
+        two_cpus.clear()
+        pool = early_pool(ExecutionRequest(workers=5), threads=1, devices=("cpu",), resuming=False,
+                          side_by_side=side_by_side)
+        assert pool.workers == expected and len(two_cpus) == expected
+
+
+def test_typed_workers_are_trimmed_to_the_items_and_grow_the_early_pool_only_for_them(two_cpus):
+    speed_only = make_executor(ExecutionRequest(workers=5), devices=("cpu",), threads=1, side_by_side=0)
+    assert speed_only.workers == 1  # two timing items run one at a time: a second worker would sit idle
+    early = early_pool(ExecutionRequest(workers=6), threads=1, devices=("cpu",), resuming=False, side_by_side=6)
+    assert early.workers == 2
+    grown = make_executor(ExecutionRequest(workers=6), devices=("cpu",), threads=1, side_by_side=6, started=early)
+    assert grown is early and grown.workers == 6 and len(two_cpus) == 2  # the other 4 start when the run does
+    grown._ensure_pool(1)
+    assert len(two_cpus) == 6
+
+
+def test_more_workers_than_cores_is_said_and_more_than_memory_refused(two_cpus, monkeypatch):
+    from harness.errors import UsageError
+    from harness.executor_choice import worker_warnings
+    import harness.preflight as preflight
+
+    assert worker_warnings(ExecutionRequest(workers=6)) == [
+        "--workers 6 is more than the 2 usable CPU cores here: no more start than the run has training items to run "
+        "side by side, and those will compete for cores"]
+    assert worker_warnings(ExecutionRequest(workers=2)) == worker_warnings(ExecutionRequest()) == []
+    monkeypatch.setattr(preflight, "available_memory_bytes", lambda: 10**9)  # room for 10 workers of 100 MB
+    assert make_executor(ExecutionRequest(workers=10), devices=("cpu",), threads=1, side_by_side=10).workers == 10
+    with pytest.raises(UsageError, match=r"--workers 11: 11 worker processes need at least 1.1 GB to start \(about "
+                                         r"0.1 GB each\), more than the 1 GB of memory available here; give "
+                                         r"--workers 10 or fewer, or 'auto'"):
+        make_executor(ExecutionRequest(workers=11), devices=("cpu",), threads=1, side_by_side=11)
+    assert two_cpus == []
+
+
 # -- items in the driver use the driver's plugins -----------------------------------------------
 COUNTED = """
 from harness import hookimpl
