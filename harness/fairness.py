@@ -8,8 +8,8 @@
   so that tables report test figures at that rate; conditions without a choice (no
   validation rows, e.g. a gradients-only run) keep every rate.
 - :func:`seed_interval`, :func:`solved_proportion`, :func:`solve_curve_of`: a mean over seeds
-  with its 95% Student t interval (clipped to the metric's possible range,
-  :mod:`harness.metric_ranges`), k/n solved with its Wilson interval, and the Kaplan-Meier
+  with its 95% Student t interval (clipped to the metric's possible range when every seed lies
+  in it, :mod:`harness.metric_ranges`), k/n solved with its Wilson interval, and the Kaplan-Meier
   curve of steps to solve (unsolved seeds censored at the step they stopped).
 - :func:`task_rankings`: per task, cells ranked on test loss / baseline at their chosen rate,
   each compared with the best by a paired sign-flip test, Holm-corrected
@@ -92,10 +92,10 @@ def at_chosen_lr(rows: pd.DataFrame, choices: dict[tuple, LrChoice] | None = Non
 
 def seed_interval(values, metric: str | None = None) -> MeanInterval | None:
     """Mean over seeds with its 95% t interval, clipped to the range ``metric`` can take
-    (:data:`harness.metric_ranges.METRIC_RANGES`; None or an unlisted metric: not clipped);
-    None when no seed has a value."""
+    (:data:`harness.metric_ranges.METRIC_RANGES`; None or an unlisted metric: not clipped) when every
+    seed's value lies in it (:func:`harness.intervals.clipped`); None when no seed has a value."""
     values = [float(v) for v in values if v is not None and math.isfinite(float(v))]
-    return clipped(t_interval(values), *metric_range(metric)) if values else None
+    return clipped(t_interval(values), *metric_range(metric), values=values) if values else None
 
 
 def solved_proportion(solved_flags) -> Proportion | None:

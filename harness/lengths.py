@@ -25,6 +25,7 @@ from harness.errors import UsageError
 from harness.names import LENGTH
 from harness.preflight import SQLITE_INT_MAX
 from harness.results import ResultRow
+from harness.task_options import build_task
 from harness.training import TEST_STREAM, evaluate, rng_for
 
 _SPEC = re.compile(r"^(?:(\d+(?:\.\d+)?)x|(\d+))$")
@@ -51,11 +52,22 @@ def resolve_length(spec: str, trained_seq_len: int) -> int:
     return int(spec)
 
 
+def task_at_length(task_spec, seq_len: int, options: dict):
+    """``(task, None)``: the task of ``task_spec`` built at ``seq_len`` with ``options``; or ``(None, why)``
+    when its factory refuses that length (``ValueError`` or ``UsageError``: digits is fixed at T = 64).
+
+    The run's evaluation (:func:`length_rows`) and the memory estimate before it
+    (``harness.settings``) both ask here, so a length one of them leaves out the other does too.
+    Any other exception is the factory's own failure and propagates."""
+    try:
+        return build_task(task_spec, seq_len, options), None
+    except (ValueError, UsageError) as exc:
+        return None, f"{task_spec.name} cannot be built at T={seq_len}: {exc}"
+
+
 def length_rows(model, task_spec, options: dict, trained_seq_len: int, specs: tuple[str, ...], base: dict, *,
                 seed: int, eval_size: int, device, dtype=torch.float32) -> list[ResultRow]:
     """Evaluate ``model`` at every length of ``specs``; ``base``: the fields the item's rows share."""
-    from harness.task_options import build_task
-
     rows: list[ResultRow] = []
     done: set[int] = set()
     for spec in specs:
@@ -65,11 +77,9 @@ def length_rows(model, task_spec, options: dict, trained_seq_len: int, specs: tu
         done.add(seq_len)
         fields = {**base, "measurement": LENGTH, "seq_len": seq_len, "length": None, "phase": LENGTH,
                   "stats": {"trained_seq_len": trained_seq_len, "eval_length": spec}}
-        try:
-            task = build_task(task_spec, seq_len, options)
-        except (ValueError, UsageError) as exc:
-            rows.append(ResultRow(**{**fields, "metric": "length_accuracy"}, status="skipped",
-                                  error=f"{task_spec.name} cannot be built at T={seq_len}: {exc}"))
+        task, why_not = task_at_length(task_spec, seq_len, options)
+        if task is None:
+            rows.append(ResultRow(**{**fields, "metric": "length_accuracy"}, status="skipped", error=why_not))
             continue
         fields["length"] = task.length
         batch = task.sample_split(min(eval_size, MAX_EVAL_SIZE), rng_for(seed, TEST_STREAM), "test")

@@ -15,6 +15,9 @@ that intersection. Each range here follows from how the metric is defined, never
   ``steps_run``) are at least 0; so is the gradient ``horizon``, a distance in steps.
 
 A metric not listed here (``decay_rate``, a slope of ln-norm, may take any sign) is not clipped.
+Nor is a row with a seed's value outside its metric's range (a third-party task whose loss, e.g. a
+Gaussian negative log-likelihood, goes below 0): the range does not hold there, and a clipped interval
+could exclude an observed value, so that row keeps its plain t interval.
 """
 
 from __future__ import annotations
@@ -41,8 +44,9 @@ METRIC_RANGES: dict[str, tuple[float, float]] = {
 
 # Said under every table whose intervals are clipped, in every report format alike.
 CLIPPED_NOTE = ("Intervals are clipped to the values a column can take (accuracy in [0, 1]; loss, loss/baseline, "
-                "times and horizons at least 0): a t interval of few seeds can reach past them, and its intersection "
-                "with the possible range keeps the 95% coverage. A bound shown at 0 or 1 may be such a clip.")
+                "times and horizons at least 0) where every seed's value lies in that range: a t interval of few "
+                "seeds can reach past it, and its intersection with the range keeps the 95% coverage. A bound shown "
+                "at 0 or 1 may be such a clip.")
 
 
 def metric_range(metric: str | None) -> tuple[float, float]:

@@ -8,7 +8,7 @@ from harness.cells import available_impls, unknown_impl_message
 from harness.config import RunConfig
 from harness.errors import UsageError
 from harness.names import ACCURACY, GRAPHED, SPEED, TRAIN_MEASUREMENTS
-from harness.lengths import MAX_EVAL_SIZE, parse_eval_lengths, resolve_length
+from harness.lengths import MAX_EVAL_SIZE, parse_eval_lengths, resolve_length, task_at_length
 from harness.preflight import SQLITE_INT_MAX, check_item_count, check_memory
 from harness.profiles import get_profile
 from harness.stacking import check_layers
@@ -174,7 +174,9 @@ def build_config(registry, *, cells, tasks, devices, measures, profile_name="def
 def _eval_shapes(registry, config: RunConfig) -> dict[tuple[str, int], tuple[int, int, int]]:
     """``(task, T) -> (L, I, E)`` for every length a trained model is evaluated at (``--eval-lengths``),
     for the memory estimate. A length past what SQLite stores is refused here; one the task cannot
-    be built at is left out (the run stores a skipped row saying why)."""
+    be built at (:func:`harness.lengths.task_at_length`) is left out, as the run stores a skipped row
+    saying why. A factory that fails otherwise is left out too: the estimate must not stop the run,
+    whose item then fails and is recorded with the error."""
     shapes = {}
     for name, trained_lengths in config.task_seq_lens.items():
         for trained in trained_lengths:
@@ -186,8 +188,10 @@ def _eval_shapes(registry, config: RunConfig) -> dict[tuple[str, int], tuple[int
                 if seq_len == trained or (name, seq_len) in shapes:
                     continue
                 try:
-                    task = build_task(registry.task(name), seq_len, config.options_for(name))
-                except ValueError:
+                    task, _ = task_at_length(registry.task(name), seq_len, config.options_for(name))
+                except Exception:  # noqa: BLE001 -- a plugin's own failure; the item reports it
+                    continue
+                if task is None:
                     continue
                 shapes[(name, seq_len)] = (int(task.length), int(task.input_size),
                                            min(config.recipe.eval_size, MAX_EVAL_SIZE))

@@ -134,7 +134,7 @@ def test_a_two_seed_accuracy_interval_crossing_both_ends_is_clipped_to_zero_and_
     # → [-4.58248, 5.58248], which [0, 1] cuts to [0, 1]
     raw = t_interval([0.1, 0.9])
     assert (raw.low, raw.high) == (pytest.approx(0.5 - 0.4 * T1), pytest.approx(0.5 + 0.4 * T1))
-    found = clipped(raw, 0.0, 1.0)
+    found = clipped(raw, 0.0, 1.0, values=[0.1, 0.9])
     assert (found.mean, found.low, found.high, found.low_clipped, found.high_clipped) == (
         pytest.approx(0.5), 0.0, 1.0, True, True)
     assert (found.n, found.level, found.method) == (2, 0.95, "t")
@@ -155,7 +155,7 @@ def test_a_two_seed_interval_crossing_one_end_is_clipped_there_only():
 def test_an_interval_inside_the_range_is_unchanged():
     # accuracies 0.50, 0.52: mean 0.51, s/√2 = 0.01 → [0.382938, 0.637062], inside [0, 1]
     raw = t_interval([0.50, 0.52])
-    assert seed_interval([0.50, 0.52], "accuracy") == raw == clipped(raw, 0.0, 1.0)
+    assert seed_interval([0.50, 0.52], "accuracy") == raw == clipped(raw, 0.0, 1.0, values=[0.50, 0.52])
     assert (raw.low, raw.high) == (pytest.approx(0.51 - 0.01 * T1), pytest.approx(0.51 + 0.01 * T1))
 
 
@@ -166,9 +166,20 @@ def test_a_metric_of_any_sign_is_not_clipped():
 
 def test_clipping_leaves_one_seed_and_a_mean_outside_the_range_alone():
     one = t_interval([0.3])
-    assert clipped(one, 0.0, 1.0) is one
+    assert clipped(one, 0.0, 1.0, values=[0.3]) is one
     # a task whose loss went negative breaks the declared range: the interval is not made to exclude its mean
     negative = t_interval([-0.5, 0.1])
-    assert clipped(negative, 0.0, math.inf) is negative
+    assert clipped(negative, 0.0, math.inf, values=[-0.5, 0.1]) is negative
     with pytest.raises(ValueError, match="lower <= upper"):
-        clipped(negative, 1.0, 0.0)
+        clipped(negative, 1.0, 0.0, values=[-0.5, 0.1])
+
+
+def test_one_seed_outside_the_range_leaves_the_interval_alone_though_the_mean_is_inside():
+    # losses -0.01, 0.05 (a Gaussian NLL can go below 0): mean 0.02, s/√2 = 0.03, half width 0.381186
+    # → [-0.361186, 0.401186]; clipping at 0 would exclude the seed at -0.01, so it is left as it is
+    found = seed_interval([-0.01, 0.05], "loss")
+    assert found == t_interval([-0.01, 0.05])
+    assert (found.low, found.high) == (pytest.approx(0.02 - 0.03 * T1), pytest.approx(0.02 + 0.03 * T1))
+    assert (found.low_clipped, found.high_clipped) == (False, False)
+    # accuracies are fractions by definition, but the rule is the same at the upper end: 0.9, 1.02 → unclipped
+    assert seed_interval([0.9, 1.02], "accuracy") == t_interval([0.9, 1.02])

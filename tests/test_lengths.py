@@ -129,3 +129,54 @@ def test_text_samples_are_seeded_and_shown_side_by_side(rnnbench, tmp_path):
     assert '"prompt": "hello world, how are you?"' in samples[0][0][3]
     report = (out / "report.md").read_text()
     assert "## Text samples" in report and report.count("| hello world, how are you? |") == 2
+
+
+CAPPED_PLUGIN = """
+    from harness import hookimpl
+    from harness.errors import UsageError
+    from tasks.copy import CopyTask
+
+    def capped(seq_len):
+        if seq_len > 50:
+            raise {error}(f"capped: T must be at most 50, got {{seq_len}}")
+        return CopyTask(seq_len)
+
+    @hookimpl
+    def register_tasks(register):
+        register("capped", capped)
+"""
+
+
+def _capped_run(rnnbench, write_plugin, tmp_path, error: str):
+    """A plugin task refusing T > 50 with ``error``, trained at T = 20 and read at 2x and 4x."""
+    path = write_plugin(f"capped_{error.lower()}", CAPPED_PLUGIN.format(error=error))
+    db = tmp_path / "r.sqlite"
+    result = rnnbench("run", "--plugin", path, "--profile", "smoke", "--device", "cpu", "--cells", "gru",
+                      "--tasks", "capped", "--measure", "accuracy", "--seq-len", "20", "--steps", "5", "--seeds", "1",
+                      "--eval-lengths", "2x,4x", "--db", db, "--out", tmp_path / "out")
+    with sqlite3.connect(db) as conn:
+        stored = conn.execute("select measurement, seq_len, metric, status, error from results"
+                              " where metric in ('accuracy', 'length_accuracy') or status != 'ok'"
+                              " order by measurement, seq_len").fetchall()
+    return result, stored
+
+
+@pytest.mark.parametrize("error", ["UsageError", "ValueError"])
+def test_a_length_a_plugin_task_refuses_is_skipped_not_the_run(rnnbench, write_plugin, tmp_path, error):
+    """The memory estimate and the evaluation agree (harness.lengths.task_at_length): T = 40 is read,
+    T = 80 gets a skipped row, and the run is not refused over it."""
+    result, stored = _capped_run(rnnbench, write_plugin, tmp_path, error)
+    assert result.code == 0, result.err
+    assert stored == [("accuracy", 20, "accuracy", "ok", None), ("length", 40, "length_accuracy", "ok", None),
+                      ("length", 80, "length_accuracy", "skipped",
+                       "capped cannot be built at T=80: capped: T must be at most 50, got 80")]
+
+
+def test_a_plugin_task_failing_at_a_length_fails_its_item_not_the_estimate(rnnbench, write_plugin, tmp_path):
+    """Any other exception from the factory does not stop the memory estimate: the item fails with it
+    and the results it had are stored."""
+    result, stored = _capped_run(rnnbench, write_plugin, tmp_path, "RuntimeError")
+    assert result.code == 1 and "Traceback" not in result.err
+    assert "failed: RuntimeError: capped: T must be at most 50, got 80" in result.err  # the progress line
+    assert stored[0] == ("accuracy", 20, "accuracy", "ok", None)
+    assert stored[-1][3:] == ("failed", "RuntimeError: capped: T must be at most 50, got 80")

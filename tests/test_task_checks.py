@@ -88,8 +88,17 @@ class AlwaysSolved(Echo):
         return True
 
 
+class NegativeLoss(Echo):
+    """A loss shifted below 0: the reports clip a loss's interval at 0, so the contract asks for a loss of at
+    least 0. (Its memoryless loss no longer matches the baseline, so 'baseline' fails too.)"""
+
+    def loss(self, logits, target):
+        return super().loss(logits, target) - 10.0
+
+
 class NegativeLastStepLoss(Echo):
-    """A last-step loss shifted below 0: the reports clip a loss's interval at 0, so the contract asks for >= 0."""
+    """A last-step loss shifted below 0. No reported metric is its value (the gradient probe only
+    differentiates it, and a shift has no gradient), so the contract lets it be."""
 
     def last_step_loss(self, logits_last, target):
         return super().last_step_loss(logits_last, target) - 10.0
@@ -117,8 +126,9 @@ def _statuses(factory) -> dict[str, tuple[str, str]]:
     return {r.name: (r.status, r.message) for r in iter_task_checks(_spec(factory))}
 
 
-def test_a_well_formed_task_passes():
-    assert {name: status for name, (status, _) in _statuses(Echo).items()} == dict.fromkeys(TASK_CHECK_NAMES, PASS)
+@pytest.mark.parametrize("factory", [Echo, NegativeLastStepLoss])
+def test_a_well_formed_task_passes(factory):
+    assert {name: status for name, (status, _) in _statuses(factory).items()} == dict.fromkeys(TASK_CHECK_NAMES, PASS)
 
 
 class RunningParity(ParityTask):
@@ -144,7 +154,6 @@ def test_parity_with_running_targets_passes_every_check():
     (NoLastTarget, "last-step", ["no target at the last step"]),
     (WrongShape, "shapes", ["(L, B, input_size) = (16, 5, 4)", "(15, 5, 4)"]),
     (FailsToBuild, "build", ["RuntimeError: no data here"]),
-    (NegativeLastStepLoss, "losses", ["last_step_loss of random outputs is -", "a loss must be at least 0"]),
 ])
 def test_a_broken_task_fails_the_right_check(factory, check, words):
     statuses = _statuses(factory)
@@ -154,6 +163,12 @@ def test_a_broken_task_fails_the_right_check(factory, check, words):
         assert word in message
     failed = [name for name, (s, _) in statuses.items() if s == FAIL]
     assert failed == [check]
+
+
+def test_a_negative_loss_fails_the_losses_check():
+    status, message = _statuses(NegativeLoss)["losses"]
+    assert status == FAIL
+    assert message.startswith("loss of random outputs is -") and "a loss must be at least 0" in message
 
 
 def test_cli_checks_tasks_and_cells_by_name(rnnbench):
