@@ -6,12 +6,10 @@ says what was wrong and what is allowed.
 
 from __future__ import annotations
 
-import re
-
 import click
 
-from harness.names import split_list
-from harness.preflight import MAX_SEEDS, MAX_THREADS, SQLITE_INT_MAX
+from harness.names import SQLITE_INT_MAX, split_list, whole_number
+from harness.preflight import MAX_SEEDS, MAX_THREADS
 
 
 class PositiveIntList(click.ParamType):
@@ -101,17 +99,6 @@ class Percent(click.ParamType):
         return number / 100
 
 
-def _whole(text: str) -> int | None:
-    """``text`` as a whole number >= 0 written in ASCII digits, else None (``int`` alone would take
-    ``"²"``'s ``isdigit``, ``"+3"``, ``"1_0"`` and raise on a number of more than 4300 digits)."""
-    if not re.fullmatch(r"[0-9]+", text):
-        return None
-    try:
-        return int(text)
-    except ValueError:  # past Python's digit limit: far beyond any allowed value
-        return SQLITE_INT_MAX + 1
-
-
 class Seeds(click.ParamType):
     """Seeds: a count ``3`` (seeds 0, 1, 2), a range ``5..9`` (5 to 9 inclusive), or a list ``0,4,7``
     (items may themselves be ranges: ``0..2,10``)."""
@@ -123,7 +110,7 @@ class Seeds(click.ParamType):
         if isinstance(value, tuple):
             return value
         text = str(value).strip()
-        count = _whole(text)
+        count = whole_number(text)
         if count == 0:
             self.fail("'0': give a count of at least 1 (3: seeds 0..2); seed 0 alone is 0..0", param, ctx)
         if count is not None:
@@ -133,7 +120,7 @@ class Seeds(click.ParamType):
         seeds: list[int] = []
         for part in split_list(text) if "," in text or ".." in text else ():
             low, dots, high = part.partition("..")
-            first, last = (_whole(low.strip()), _whole(high.strip())) if dots else (_whole(part),) * 2
+            first, last = (whole_number(low.strip()), whole_number(high.strip())) if dots else (whole_number(part),) * 2
             if first is None or last is None:
                 self.fail(f"{part!r} is not a seed or a range of seeds; {self.allowed}", param, ctx)
             if last < first:

@@ -20,17 +20,17 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from dataclasses import dataclass
 
 from harness.errors import UsageError
 from harness.executors import Executor, InProcessExecutor, LocalPoolExecutor
-from harness.preflight import check_worker_memory
+from harness.names import whole_number
+from harness.preflight import MAX_THREADS, check_worker_memory
 
 AUTO = "auto"
 WORKERS_ENV = "RNNBENCH_WORKERS"  # the default of --workers, e.g. 1 in the test suite
 NO_LIMIT = "none"
-MAX_WORKERS = 1024  # as --threads: past the cores of any one machine
+MAX_WORKERS = MAX_THREADS  # as --threads: past the cores of any one machine
 WARM_UP = "harness.item_work:warm_up"  # what every local worker does as it starts
 GPU_DEVICE_FILES = ("/dev/nvidiactl", "/dev/kfd", "/dev/dxg")  # NVIDIA, ROCm, WSL: a GPU torch may use
 
@@ -51,7 +51,7 @@ def parse_workers(text: str) -> int | None:
     value = str(text).strip().lower()
     if value == AUTO:
         return None
-    workers = int(value) if re.fullmatch(r"[0-9]{1,9}", value) else 0
+    workers = whole_number(value) or 0
     if not 1 <= workers <= MAX_WORKERS:  # each worker is a process that imports torch
         raise UsageError(f"--workers {text!r}: give a whole number of worker processes from 1 to {MAX_WORKERS}, "
                          "or 'auto'")
@@ -123,7 +123,8 @@ def early_pool(request: ExecutionRequest, *, threads: int, devices, resuming: bo
         return None
     cpus = usable_cpus()
     workers = min(request.workers, cpus) if request.workers else auto_workers(threads, side_by_side=cpus, cpus=cpus)
-    workers = max(1, min(workers, side_by_side if side_by_side is not None else workers))
+    if side_by_side is not None:
+        workers = max(1, min(workers, side_by_side))
     if request.workers is not None:
         check_worker_memory(workers)
     return LocalPoolExecutor(workers, warm=WARM_UP).start(threads)

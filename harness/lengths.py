@@ -22,8 +22,7 @@ import re
 import torch
 
 from harness.errors import UsageError
-from harness.names import LENGTH
-from harness.preflight import SQLITE_INT_MAX
+from harness.names import LENGTH, SQLITE_INT_MAX
 from harness.results import ResultRow
 from harness.task_options import build_task
 from harness.training import TEST_STREAM, evaluate, rng_for

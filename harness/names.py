@@ -57,6 +57,23 @@ RUN_REPORT_FORMAT = "markdown"  # the report `rnnbench run` writes beside its ta
 REPORT_FORMAT_ALIASES = {"md": "markdown"}
 
 
+# The largest integer SQLite stores (a signed 64-bit integer): every stored size and run id must fit.
+SQLITE_INT_MAX = 2**63 - 1
+
+
+def whole_number(text: str) -> int | None:
+    """``text`` as a whole number >= 0 written in ASCII digits, else None: the one parser of counts
+    typed on the command line (``int`` alone would take ``"²"``'s ``isdigit``, ``"+3"``, ``"1_0"``
+    and raise on a number of more than 4300 digits, which is returned as ``SQLITE_INT_MAX + 1``,
+    past every allowed value)."""
+    if not re.fullmatch(r"[0-9]+", text):
+        return None
+    try:
+        return int(text)
+    except ValueError:  # past Python's digit limit
+        return SQLITE_INT_MAX + 1
+
+
 def split_list(value: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
     """``"a, b,,a"`` -> ``("a", "b")``: the one parser of comma-separated command-line lists.
 

@@ -34,8 +34,6 @@ from harness.errors import UsageError
 from harness.names import CUDA, SPEED, TRAIN_MEASUREMENTS
 
 FLOAT32_BYTES = 4
-# The largest integer SQLite stores (a signed 64-bit integer): every stored size must fit.
-SQLITE_INT_MAX = 2**63 - 1
 MAX_ITEMS = 100_000
 MAX_SEEDS = 100_000
 MAX_THREADS = 1024
@@ -70,11 +68,16 @@ def speed_item_bytes(batch_size: int, seq_len: int, input_size: int, hidden_size
     return FLOAT32_BYTES * (2 * params + batch_size * seq_len * _kept_activations(input_size, hidden_size, layers))
 
 
+def _held_out_values(eval_size: int, length: int, input_size: int, hidden_size: int) -> int:
+    """Values of a held-out set evaluated without gradients: its inputs and outputs, ``E L (I + H)``."""
+    return eval_size * length * (input_size + hidden_size)
+
+
 def train_item_bytes(batch_size: int, eval_size: int, length: int, input_size: int, hidden_size: int,
                      params: int | None = None, layers: int = 1) -> int:
     params = cell_params(input_size, hidden_size, layers) if params is None else params
     return FLOAT32_BYTES * (4 * params + batch_size * length * _kept_activations(input_size, hidden_size, layers)
-                            + eval_size * length * (input_size + hidden_size))
+                            + _held_out_values(eval_size, length, input_size, hidden_size))
 
 
 def _cgroup_limit_bytes() -> int | None:
@@ -109,7 +112,7 @@ def eval_bytes(eval_size: int, length: int, input_size: int, hidden_size: int, p
     """A trained model evaluated at another length (``--eval-lengths``), without gradients: its
     weights ``P`` and the held-out set with its outputs, ``E L (I + H)``."""
     params = cell_params(input_size, hidden_size, layers) if params is None else params
-    return FLOAT32_BYTES * (params + eval_size * length * (input_size + hidden_size))
+    return FLOAT32_BYTES * (params + _held_out_values(eval_size, length, input_size, hidden_size))
 
 
 def largest_items(config, task_shapes: dict[tuple[str, int], tuple[int, int]],
@@ -246,7 +249,8 @@ def check_out_dir(out_dir: str | os.PathLike | None, option: str = "--out", purp
     path = Path(out_dir)
     # ".." resolved as the OS will (after the symlink before it: abspath would collapse "link/.." to "."),
     # so the folder tried is the one the report goes to, and only folders made here are removed
-    missing, existing = [], Path(os.path.realpath(path))
+    resolved = Path(os.path.realpath(path))
+    missing, existing = [], resolved
     while not existing.exists() and existing != existing.parent:
         missing.append(existing)
         existing = existing.parent
@@ -259,7 +263,7 @@ def check_out_dir(out_dir: str | os.PathLike | None, option: str = "--out", purp
         for folder in reversed(missing):
             folder.mkdir()
             made.append(folder)
-        with tempfile.TemporaryFile(dir=os.path.realpath(path)):
+        with tempfile.TemporaryFile(dir=resolved):
             pass
     except OSError as exc:
         raise UsageError(f"{option} {str(path)!r} cannot be created or written to ({exc.strerror or exc}); "

@@ -7,9 +7,9 @@ from dataclasses import replace
 from harness.cells import available_impls, unknown_impl_message
 from harness.config import RunConfig
 from harness.errors import UsageError
-from harness.names import ACCURACY, GRAPHED, SPEED, TRAIN_MEASUREMENTS
+from harness.names import ACCURACY, GRAPHED, SPEED, SQLITE_INT_MAX, TRAIN_MEASUREMENTS
 from harness.lengths import MAX_EVAL_SIZE, parse_eval_lengths, resolve_length, task_at_length
-from harness.preflight import SQLITE_INT_MAX, check_item_count, check_memory
+from harness.preflight import check_item_count, check_memory
 from harness.profiles import get_profile
 from harness.stacking import check_layers
 from harness.task_options import build_task

@@ -25,8 +25,8 @@ from harness import dbfile
 from harness.config import RunConfig
 from harness.errors import RunInUseError, RunTakenOverError, StoreError, UsageError
 from harness.migrations import SCHEMA_VERSION
+from harness.names import SQLITE_INT_MAX
 from harness.ownership import Heartbeat, Owner, new_token, now_iso, this_host
-from harness.preflight import SQLITE_INT_MAX
 from harness.results import ROW_COLUMNS, ResultRow, StoredRun, merge_speed_passes
 
 DEFAULT_DB = Path("rnnbench-results") / "results.sqlite"

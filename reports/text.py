@@ -10,7 +10,7 @@ from __future__ import annotations
 import pandas as pd
 
 from harness.metric_ranges import CLIPPED_NOTE
-from harness.names import ACCURACY, GRADIENTS, SPEED
+from harness.names import ACCURACY, SPEED
 from harness.results import StoredRun
 
 TABLE_CAPTIONS = {
